@@ -1,0 +1,257 @@
+"""Activation capture: forward hooks on every layer's MLP activation, batched probes, padding masked.
+
+Hooks are installed once for a whole pass (not per probe) and hand each layer's activation
+`act(gate(x))` of shape (batch, tokens, neurons) to a collector that reduces it on the model's device
+in float32, so nothing of size (layers × neurons × probes) is ever held:
+
+- `LanguageCounts` (pass 1): per language, how many of its word-span tokens have activation > 0.
+- `ProbeMeans` (pass 2): per probe, the mean activation over its content tokens (padding and special
+  tokens excluded) of a chosen set of neurons — only the neurons the HSIC step reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import LoadedModel
+from .probes import Probe, complete_generation, token_languages
+
+
+@dataclass(frozen=True)
+class EncodedProbe:
+    input_ids: list[int]
+    token_langs: list[int]  # per token: index into the language list, or -1
+    content: list[bool]  # per token: False for special tokens (BOS/EOS), which every probe shares
+
+
+@dataclass
+class Batch:
+    rows: torch.Tensor  # (B,) indices of the probes in the encoded list
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    token_langs: torch.Tensor  # (B, T) language index, -1 for other tokens and padding
+    content: torch.Tensor  # (B, T) bool, real non-special tokens
+
+
+def encode_probes(tokenizer, probes: Sequence[Probe], languages: Sequence[str]) -> list[EncodedProbe]:
+    """Tokenize probes and map every token to the language whose word span it overlaps."""
+    if not probes:
+        return []
+    enc = tokenizer(
+        [p.text for p in probes],
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+        add_special_tokens=True,
+    )
+    out = []
+    for probe, ids, offsets, special in zip(
+        probes, enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], strict=True
+    ):
+        langs = token_languages(offsets, probe.spans, languages)
+        out.append(EncodedProbe(list(ids), langs, [not s for s in special]))
+    return out
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Group indices of similar length (sorted, stable) into batches of at most `batch_size` rows and, if
+    given, at most `max_batch_tokens` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[i]  # sorted ascending: the newcomer is the longest
+        too_many = len(current) >= batch_size
+        too_big = max_batch_tokens is not None and (len(current) + 1) * longest > max_batch_tokens
+        if current and (too_many or too_big):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(encoded: Sequence[EncodedProbe], rows: Sequence[int], pad_id: int, device: torch.device) -> Batch:
+    """Right-pad one batch of encoded probes into tensors on `device`."""
+    width = max(len(encoded[r].input_ids) for r in rows)
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    langs = torch.full((n, width), -1, dtype=torch.long)
+    content = torch.zeros((n, width), dtype=torch.bool)
+    for b, r in enumerate(rows):
+        e = encoded[r]
+        k = len(e.input_ids)
+        ids[b, :k] = torch.tensor(e.input_ids)
+        mask[b, :k] = 1
+        langs[b, :k] = torch.tensor(e.token_langs)
+        content[b, :k] = torch.tensor(e.content)
+    return Batch(
+        torch.tensor(list(rows), device=device),
+        ids.to(device),
+        mask.to(device),
+        langs.to(device),
+        content.to(device),
+    )
+
+
+class LanguageCounts:
+    """Pass 1 collector: positive-activation counts per (language, layer, neuron) over word-span tokens.
+
+    Counts accumulate in float32 on the model's device; they are exact integers up to 2**24 tokens per
+    language, far beyond any probe set (checked in `result`).
+    """
+
+    def __init__(self, n_languages: int, n_layers: int, n_neurons: int, device: torch.device):
+        self.positive = torch.zeros((n_languages, n_layers, n_neurons), dtype=torch.float32, device=device)
+        self.tokens = torch.zeros(n_languages, dtype=torch.float64, device=device)
+        self._present: torch.Tensor | None = None
+        self._onehot: torch.Tensor | None = None
+
+    def begin(self, batch: Batch) -> None:
+        langs = batch.token_langs
+        present = torch.unique(langs[langs >= 0])  # (k,) languages in this batch
+        self._present = present
+        self._onehot = (langs.unsqueeze(-1) == present).to(torch.float32)  # (B, T, k)
+        self.tokens.index_add_(0, present, self._onehot.sum(dim=(0, 1)).double())
+
+    def add(self, layer: int, act: torch.Tensor) -> None:
+        if self._present is None or self._present.numel() == 0:
+            return
+        positive = (act > 0).to(torch.float32)  # (B, T, I)
+        counts = torch.einsum("btk,bti->ki", self._onehot, positive)  # (k, I)
+        self.positive[self._present, layer] += counts
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positive counts (n_lang, L, I), token counts (n_lang,)) as float64 host arrays."""
+        tokens = self.tokens.cpu().numpy()
+        if tokens.max(initial=0) >= 2**24:
+            raise OverflowError("more than 2**24 word-span tokens for one language: float32 counts inexact")
+        return self.positive.double().cpu().numpy(), tokens
+
+
+class ProbeMeans:
+    """Pass 2 collector: per probe, mean activation over content tokens of selected neurons.
+
+    `neurons[l]` lists the neuron indices of layer l to keep; the output has one column per kept neuron,
+    layers in order (columns of layer l start at `offsets[l]`).
+    """
+
+    def __init__(self, neurons: Sequence[np.ndarray], n_probes: int, device: torch.device):
+        self.index = [torch.as_tensor(np.asarray(n, dtype=np.int64), device=device) for n in neurons]
+        sizes = [len(n) for n in neurons]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.out = torch.zeros((n_probes, int(self.offsets[-1])), dtype=torch.float32, device=device)
+        self._weights: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
+
+    def begin(self, batch: Batch) -> None:
+        content = batch.content.to(torch.float32)  # (B, T)
+        self._weights = content / content.sum(dim=1, keepdim=True).clamp_min(1.0)
+        self._rows = batch.rows
+
+    def add(self, layer: int, act: torch.Tensor) -> None:
+        idx = self.index[layer]
+        if idx.numel() == 0:
+            return
+        selected = act.index_select(-1, idx).to(torch.float32)  # (B, T, k_l)
+        means = torch.einsum("bt,btk->bk", self._weights, selected)  # (B, k_l)
+        self.out[self._rows, self.offsets[layer] : self.offsets[layer + 1]] = means
+
+    def result(self) -> np.ndarray:
+        """(n_probes, n_columns) float64 host array."""
+        return self.out.double().cpu().numpy()
+
+
+class ActivationHooks:
+    """Forward hooks on every layer's MLP activation for the lifetime of a `with` block.
+
+    The hooks pass each activation (B, T, I) to `self.collector`; with no collector they do nothing.
+    """
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.collector: LanguageCounts | ProbeMeans | None = None
+        self._handles: list = []
+
+    def _hook(self, layer: int) -> Callable:
+        act_fn = self.loaded.model.get_decoder().layers[layer].mlp.act_fn if self.loaded.apply_activation else None
+
+        def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+            if self.collector is not None:
+                self.collector.add(layer, act_fn(output) if act_fn is not None else output)
+
+        return hook
+
+    def __enter__(self) -> ActivationHooks:
+        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.loaded.activations)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def run_pass(
+    loaded: LoadedModel,
+    encoded: Sequence[EncodedProbe],
+    collector: LanguageCounts | ProbeMeans,
+    batch_size: int,
+    max_batch_tokens: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream all encoded probes through the backbone (no LM head) with `collector` receiving activations."""
+    device = next(loaded.model.parameters()).device
+    decoder = loaded.model.get_decoder()
+    pad_id = loaded.tokenizer.pad_token_id
+    with ActivationHooks(loaded) as hooks, torch.inference_mode():
+        hooks.collector = collector
+        for rows in length_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens):
+            batch = collate(encoded, rows, pad_id, device)
+            collector.begin(batch)
+            decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            if progress is not None:
+                progress(len(rows))
+
+
+def generate_probes(
+    loaded: LoadedModel,
+    probes: Sequence[Probe],
+    batch_size: int,
+    max_new_tokens: int = 30,
+    progress: Callable[[int], None] | None = None,
+) -> list[Probe]:
+    """`generate` mode: greedy continuations (at most `max_new_tokens`, cut at newline or closing quote)
+    appended to each prompt, so the capture pass sees the model's own second word."""
+    tok = loaded.tokenizer
+    device = next(loaded.model.parameters()).device
+    previous_side = tok.padding_side
+    tok.padding_side = "left"
+    out: list[Probe] = []
+    try:
+        for start in range(0, len(probes), batch_size):
+            chunk = probes[start : start + batch_size]
+            enc = tok([p.text for p in chunk], return_tensors="pt", padding=True).to(device)
+            with torch.inference_mode():
+                gen = loaded.model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+                )
+            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            out.extend(complete_generation(p, t) for p, t in zip(chunk, texts, strict=True))
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        tok.padding_side = previous_side
+    return out
+
+
+def columns_for(masks: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Per layer, the sorted neuron indices set in any of the (L, I) masks."""
+    union = np.logical_or.reduce(list(masks))  # (L, I)
+    return [np.flatnonzero(row) for row in union]

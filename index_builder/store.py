@@ -1,0 +1,98 @@
+"""The DuckDB index file: written whole to a temporary file and renamed into place, read with plain SQL.
+
+Tables are given column-wise (`{"column": [values...]}`) and inserted with one `unnest` statement per
+table, which is about 100× faster than row-wise `executemany`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+
+from .schema import REQUIRED_TABLES, SCHEMA_VERSION, TABLES
+
+Columns = Mapping[str, Sequence]
+
+
+class IndexReadError(Exception):
+    """An index file that is missing, not a DuckDB file, or not a BridgeX index of this schema."""
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:
+    names = list(columns)
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"table {table}: columns of different lengths {sorted(lengths)}")
+    if not names or lengths == {0}:
+        return
+    select = ", ".join(f"unnest(${i + 1}) AS {n}" for i, n in enumerate(names))
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM (SELECT {select})",
+        [list(v) for v in columns.values()],
+    )
+
+
+def write_index(path: Path, provenance: Mapping[str, str], tables: Mapping[str, Columns]) -> None:
+    """Write a complete index to `path` atomically: nothing appears at `path` unless all of it was written."""
+    path = Path(path)
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for ddl in TABLES.values():
+                con.execute(ddl)
+            rows = {**provenance, "schema_version": str(SCHEMA_VERSION)}
+            _insert(con, "provenance", {"key": list(rows), "value": [str(v) for v in rows.values()]})
+            for table, columns in tables.items():
+                _insert(con, table, columns)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(tmp) + ".wal").unlink()
+
+
+def open_index(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open an index read-only, checking that it is a BridgeX index of the current schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise IndexReadError(f"index not found: {path}")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as err:
+        raise IndexReadError(f"{path} is not a readable DuckDB file: {str(err).splitlines()[0]}") from err
+    try:
+        present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        missing = [t for t in REQUIRED_TABLES if t not in present]
+        if missing:
+            raise IndexReadError(f"{path} is not a BridgeX index (missing tables: {', '.join(missing)})")
+        row = con.execute("SELECT value FROM provenance WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            found = row[0] if row else "none"
+            raise IndexReadError(f"{path} has index schema version {found}, this BridgeX reads {SCHEMA_VERSION}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def provenance(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("SELECT key, value FROM provenance ORDER BY key").fetchall())
+
+
+def records(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> list[dict]:
+    """Run a query and return rows as dicts keyed by column name."""
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
