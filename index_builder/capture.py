@@ -57,7 +57,9 @@ def encode_probes(tokenizer, probes: Sequence[Probe], languages: Sequence[str]) 
     return out
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None
+) -> list[list[int]]:
     """Group indices of similar length (sorted, stable) into batches of at most `batch_size` rows and, if
     given, at most `max_batch_tokens` padded tokens."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
@@ -180,7 +182,9 @@ class ActivationHooks:
         self._handles: list = []
 
     def _hook(self, layer: int) -> Callable:
-        act_fn = self.loaded.model.get_decoder().layers[layer].mlp.act_fn if self.loaded.apply_activation else None
+        act_fn = (
+            self.loaded.model.get_decoder().layers[layer].mlp.act_fn if self.loaded.apply_activation else None
+        )
 
         def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
             if self.collector is not None:
@@ -189,7 +193,9 @@ class ActivationHooks:
         return hook
 
     def __enter__(self) -> ActivationHooks:
-        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.loaded.activations)]
+        self._handles = [
+            m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.loaded.activations)
+        ]
         return self
 
     def __exit__(self, *exc) -> None:

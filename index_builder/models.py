@@ -151,7 +151,7 @@ def activation_modules(model: nn.Module) -> tuple[list[nn.Module], bool]:
     """
     layers = _decoder_layers(model)
     name = type(model).__name__
-    expected = "expected decoder layers with mlp.gate_proj, mlp.up_proj, mlp.down_proj (Llama, Mistral, Qwen2, Gemma)"
+    expected = "expected layers with mlp.gate_proj, up_proj, down_proj (Llama, Mistral, Qwen2, Gemma)"
     if not layers:
         raise ModelError(f"model {name} has no decoder layers: {expected}")
     mlps = [getattr(layer, "mlp", None) for layer in layers]
@@ -171,7 +171,9 @@ def config_hash(config) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def load_model(spec: str, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None) -> LoadedModel:
+def load_model(
+    spec: str, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None
+) -> LoadedModel:
     """Load `spec` (folder, hub id or .gguf) for activation capture on `device` in `dtype`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -193,7 +195,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", cache_dir: 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {spec!r}: {str(err).splitlines()[0]}") from err
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(f"model {spec!r} has no fast tokenizer: word spans need offset mappings")

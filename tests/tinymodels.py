@@ -65,7 +65,7 @@ def _config(family: str, vocab_size: int, tok):
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=4,
+        num_hidden_layers=6,
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=32,

@@ -1,0 +1,283 @@
+"""`bridgex-index`: build a bridge index and read it (bridges, similarity, plots, provenance).
+
+Commands parse and validate, then hand over to `pipeline`, `store` and `plots`. Every user error ends in
+one line on stderr and exit code 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .dictionaries import DictionaryError
+    from .languages import UnknownLanguageError
+    from .pipeline import BuildError
+    from .store import IndexReadError
+
+    errors: list[type[BaseException]] = [BuildError, DictionaryError, UnknownLanguageError, IndexReadError]
+    try:
+        from .models import ModelError
+
+        errors.append(ModelError)
+    except ImportError:  # torch not installed: the read-only commands still work
+        pass
+    return tuple(errors)
+
+
+def fails_cleanly(fn: Callable) -> Callable:
+    """Turn the package's user-facing errors into `error: <message>` on stderr and exit code 2."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return run
+
+
+def _codes(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _band(_ctx, _param, value: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not two fractions like 0.3,0.7") from None
+    if not 0 <= lo < hi <= 1:
+        raise click.BadParameter(f"{value!r}: expected 0 <= start < end <= 1")
+    return lo, hi
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bridgex-index")
+def main() -> None:
+    """Build and inspect BridgeX bridge indexes (language neurons, overlaps, HSIC bridge scores)."""
+
+
+@main.command()
+@click.option(
+    "--model", required=True, help="Model folder, .gguf file (converted once and cached) or hub id."
+)
+@click.option("--langs", required=True, help="Comma-separated ISO 639-1 codes, e.g. en,de,sw,he.")
+@click.option(
+    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="Built-in CLDR dictionaries."
+)
+@click.option(
+    "--dict-dir",
+    type=click.Path(path_type=Path),
+    help="Directory of MUSE files <src>-<trg>.txt (instead of --dictionaries cldr).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Index file to write (.duckdb).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    help="Model dtype; auto is float32 on CPU, bfloat16 on CUDA.",
+)
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Probes per forward pass.")
+@click.option(
+    "--max-batch-tokens", default=8192, show_default=True, type=int, help="Padded tokens per forward pass."
+)
+@click.option(
+    "--top-rate", default=0.01, show_default=True, type=float, help="Share of neurons per language."
+)
+@click.option(
+    "--selector",
+    default="top-rate",
+    show_default=True,
+    type=click.Choice(["top-rate", "lape"]),
+    help="How language neurons are chosen.",
+)
+@click.option(
+    "--middle-band",
+    default="0.3,0.7",
+    show_default=True,
+    callback=_band,
+    help="Depth fractions of the layers that score bridges.",
+)
+@click.option(
+    "--bridges", "bridge_list", help="Comma-separated candidate bridges (default: every other language)."
+)
+@click.option(
+    "--mode",
+    default="teacher-forced",
+    show_default=True,
+    type=click.Choice(["teacher-forced", "generate"]),
+    help="Probe mode: one forward pass per probe, or the model's greedy continuation (paper-faithful).",
+)
+@click.option(
+    "--max-pairs", default=100, show_default=True, type=int, help="Probe entries per language pair."
+)
+@click.option(
+    "--test-fraction", default=0.2, show_default=True, type=float, help="Held-out share per dictionary."
+)
+@click.option(
+    "--temperature", default=1.0, show_default=True, type=float, help="Selection softmax temperature."
+)
+@click.option(
+    "--low-resource", help="Comma-separated languages to mark low-resource (default: all but major ones)."
+)
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Where converted models are cached.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@fails_cleanly
+def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
+    """Build a bridge index from a model and bilingual dictionaries."""
+    from .pipeline import BuildConfig, BuildError, build_index
+
+    if (dict_source is None) == (dict_dir is None):
+        raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+    if not out.parent.is_dir():
+        raise BuildError(f"output directory does not exist: {out.parent}")
+    cfg = BuildConfig(
+        model=model,
+        langs=_codes(langs) or [],
+        out=out,
+        dictionaries="cldr" if dict_source else str(dict_dir),
+        bridges=_codes(bridge_list),
+        low_resource=_codes(low_resource),
+        **opts,
+    )
+    summary = build_index(cfg, progress=not quiet)
+    click.echo(
+        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']}"
+    )
+
+
+@main.command()
+@click.argument("gguf", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face folder to write.")
+@click.option(
+    "--dtype", default="bfloat16", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"])
+)
+@fails_cleanly
+def convert(gguf: Path, out: Path, dtype: str) -> None:
+    """Convert a .gguf model once into a Hugging Face folder (which vLLM can serve)."""
+    from .models import DTYPES, convert_gguf
+
+    click.echo(str(convert_gguf(gguf, out, DTYPES[dtype])))
+
+
+def _open(index: Path):
+    from .store import open_index
+
+    return open_index(index)
+
+
+def _check_language(con, code: str | None, flag: str) -> None:
+    from .pipeline import BuildError
+
+    if code is None:
+        return
+    known = [r[0] for r in con.execute("SELECT code FROM languages ORDER BY code").fetchall()]
+    if code not in known:
+        raise BuildError(f"{flag} {code!r} is not in this index (languages: {', '.join(known)})")
+
+
+@main.command(name="bridges")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--source", help="Only this source language.")
+@click.option("--target", help="Only this target language.")
+@click.option("--top", type=int, help="Only the best N bridges per pair.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
+@fails_cleanly
+def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
+    """The ranked bridges per (source, target) pair."""
+    from .store import records
+
+    con = _open(index)
+    _check_language(con, source, "--source")
+    _check_language(con, target, "--target")
+    rows = records(
+        con,
+        "SELECT source, target, bridge, score, probability, rank FROM bridges"
+        " WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR target = $2) AND ($3 IS NULL OR rank <= $3)"
+        " ORDER BY source, target, rank",
+        [source, target, top],
+    )
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{'source':6} {'target':6} {'rank':>4} {'bridge':6} {'probability':>11} {'score':>10}")
+    for r in rows:
+        click.echo(
+            f"{r['source']:6} {r['target']:6} {r['rank']:>4} {r['bridge']:6} "
+            f"{r['probability']:>11.3f} {r['score']:>10.5f}"
+        )
+
+
+@main.command()
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
+@fails_cleanly
+def similarity(index: Path, as_json: bool) -> None:
+    """Overlap neuron counts, Jaccard and similarity per language pair."""
+    from .store import records
+
+    rows = records(
+        _open(index),
+        "SELECT lang_a, lang_b, n_overlap, jaccard, similarity FROM language_similarity"
+        " ORDER BY similarity DESC NULLS LAST, lang_a, lang_b",
+    )
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{'pair':7} {'overlap':>7} {'jaccard':>8} {'similarity':>10}")
+    for r in rows:
+        sim = "-" if r["similarity"] is None else f"{r['similarity']:.4f}"
+        click.echo(f"{r['lang_a']}-{r['lang_b']:4} {r['n_overlap']:>7} {r['jaccard']:>8.3f} {sim:>10}")
+
+
+@main.command()
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the PNG files.")
+@fails_cleanly
+def plot(index: Path, out: Path) -> None:
+    """PNG heatmap of language similarity and histogram of overlap neurons per layer."""
+    from .plots import overlap_layer_histogram, similarity_heatmap
+
+    con = _open(index)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (similarity_heatmap(con, out), overlap_layer_histogram(con, out)):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@fails_cleanly
+def show(index: Path, as_json: bool) -> None:
+    """Provenance (model, parameters, versions) and row counts of an index."""
+    from .schema import TABLES
+    from .store import provenance
+
+    con = _open(index)
+    prov = provenance(con)
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    if as_json:
+        prov["parameters"] = json.loads(prov.get("parameters", "{}"))
+        click.echo(json.dumps({"provenance": prov, "counts": counts}, ensure_ascii=False, indent=1))
+        return
+    for key, value in prov.items():
+        click.echo(f"{key:22} {value}")
+    click.echo("")
+    for table, n in counts.items():
+        click.echo(f"{table:22} {n} rows")

@@ -1,0 +1,381 @@
+"""The whole offline build: dictionaries → probes → capture → neurons, overlaps, HSIC → DuckDB index.
+
+`BuildConfig` holds every parameter (all recorded in the index's provenance); `validate` checks the
+inputs before the model is loaded, so bad input fails in a second, not after a minute of loading.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, bridges, hsic, neurons
+from .dictionaries import PairDictionary, cldr_dictionaries, load_muse_dir, split_entries
+from .languages import english_name, low_resource_set, prompt_name, validate_codes
+from .probes import MODES, Probe, build_probes
+
+SELECTORS = ("top-rate", "lape")
+Pair = tuple[str, str]
+
+
+class BuildError(ValueError):
+    """Input that cannot produce an index (the message is meant for the user)."""
+
+
+@dataclass
+class BuildConfig:
+    """Every parameter of a build; defaults follow method.md (and the paper where it is explicit)."""
+
+    model: str
+    langs: list[str]
+    out: Path
+    dictionaries: str = "cldr"  # "cldr", or a directory of MUSE files `<src>-<trg>.txt`
+    device: str = "auto"
+    dtype: str = "auto"  # float32 on CPU (faster there than bf16), bfloat16 on CUDA
+    batch_size: int = 32
+    max_batch_tokens: int = 8192  # padded tokens per forward pass, bounds activation memory
+    top_rate: float = 0.01  # language neurons: top 1% of all L×I neurons
+    selector: str = "top-rate"
+    filter_rate: float = 0.95  # LAPE only
+    activation_bar_ratio: float = 0.95  # LAPE only
+    middle_band: tuple[float, float] = (0.3, 0.7)  # the authors used layers 10–21 of 32
+    bridges: list[str] | None = None  # candidate bridges; None = every other index language
+    mode: str = "teacher-forced"
+    max_pairs: int = 100  # probe entries per language pair (each gives two probes)
+    test_fraction: float = 0.2  # held-out share of each dictionary, never probed
+    temperature: float = 1.0  # selection-probability softmax temperature
+    max_new_tokens: int = 30  # generate mode only
+    low_resource: list[str] | None = None  # None = every language not in languages.DEFAULT_HIGH_RESOURCE
+    cache_dir: Path | None = None
+    hsic_max_bytes: int = 256 * 2**20
+
+    def parameters(self) -> dict:
+        """JSON-ready parameters for the provenance table."""
+        data = asdict(self)
+        data["out"] = str(self.out)
+        data["cache_dir"] = str(self.cache_dir) if self.cache_dir else None
+        return data
+
+
+@dataclass
+class Plan:
+    """Validated inputs: the languages, their names and the dictionaries split into probe and test."""
+
+    langs: list[str]
+    names: dict[str, str]
+    low_resource: set[str]
+    candidates: list[str]
+    dictionaries: dict[Pair, PairDictionary]
+    probe_entries: dict[Pair, list] = field(default_factory=dict)
+    test_entries: dict[Pair, list] = field(default_factory=dict)
+
+
+def validate(cfg: BuildConfig) -> Plan:
+    """Check every input that does not need the model; raise BuildError (or a ValueError subclass with a
+    user-facing message: unknown language, dictionary errors)."""
+    langs = validate_codes(cfg.langs)
+    if len(langs) < 3:
+        raise BuildError(
+            f"need at least 3 languages (a source, a target and a bridge), got {','.join(langs)}"
+        )
+    if cfg.selector not in SELECTORS:
+        raise BuildError(f"unknown selector {cfg.selector!r} (expected {' or '.join(SELECTORS)})")
+    if cfg.mode not in MODES:
+        raise BuildError(f"unknown mode {cfg.mode!r} (expected {' or '.join(MODES)})")
+    if not 0 < cfg.top_rate < 1:
+        raise BuildError(f"--top-rate must be between 0 and 1, got {cfg.top_rate}")
+    if cfg.batch_size < 1 or cfg.max_pairs < 1:
+        raise BuildError("--batch-size and --max-pairs must be at least 1")
+    if not 0 <= cfg.test_fraction < 1:
+        raise BuildError(f"--test-fraction must be in [0, 1), got {cfg.test_fraction}")
+    if cfg.temperature <= 0:
+        raise BuildError(f"--temperature must be positive, got {cfg.temperature}")
+    bridges.middle_band(100, cfg.middle_band)  # validates the bounds; the layer count is checked after loading
+    candidates = langs
+    if cfg.bridges is not None:
+        candidates = validate_codes(cfg.bridges)
+        outside = [c for c in candidates if c not in langs]
+        if outside:
+            raise BuildError(
+                f"bridge candidate(s) {','.join(outside)} not among --langs: "
+                "a bridge needs its own language neurons"
+            )
+    if cfg.low_resource is not None:
+        explicit = validate_codes(cfg.low_resource)
+        outside = [c for c in explicit if c not in langs]
+        if outside:
+            raise BuildError(f"--low-resource language(s) {','.join(outside)} not among --langs")
+    if cfg.dictionaries == "cldr":
+        dicts = cldr_dictionaries(langs)
+    else:
+        dicts = load_muse_dir(Path(cfg.dictionaries), langs)
+    plan = Plan(
+        langs=langs,
+        names={c: prompt_name(c) for c in langs},
+        low_resource=low_resource_set(langs, cfg.low_resource),
+        candidates=candidates,
+        dictionaries=dicts,
+    )
+    for pair, d in sorted(dicts.items()):
+        probe, test = split_entries(d, cfg.test_fraction, cfg.max_pairs)
+        if probe:
+            plan.probe_entries[pair] = probe
+        plan.test_entries[pair] = test
+    probed = {c for pair in plan.probe_entries for c in pair}
+    unprobed = [c for c in langs if c not in probed]
+    if unprobed:
+        raise BuildError(f"no dictionary entries to probe for language(s) {','.join(unprobed)}")
+    return plan
+
+
+def _probes(plan: Plan, mode: str) -> dict[Pair, list[Probe]]:
+    return {
+        pair: build_probes(pair, entries, plan.names, mode) for pair, entries in plan.probe_entries.items()
+    }
+
+
+def select_neurons(p: np.ndarray, cfg: BuildConfig) -> np.ndarray:
+    """(n_lang, L, I) language-neuron masks by the configured selector."""
+    if cfg.selector == "lape":
+        return neurons.lape_neurons(p, cfg.top_rate, cfg.filter_rate, cfg.activation_bar_ratio)
+    return np.stack([neurons.top_rate_neurons(p_a, cfg.top_rate) for p_a in p])
+
+
+def pair_hsic(
+    means: np.ndarray,
+    column: dict[tuple[int, int], int],
+    overlap_mask: np.ndarray,
+    bridge_masks: dict[str, np.ndarray],
+    max_bytes: int,
+) -> dict[str, dict[int, tuple[float, int, int]]]:
+    """Per candidate and layer: (layer score, n1, n2) from the per-probe means of one pair.
+
+    `means` is (n_probes, n_columns); `column` maps (layer, neuron) to its column.
+    """
+    n = means.shape[0]
+    out: dict[str, dict[int, tuple[float, int, int]]] = {c: {} for c in bridge_masks}
+    for layer in range(overlap_mask.shape[0]):
+        xs = [column[(layer, j)] for j in np.flatnonzero(overlap_mask[layer])]
+        ys = {c: [column[(layer, j)] for j in np.flatnonzero(m[layer])] for c, m in bridge_masks.items()}
+        ys = {c: cols for c, cols in ys.items() if cols}
+        if not xs or not ys:
+            continue
+        x = means[:, xs].T  # (n1, n)
+        if len(xs) * n * n * 8 <= max_bytes:
+            kx = hsic.centred_kernels(x)  # (n1, n*n), reused for every candidate
+            for c, cols in ys.items():
+                h = hsic.hsic_from_kernels(kx, hsic.kernels_flat(means[:, cols].T), n)  # (n1, n2)
+                out[c][layer] = (hsic.layer_score(h), len(xs), len(cols))
+        else:
+            for c, cols in ys.items():
+                h = hsic.hsic_matrix(x, means[:, cols].T, max_bytes=max_bytes)
+                out[c][layer] = (hsic.layer_score(h), len(xs), len(cols))
+    return out
+
+
+def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
+    """Run the whole build and write `cfg.out`; returns a summary (counts and timings)."""
+    from tqdm.auto import tqdm
+
+    from .capture import LanguageCounts, ProbeMeans, columns_for, encode_probes, generate_probes, run_pass
+    from .models import load_model
+
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    t0 = time.perf_counter()
+    plan = validate(cfg)
+    say(f"languages: {', '.join(plan.langs)}; pairs with probes: {len(plan.probe_entries)}")
+    loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir)
+    ident = loaded.identity
+    say(f"model: {ident.architecture}, {ident.n_layers} layers × {ident.n_neurons} neurons, {ident.dtype}")
+    t_load = time.perf_counter()
+
+    probes_by_pair = _probes(plan, cfg.mode)
+    if cfg.mode == "generate":
+        total = sum(len(v) for v in probes_by_pair.values())
+        with tqdm(total=total, desc="generate", unit="probe", disable=not progress) as bar:
+            probes_by_pair = {
+                pair: generate_probes(loaded, ps, cfg.batch_size, cfg.max_new_tokens, bar.update)
+                for pair, ps in probes_by_pair.items()
+            }
+    pairs = sorted(probes_by_pair)
+    all_probes = [p for pair in pairs for p in probes_by_pair[pair]]
+    encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
+    device = next(loaded.model.parameters()).device
+
+    # Pass 1: activation probabilities per language.
+    counts = LanguageCounts(len(plan.langs), ident.n_layers, ident.n_neurons, device)
+    with tqdm(total=len(encoded), desc="pass 1: language neurons", unit="probe", disable=not progress) as bar:
+        run_pass(loaded, encoded, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update)
+    positive, tokens = counts.result()
+    p = neurons.activation_probabilities(positive, tokens, plan.langs)  # (n_lang, L, I)
+    masks = select_neurons(p, cfg)  # (n_lang, L, I)
+    lang_index = {c: i for i, c in enumerate(plan.langs)}
+    t_pass1 = time.perf_counter()
+
+    # Pass 2 and HSIC, one pair at a time: only the per-probe means of language neurons are kept.
+    columns = columns_for(masks)
+    column = {
+        (layer, int(j)): k
+        for layer, js in enumerate(columns)
+        for k, j in enumerate(js, start=sum(len(c) for c in columns[:layer]))
+    }
+    try:
+        band = bridges.middle_band(ident.n_layers, cfg.middle_band)
+    except ValueError as err:
+        raise BuildError(str(err)) from err
+    hsic_rows: dict[str, list] = {
+        k: [] for k in ("source", "target", "bridge", "layer", "n_overlap", "n_bridge", "score", "in_band")
+    }
+    bridge_rows: dict[str, list] = {
+        k: [] for k in ("source", "target", "bridge", "score", "probability", "rank")
+    }
+    offsets = np.cumsum([0] + [len(probes_by_pair[pair]) for pair in pairs])
+    with tqdm(
+        total=len(encoded), desc="pass 2: probe means + HSIC", unit="probe", disable=not progress
+    ) as bar:
+        for k, (s, t) in enumerate(pairs):
+            pair_encoded = encoded[offsets[k] : offsets[k + 1]]
+            collector = ProbeMeans(columns, len(pair_encoded), device)
+            run_pass(loaded, pair_encoded, collector, cfg.batch_size, cfg.max_batch_tokens, bar.update)
+            means = collector.result()  # (n_probes, n_columns)
+            ms, mt = masks[lang_index[s]], masks[lang_index[t]]
+            cands = [c for c in plan.candidates if c not in (s, t)]
+            specific = {c: neurons.bridge_specific(masks[lang_index[c]], ms, mt) for c in cands}
+            per_layer = pair_hsic(means, column, neurons.overlap(ms, mt), specific, cfg.hsic_max_bytes)
+            for c, layers in per_layer.items():
+                for layer, (score, n1, n2) in sorted(layers.items()):
+                    for key, val in zip(
+                        hsic_rows, (s, t, c, layer, n1, n2, score, layer in band), strict=True
+                    ):
+                        hsic_rows[key].append(val)
+            scores = bridges.bridge_scores(
+                {c: {layer: v[0] for layer, v in ls.items()} for c, ls in per_layer.items()}, band
+            )
+            if not scores:
+                continue
+            probs = bridges.selection_probabilities(scores, cfg.temperature)
+            for ranked in bridges.rank_bridges(scores, probs):
+                for src, trg in ((s, t), (t, s)):
+                    row = (src, trg, ranked.bridge, ranked.score, ranked.probability, ranked.rank)
+                    for key, val in zip(bridge_rows, row, strict=True):
+                        bridge_rows[key].append(val)
+    t_pass2 = time.perf_counter()
+
+    tables = {
+        "languages": _language_table(plan, tokens, masks),
+        "language_neurons": _neuron_table(plan.langs, p, masks),
+        **_overlap_tables(plan.langs, p, masks),
+        "layer_hsic": hsic_rows,
+        "bridges": bridge_rows,
+        "dictionary_entries": _entry_table(plan),
+    }
+    prov = _provenance(cfg, loaded, plan, len(encoded), str(device))
+    from .store import write_index
+
+    write_index(cfg.out, prov, tables)
+    t_end = time.perf_counter()
+    return {
+        "languages": plan.langs,
+        "pairs": len(pairs),
+        "probes": len(encoded),
+        "bridge_rows": len(bridge_rows["source"]),
+        "seconds": {
+            "load": round(t_load - t0, 1),
+            "pass1": round(t_pass1 - t_load, 1),
+            "pass2_hsic": round(t_pass2 - t_pass1, 1),
+            "write": round(t_end - t_pass2, 1),
+        },
+    }
+
+
+def _language_table(plan: Plan, tokens: np.ndarray, masks: np.ndarray) -> dict[str, list]:
+    return {
+        "code": plan.langs,
+        "prompt_name": [plan.names[c] for c in plan.langs],
+        "english_name": [english_name(c) for c in plan.langs],
+        "low_resource": [c in plan.low_resource for c in plan.langs],
+        "n_tokens": [int(x) for x in tokens],
+        "n_neurons": [int(m.sum()) for m in masks],
+    }
+
+
+def _neuron_table(langs: Sequence[str], p: np.ndarray, masks: np.ndarray) -> dict[str, list]:
+    table: dict[str, list] = {"language": [], "layer": [], "neuron": [], "probability": []}
+    for i, code in enumerate(langs):
+        layer, neuron = np.nonzero(masks[i])
+        table["language"] += [code] * len(layer)
+        table["layer"] += layer.tolist()
+        table["neuron"] += neuron.tolist()
+        table["probability"] += p[i, layer, neuron].tolist()
+    return table
+
+
+def _overlap_tables(langs: Sequence[str], p: np.ndarray, masks: np.ndarray) -> dict[str, dict[str, list]]:
+    sim: dict[str, list] = {"lang_a": [], "lang_b": [], "n_overlap": [], "jaccard": [], "similarity": []}
+    per_layer: dict[str, list] = {"lang_a": [], "lang_b": [], "layer": [], "n_overlap": []}
+    for (i, a), (j, b) in itertools.combinations(enumerate(langs), 2):
+        a, b, i, j = (a, b, i, j) if a < b else (b, a, j, i)
+        o = neurons.overlap(masks[i], masks[j])
+        sim["lang_a"].append(a)
+        sim["lang_b"].append(b)
+        sim["n_overlap"].append(int(o.sum()))
+        sim["jaccard"].append(neurons.jaccard(masks[i], masks[j]))
+        sim["similarity"].append(neurons.similarity(p[i], p[j], o))
+        for layer, count in enumerate(neurons.layer_distribution(o)):
+            per_layer["lang_a"].append(a)
+            per_layer["lang_b"].append(b)
+            per_layer["layer"].append(layer)
+            per_layer["n_overlap"].append(int(count))
+    return {"language_similarity": sim, "overlap_layers": per_layer}
+
+
+def _entry_table(plan: Plan) -> dict[str, list]:
+    table: dict[str, list] = {
+        k: [] for k in ("source", "target", "source_word", "target_word", "concept", "category", "split")
+    }
+    for pair in sorted(plan.dictionaries):
+        for split, entries in (
+            ("probe", plan.probe_entries.get(pair, [])),
+            ("test", plan.test_entries[pair]),
+        ):
+            for e in entries:
+                row = (pair[0], pair[1], e.source_word, e.target_word, e.concept, e.category, split)
+                for key, val in zip(table, row, strict=True):
+                    table[key].append(val)
+    return table
+
+
+def _provenance(cfg: BuildConfig, loaded, plan: Plan, n_probes: int, device: str) -> dict[str, str]:
+    import torch
+    import transformers
+
+    ident = loaded.identity
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "package_version": __version__,
+        "model": ident.source,
+        "model_folder": ident.folder or "",
+        "architecture": ident.architecture,
+        "model_config_hash": ident.config_hash,
+        "dtype": ident.dtype,
+        "device": device,
+        "n_layers": str(ident.n_layers),
+        "n_neurons": str(ident.n_neurons),
+        "middle_band_layers": json.dumps(bridges.middle_band(ident.n_layers, cfg.middle_band)),
+        "dictionaries": cfg.dictionaries,
+        "n_probes": str(n_probes),
+        "parameters": json.dumps(cfg.parameters(), sort_keys=True),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "python_version": platform.python_version(),
+        "bridge_definition": "S_c = N_c minus (N_s union N_t)",
+    }
