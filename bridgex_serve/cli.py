@@ -1,0 +1,140 @@
+"""`bridgex-serve`: parse and validate settings, load the index, run the proxy under uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .settings import Settings
+
+
+def _loop_and_http() -> tuple[str, str]:
+    """uvloop and httptools when installed (measured faster), else asyncio and h11."""
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    return loop, http
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "--index",
+    "index",
+    envvar="BRIDGEX_INDEX",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="DuckDB index written by `bridgex-index build` (env BRIDGEX_INDEX).",
+)
+@click.option(
+    "--upstream",
+    envvar="BRIDGEX_UPSTREAM",
+    default="http://127.0.0.1:8000",
+    help="Base URL of vLLM's OpenAI-compatible server, without /v1 (env BRIDGEX_UPSTREAM).",
+)
+@click.option(
+    "--host", envvar="BRIDGEX_HOST", default="127.0.0.1", help="Address to listen on (env BRIDGEX_HOST)."
+)
+@click.option(
+    "--port",
+    envvar="BRIDGEX_PORT",
+    default=8080,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on (env BRIDGEX_PORT).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accepted client API key; repeatable (env BRIDGEX_API_KEYS, comma-separated). None: no auth.",
+)
+@click.option(
+    "--upstream-api-key",
+    envvar="BRIDGEX_UPSTREAM_API_KEY",
+    default=None,
+    help="Bearer token sent to the upstream (env BRIDGEX_UPSTREAM_API_KEY).",
+)
+@click.option(
+    "--low-resource",
+    default=None,
+    help="Comma-separated languages to bridge (env BRIDGEX_LOW_RESOURCE); default: those the index marks.",
+)
+@click.option(
+    "--max-concurrency",
+    envvar="BRIDGEX_MAX_CONCURRENCY",
+    default=64,
+    type=click.IntRange(1, 4096),
+    help="Bridged upstream requests in flight at once (env BRIDGEX_MAX_CONCURRENCY).",
+)
+@click.option(
+    "--model",
+    "default_model",
+    envvar="BRIDGEX_MODEL",
+    default=None,
+    help="Model for /v1/translate requests that name none; default: the upstream's first model.",
+)
+@click.option(
+    "--log-level",
+    default="warning",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="uvicorn log level (access logs are off).",
+)
+def main(
+    index,
+    upstream,
+    host,
+    port,
+    api_keys,
+    upstream_api_key,
+    low_resource,
+    max_concurrency,
+    default_model,
+    log_level,
+):
+    """Serve the OpenAI-compatible bridging proxy in front of a vLLM server."""
+    import uvicorn
+
+    from .app import create_app
+    from .index import IndexLoadError
+
+    overrides = dict(
+        index=index,
+        upstream=upstream,
+        host=host,
+        port=port,
+        upstream_api_key=upstream_api_key,
+        max_concurrency=max_concurrency,
+        default_model=default_model,
+    )
+    if api_keys:
+        overrides["api_keys"] = tuple(api_keys)
+    if low_resource:
+        overrides["low_resource"] = tuple(
+            sorted({c.strip().lower() for c in low_resource.split(",") if c.strip()})
+        )
+    try:
+        settings = Settings.from_env(**overrides)
+        app = create_app(settings)
+    except (IndexLoadError, ValueError) as exc:
+        click.echo(f"bridgex-serve: cannot start: {exc}", err=True)
+        sys.exit(2)
+    loop, http = _loop_and_http()
+    click.echo(
+        f"bridgex-serve: {settings.index} → {settings.upstream}, listening on http://{host}:{port}", err=True
+    )
+    uvicorn.run(
+        app, host=host, port=port, loop=loop, http=http, log_level=log_level, access_log=False, lifespan="on"
+    )
+
+
+if __name__ == "__main__":
+    main()

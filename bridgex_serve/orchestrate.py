@@ -1,0 +1,125 @@
+"""The async core shared by the proxy and the vLLM plugin: plans + `call_upstream` → outcomes.
+
+No web framework, no network code: the shell passes `call(path, body) -> dict` (an HTTP call to vLLM in
+the proxy, an in-process ASGI call in the plugin) which raises `UpstreamError` for a non-2xx answer.
+Completion calls of many plans that share their parameters are merged into one upstream request with a
+list of prompts (vLLM schedules them as one batch), in chunks of `max_batch`, run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from .rewrite import (
+    ClientRequest,
+    Outcome,
+    Plan,
+    Step,
+    Usage,
+    answer_step,
+    choice_text,
+    clean_answer,
+    clean_bridge,
+    first_step,
+    parse_chain,
+)
+
+CallUpstream = Callable[[str, dict], Awaitable[dict]]
+
+
+class UpstreamError(Exception):
+    """The upstream answered with an error status, or could not be reached (status 502/504)."""
+
+    def __init__(self, status: int, body: bytes | dict | None = None, message: str | None = None):
+        super().__init__(message or f"upstream answered {status}")
+        self.status = status
+        self.body = body
+        self.message = message or f"upstream answered {status}"
+
+
+async def dispatch(
+    steps: Sequence[Step], call: CallUpstream, usage: Usage, *, max_batch: int = 32
+) -> list[tuple[str, str]]:
+    """Run `steps` upstream and return (text, finish_reason) per step, in order.
+
+    Completion steps whose bodies differ only in `prompt` are merged into requests of up to `max_batch`
+    prompts; chat steps go one by one. All requests run concurrently (the shell bounds concurrency).
+    """
+    results: list[tuple[str, str] | None] = [None] * len(steps)
+    groups: dict[bytes, list[int]] = {}
+    singles: list[int] = []
+    for i, step in enumerate(steps):
+        if step.path.endswith("/completions") and not step.path.endswith("/chat/completions"):
+            rest = {k: v for k, v in step.body.items() if k != "prompt"}
+            groups.setdefault(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS), []).append(i)
+        else:
+            singles.append(i)
+
+    async def run_single(i: int) -> None:
+        response = await call(steps[i].path, steps[i].body)
+        usage.add(response.get("usage"))
+        results[i] = choice_text(steps[i], response)
+
+    async def run_group(members: list[int]) -> None:
+        first = steps[members[0]]
+        prompts = [steps[i].body["prompt"] for i in members]
+        body = dict(first.body, prompt=prompts if len(prompts) > 1 else prompts[0])
+        response = await call(first.path, body)
+        usage.add(response.get("usage"))
+        for j, i in enumerate(members):
+            results[i] = choice_text(first, response, j)
+
+    jobs: list[Awaitable[None]] = [run_single(i) for i in singles]
+    for members in groups.values():
+        for start in range(0, len(members), max_batch):
+            jobs.append(run_group(members[start : start + max_batch]))
+    if len(jobs) == 1:
+        await jobs[0]
+    else:
+        await asyncio.gather(*jobs)
+    return [r if r is not None else ("", "stop") for r in results]
+
+
+async def run_plans(
+    plans: Sequence[Plan], req: ClientRequest, call: CallUpstream, *, max_batch: int = 32
+) -> tuple[list[Outcome], Usage]:
+    """Produce the final answer of every plan: at most two rounds of (batched) upstream calls."""
+    usage = Usage()
+    first = [first_step(p, req) for p in plans]
+    replies = await dispatch(first, call, usage, max_batch=max_batch)
+    outcomes: list[Outcome] = []
+    pending: list[int] = []
+    for i, (plan, (text, finish)) in enumerate(zip(plans, replies, strict=True)):
+        if plan.mode == "direct":
+            outcomes.append(Outcome(plan, clean_bridge(text), None, finish, 1))
+            continue
+        if plan.mode == "two-step":
+            bridge, answer = clean_bridge(text), None
+        else:
+            bridge, answer = parse_chain(plan, req, text)
+        outcomes.append(Outcome(plan, answer or "", bridge, finish, 1))
+        if answer is None:
+            pending.append(i)
+    if pending:
+        second = [answer_step(plans[i], req, outcomes[i].bridge_text or "") for i in pending]
+        replies = await dispatch(second, call, usage, max_batch=max_batch)
+        for i, (text, finish) in zip(pending, replies, strict=True):
+            outcome = outcomes[i]
+            outcome.answer = clean_answer(text)
+            outcome.finish_reason = finish
+            outcome.calls = 2
+    return outcomes, usage
+
+
+def bounded(call: CallUpstream, semaphore: asyncio.Semaphore) -> CallUpstream:
+    """`call` limited to the semaphore's number of concurrent upstream requests."""
+
+    async def limited(path: str, body: dict) -> Any:
+        async with semaphore:
+            return await call(path, body)
+
+    return limited

@@ -1,0 +1,323 @@
+"""Request handling shared by the proxy and the vLLM plugin, independent of how the upstream is reached.
+
+A shell hands over the raw body and a `call(path, body) -> dict` coroutine and gets back either a `Reply`
+(bytes or server-sent events to send the client) or a `Forward` (send this body upstream and relay the
+answer unchanged). Bodies without a `bridgex` field never reach this module: the shells forward their
+bytes as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import orjson
+
+from .detect import make_detector
+from .index import BridgeIndex, load_index
+from .metrics import Metrics
+from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
+from .protocol import error_body, json_body, response_body, sse_chunks
+from .rewrite import (
+    ClientRequest,
+    Options,
+    Passthrough,
+    Plan,
+    RequestError,
+    client_request,
+    headers_for,
+    parse_options,
+    plan_request,
+)
+from .settings import Settings
+
+JSON = "application/json"
+SSE = "text/event-stream"
+MARKER = b'"bridgex"'
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a request reads from the index, swapped as one reference on reload."""
+
+    index: BridgeIndex
+    low_resource: frozenset[str]
+    detect: object  # Callable[[str], str | None]
+
+    @classmethod
+    def load(cls, path: str, low_resource: tuple[str, ...] | None = None) -> Runtime:
+        """Blocking: read the index and build the detector (call from a thread on reload)."""
+        index = load_index(path)
+        if low_resource is not None:
+            unknown = [c for c in low_resource if not index.has_language(c)]
+            if unknown:
+                from .index import IndexLoadError
+
+                raise IndexLoadError(
+                    f"low-resource language {unknown[0]!r} is not in {path} "
+                    f"({', '.join(index.language_codes())})"
+                )
+            chosen = frozenset(low_resource)
+        else:
+            chosen = index.low_resource()
+        return cls(index, chosen, make_detector(index.language_codes()))
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = JSON
+    chunks: list[bytes] | None = None  # server-sent events, sent one by one
+
+
+@dataclass
+class Forward:
+    """Relay this body upstream (the `bridgex` field removed) and its answer unchanged."""
+
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+def error_reply(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Reply:
+    return Reply(status, error_body(status, message, param=param, code=code))
+
+
+def upstream_error_reply(exc: UpstreamError) -> Reply:
+    """4xx from the upstream is relayed (vLLM's body is already OpenAI-shaped); the rest is 502/504."""
+    if 400 <= exc.status < 500 and exc.body:
+        body = exc.body if isinstance(exc.body, bytes) else orjson.dumps(exc.body)
+        return Reply(exc.status, body)
+    if exc.status == 504:
+        return error_reply(504, exc.message, code="upstream_timeout")
+    return error_reply(502, exc.message, code="upstream_error")
+
+
+def _passthrough_label(reason: str) -> str:
+    if reason.startswith("no bridge"):
+        return "no_bridge"
+    if reason.startswith("pair"):
+        return "not_low_resource"
+    return "undetected"
+
+
+class BridgeService:
+    """Parses bridged requests, plans them against the in-memory index and runs them upstream."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, runtime: Runtime | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.runtime = runtime or Runtime.load(settings.index, settings.low_resource)
+        self._semaphore: asyncio.Semaphore | None = None
+        self._reload_lock: asyncio.Lock | None = None
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        return self._semaphore
+
+    # -- reload ------------------------------------------------------------------------------------------
+    async def reload(self) -> Runtime:
+        """Load the index again in a thread and swap it in; on failure the old one stays (and this raises)."""
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            try:
+                runtime = await asyncio.to_thread(
+                    Runtime.load, self.settings.index, self.settings.low_resource
+                )
+            except Exception:
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            self.runtime = runtime
+            self.metrics.reloads.labels("ok").inc()
+            return runtime
+
+    # -- chat / completions ------------------------------------------------------------------------------
+    async def generation(self, endpoint: str, raw: bytes, call: CallUpstream) -> Reply | Forward:
+        """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error_reply(400, f"the request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_reply(400, "the request body must be a JSON object")
+        if "bridgex" not in body:
+            return Forward(raw, [])
+        runtime = self.runtime
+        try:
+            options = parse_options(body.pop("bridgex"))
+            req, text = client_request(endpoint, body)
+            plan = plan_request(
+                options,
+                text,
+                index=runtime.index,
+                low_resource=runtime.low_resource,
+                detect=runtime.detect,
+                answer_tokens=req.max_tokens,
+            )
+        except RequestError as exc:
+            return error_reply(400, exc.message, param=exc.param, code=exc.code)
+        if isinstance(plan, Passthrough):
+            self.metrics.passthrough(_passthrough_label(plan.reason))
+            reason = plan.reason.replace("→", "->").encode("ascii", "replace").decode()
+            headers = [("x-bridgex-bridged", "false"), ("x-bridgex-reason", reason)]
+            return Forward(orjson.dumps(body), headers)
+        self.metrics.rewrite(plan.task, plan.bridge, plan.mode)
+        try:
+            outcomes, usage = await run_plans(
+                [plan], req, bounded(call, self.semaphore), max_batch=self.settings.max_batch
+            )
+        except UpstreamError as exc:
+            return upstream_error_reply(exc)
+        outcome = outcomes[0]
+        headers = headers_for(outcome.metadata())
+        if req.stream:
+            return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
+        return Reply(200, response_body(req, outcome, usage), headers)
+
+    # -- batch translation -------------------------------------------------------------------------------
+    async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
+        """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "mode"?, "bridge"?, "shots"?}` →
+        `{"translations": [{"text", "source", "bridge", ...}], "usage"}` in the order of `q`."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error_reply(400, f"the request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_reply(400, "the request body must be a JSON object")
+        texts = body.get("q")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return error_reply(400, "q must be a string or a non-empty list of strings", param="q")
+        if len(texts) > self.settings.max_texts:
+            return error_reply(
+                400, f"q has {len(texts)} texts; at most {self.settings.max_texts} per request", param="q"
+            )
+        model = body.get("model") or default_model
+        if not isinstance(model, str) or not model:
+            return error_reply(400, "model is required (no default model is known)", param="model")
+        runtime = self.runtime
+        try:
+            raw_options = {k: body[k] for k in ("source", "target", "bridge", "mode", "shots") if k in body}
+            options = parse_options(raw_options)
+            if options.target is None:
+                raise RequestError("target is required", "target")
+            req = ClientRequest(
+                "completions",
+                model,
+                {k: body[k] for k in ("temperature", "seed") if k in body},
+                body.get("max_tokens"),
+            )
+            plans: list[Plan] = []
+            for text in texts:
+                plan = plan_request(
+                    Options(
+                        task="auto",
+                        source=options.source,
+                        target=options.target,
+                        bridge=options.bridge,
+                        mode=options.mode,
+                        shots=options.shots,
+                    ),
+                    text,
+                    index=runtime.index,
+                    low_resource=runtime.low_resource,
+                    detect=runtime.detect,
+                    answer_tokens=req.max_tokens,
+                    force=True,
+                )
+                assert isinstance(plan, Plan)
+                plans.append(plan)
+        except RequestError as exc:
+            return error_reply(400, exc.message, param=exc.param, code=exc.code)
+        for plan in plans:
+            self.metrics.rewrite(plan.task, plan.bridge, plan.mode)
+        try:
+            outcomes, usage = await run_plans(
+                plans, req, bounded(call, self.semaphore), max_batch=self.settings.max_batch
+            )
+        except UpstreamError as exc:
+            return upstream_error_reply(exc)
+        return Reply(
+            200,
+            json_body(
+                {
+                    "model": model,
+                    "translations": [
+                        {
+                            "text": o.answer,
+                            "source": o.plan.source,
+                            "target": o.plan.target,
+                            "bridge": o.plan.bridge,
+                            "mode": o.plan.mode,
+                            "bridge_text": o.bridge_text,
+                            "bridge_copied": o.bridge_copied,
+                        }
+                        for o in outcomes
+                    ],
+                    "usage": usage.as_dict(),
+                }
+            ),
+        )
+
+    def languages(self) -> Reply:
+        index = self.runtime.index
+        return Reply(
+            200,
+            json_body(
+                {
+                    "languages": [
+                        {
+                            "code": lang.code,
+                            "name": lang.prompt_name,
+                            "english_name": lang.english_name,
+                            "low_resource": lang.code in self.runtime.low_resource,
+                        }
+                        for lang in index.languages.values()
+                    ],
+                    "pairs": index.pairs(),
+                }
+            ),
+        )
+
+
+# -- ASGI helpers (plain dicts: no framework) ------------------------------------------------------------
+
+
+async def read_body(receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def send_reply(send, reply: Reply) -> None:
+    headers = [(b"content-type", reply.content_type.encode())]
+    headers += [(k.encode(), v.encode("latin-1")) for k, v in reply.headers]
+    if reply.chunks is None:
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    headers.append((b"cache-control", b"no-cache"))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    for chunk in reply.chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def bearer(scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            text = value.decode("latin-1")
+            return text[7:].strip() if text[:7].lower() == "bearer " else text.strip()
+    return None

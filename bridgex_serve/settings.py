@@ -1,0 +1,89 @@
+"""Serving settings: one frozen dataclass, filled from the CLI or from BRIDGEX_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+
+def _codes(value: str | None) -> tuple[str, ...] | None:
+    if value is None or not value.strip():
+        return None
+    return tuple(sorted({c.strip().lower() for c in value.split(",") if c.strip()}))
+
+
+def _keys(value: str | None) -> tuple[str, ...]:
+    return tuple(k.strip() for k in (value or "").split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    index: str = ""  # DuckDB index file (BRIDGEX_INDEX)
+    upstream: str = "http://127.0.0.1:8000"  # vLLM's OpenAI server, without /v1 (BRIDGEX_UPSTREAM)
+    host: str = "127.0.0.1"  # loopback unless told otherwise (BRIDGEX_HOST)
+    port: int = 8080  # (BRIDGEX_PORT)
+    api_keys: tuple[
+        str, ...
+    ] = ()  # accepted client keys; empty = no auth (BRIDGEX_API_KEYS, comma-separated)
+    upstream_api_key: str | None = None  # sent upstream as the bearer token (BRIDGEX_UPSTREAM_API_KEY)
+    low_resource: tuple[str, ...] | None = None  # None = the languages the index marks (BRIDGEX_LOW_RESOURCE)
+    # Bridged upstream calls in flight at once: enough to keep vLLM's batch full, bounded so a burst of
+    # batch translations cannot queue thousands of requests in vLLM (BRIDGEX_MAX_CONCURRENCY).
+    max_concurrency: int = 64
+    max_batch: int = 32  # prompts per merged upstream completion request (BRIDGEX_MAX_BATCH)
+    max_texts: int = 1024  # texts per /v1/translate request (BRIDGEX_MAX_TEXTS)
+    upstream_timeout: float = (
+        600.0  # seconds between bytes from the upstream → 504 (BRIDGEX_UPSTREAM_TIMEOUT)
+    )
+    connect_timeout: float = 10.0  # seconds to connect → 502 (BRIDGEX_CONNECT_TIMEOUT)
+    default_model: str | None = None  # model for /v1/translate when the body names none (BRIDGEX_MODEL)
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Settings from BRIDGEX_* variables; keyword overrides (not None) win."""
+        env = os.environ if env is None else env
+        get = env.get
+        values: dict = {}
+        if get("BRIDGEX_INDEX"):
+            values["index"] = get("BRIDGEX_INDEX")
+        if get("BRIDGEX_UPSTREAM"):
+            values["upstream"] = get("BRIDGEX_UPSTREAM")
+        if get("BRIDGEX_HOST"):
+            values["host"] = get("BRIDGEX_HOST")
+        if get("BRIDGEX_UPSTREAM_API_KEY"):
+            values["upstream_api_key"] = get("BRIDGEX_UPSTREAM_API_KEY")
+        if get("BRIDGEX_MODEL"):
+            values["default_model"] = get("BRIDGEX_MODEL")
+        values["api_keys"] = _keys(get("BRIDGEX_API_KEYS"))
+        values["low_resource"] = _codes(get("BRIDGEX_LOW_RESOURCE"))
+        numbers = {
+            "BRIDGEX_PORT": ("port", int),
+            "BRIDGEX_MAX_CONCURRENCY": ("max_concurrency", int),
+            "BRIDGEX_MAX_BATCH": ("max_batch", int),
+            "BRIDGEX_MAX_TEXTS": ("max_texts", int),
+            "BRIDGEX_UPSTREAM_TIMEOUT": ("upstream_timeout", float),
+            "BRIDGEX_CONNECT_TIMEOUT": ("connect_timeout", float),
+        }
+        for var, (name, kind) in numbers.items():
+            if get(var):
+                try:
+                    values[name] = kind(get(var))
+                except ValueError:
+                    raise ValueError(f"{var}={get(var)!r} is not a number") from None
+        names = {f.name for f in fields(cls)}
+        values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if not self.upstream.startswith(("http://", "https://")):
+            raise ValueError(f"upstream {self.upstream!r} is not an http(s) URL")
