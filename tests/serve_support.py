@@ -1,0 +1,286 @@
+"""Fixtures and helpers for the serving tests: a real DuckDB index, a stub OpenAI upstream, servers in threads.
+
+Import the fixtures into a test module with `from serve_support import *` style names (see the tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from index_builder.schema import SCHEMA_VERSION, TABLES
+
+# ---------------------------------------------------------------------------------------------------------
+# A small but real index
+
+LANGUAGES = [
+    # code, prompt name, English name, low resource
+    ("de", "Deutsch", "German", False),
+    ("en", "English", "English", False),
+    ("he", "עברית", "Hebrew", True),
+    ("ja", "日本語", "Japanese", False),
+    ("sw", "Kiswahili", "Swahili", True),
+]
+# concept → (category, split, {language: word})
+CONCEPTS = {
+    "unit-kilogram": ("unit", "probe", {"en": "kilogram", "sw": "kilogramu", "he": "קילוגרם", "de": "Kilogramm"}),
+    "month-1": ("month", "probe", {"en": "January", "sw": "Januari", "he": "ינואר", "de": "Januar"}),
+    "month-2": ("month", "probe", {"en": "February", "sw": "Februari", "he": "פברואר", "de": "Februar"}),
+    "weekday-mon": ("weekday", "probe", {"en": "Monday", "sw": "Jumatatu", "he": "יום שני", "de": "Montag"}),
+    "noun-water": ("noun", "probe", {"en": "water", "sw": "maji", "he": "מים", "de": "Wasser"}),
+    # the model name is the same word in every language: never a demonstration (a copy)
+    "noun-radio": ("noun", "probe", {"en": "radio", "sw": "radio", "he": "radio", "de": "radio"}),
+    "month-3": ("month", "test", {"en": "March", "sw": "Machi", "he": "מרץ", "de": "März"}),
+}
+# (source, target) → [(bridge, probability)], stored in both orders as the builder does
+BRIDGES = {
+    ("he", "sw"): [("en", 0.7), ("de", 0.3)],
+    ("de", "sw"): [("en", 0.9)],
+    ("he", "ja"): [("en", 0.6)],
+}
+
+
+def write_index(path: Path, *, languages=LANGUAGES, concepts=CONCEPTS, bridges=BRIDGES) -> Path:
+    """Write a real BridgeX index with the builder's schema."""
+    path = Path(path)
+    if path.exists():
+        path.unlink()
+    con = duckdb.connect(str(path))
+    for ddl in TABLES.values():
+        con.execute(ddl)
+    con.executemany("INSERT INTO provenance VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("model", "tiny-test")])
+    con.executemany("INSERT INTO languages VALUES (?, ?, ?, ?, 100, 10)", list(languages))
+    rows = []
+    codes = sorted(c for c, *_ in languages)
+    for concept, (category, split, words) in concepts.items():
+        for i, a in enumerate(codes):
+            for b in codes[i + 1 :]:
+                if a in words and b in words:
+                    rows.append((a, b, words[a], words[b], concept, category, split))
+    con.executemany("INSERT INTO dictionary_entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    brows = []
+    for (a, b), choices in bridges.items():
+        for rank, (bridge, p) in enumerate(choices, start=1):
+            brows += [(a, b, bridge, 1.0 - rank / 10, p, rank), (b, a, bridge, 1.0 - rank / 10, p, rank)]
+    con.executemany("INSERT INTO bridges VALUES (?, ?, ?, ?, ?, ?)", brows)
+    con.close()
+    return path
+
+
+@pytest.fixture
+def index_path(tmp_path) -> Path:
+    return write_index(tmp_path / "index.duckdb")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A stub OpenAI upstream that "translates" deterministically
+
+NAMES = {name: code for code, name, *_ in LANGUAGES}
+WORDS = {c[2]["sw"]: c[2] for c in CONCEPTS.values()} | {c[2]["he"]: c[2] for c in CONCEPTS.values()}
+STUB_REPLY = "Hello from the stub"
+QUOTED = re.compile(r'^(?P<label>[^:"→]+):"(?P<text>[^"]*)"?$')
+
+
+def render(text: str, label: str) -> str:
+    """The stub's translation of `text` into the language called `label` ("Kiswahili reply" → reply)."""
+    name, _, role = label.partition(" ")
+    code = NAMES.get(name, "??")
+    if text in WORDS and code in WORDS[text]:
+        return WORDS[text][code]
+    return f"<{code}{' ' + role if role else ''}> {text}"
+
+
+def stub_complete(prompt: str, stop: list[str]) -> str:
+    """Follow the chain format: write the next quoted field, and in chain mode (no `"` stop) also the
+    answer field when the demonstrations show what comes after the bridge."""
+    lines = prompt.split("\n")
+    last = lines[-1]
+    if not last.endswith(':"'):
+        return " completion from the stub"
+    segments = last.split("→")
+    fields = [QUOTED.match(s) for s in segments[:-1]]
+    source = fields[0].group("text") if fields and fields[0] else ""
+    label = segments[-1][:-2]
+    out = render(source, label)
+    if '"' in stop:
+        return out
+    demos = [ln for ln in lines[:-1] if ln.count("→") == len(segments)]
+    if demos:  # chain: the model writes the following field too
+        answer_label = demos[0].split("→")[-1].split(':"')[0]
+        return f'{out}"→{answer_label}:"{render(source, answer_label)}"'
+    return f'{out}"'
+
+
+INSTRUCTION = re.compile(r'\(First write .+? in (?P<b>.+?) as .+?, then .+? in (?P<t>.+?) as ')
+
+
+def stub_chat(body: dict) -> str:
+    messages = body["messages"]
+    if body.get("continue_final_message") and messages[-1]["role"] == "assistant":
+        prefill = messages[-1]["content"]
+        user = messages[-2]["content"]
+        m = INSTRUCTION.search(user)
+        text = user.split("\n\n(First write")[0]
+        b, t = m.group("b"), m.group("t")
+        if prefill == f'{b}:"':
+            bridge = render(text, b)
+            if '"' in (body.get("stop") or []):
+                return bridge
+            return f'{bridge}"\n{t}:"{render(text, t + " reply")}"'
+        return f'{render(text, t + " reply")}"'
+    return STUB_REPLY
+
+
+class StubUpstream:
+    """A tiny OpenAI-compatible server with canned answers; records what it receives.
+
+    Special model names: "slow" sleeps `delay` seconds before answering (timeouts); "refuse" answers 400.
+    """
+
+    def __init__(self, api_key: str | None = None, delay: float = 2.0):
+        self.requests: list[dict] = []
+        self.api_key = api_key
+        self.delay = delay
+        self.app = Starlette(routes=[
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+        ])
+
+    def _check(self, request: Request):
+        if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": {"message": "bad key", "type": "authentication_error"}}, 401)
+        return None
+
+    async def models(self, request: Request):
+        return self._check(request) or JSONResponse(
+            {"object": "list", "data": [{"id": "stub-model", "object": "model", "owned_by": "stub"}]})
+
+    async def _body(self, request: Request, path: str) -> dict:
+        raw = await request.body()
+        body = json.loads(raw)
+        self.requests.append({"path": path, "body": body, "raw": raw, "headers": dict(request.headers)})
+        if body.get("model") == "slow":
+            await asyncio.sleep(self.delay)
+        return body
+
+    @staticmethod
+    def _usage(n: int) -> dict:
+        return {"prompt_tokens": 10 * n, "completion_tokens": 2 * n, "total_tokens": 12 * n}
+
+    async def completions(self, request: Request):
+        if denied := self._check(request):
+            return denied
+        body = await self._body(request, "/v1/completions")
+        if body.get("model") == "refuse":
+            return JSONResponse({"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400)
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        stop = body.get("stop") or []
+        texts = [stub_complete(p, stop) for p in prompts]
+        if body.get("stream"):
+            async def events():
+                for t in texts[0].split(" "):
+                    chunk = {"id": "cmpl-stub", "object": "text_completion", "model": body["model"],
+                             "choices": [{"index": 0, "text": t + " ", "finish_reason": None}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse({
+            "id": "cmpl-stub", "object": "text_completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
+                        for i, t in enumerate(texts)],
+            "usage": self._usage(len(texts)),
+        })
+
+    async def chat(self, request: Request):
+        if denied := self._check(request):
+            return denied
+        body = await self._body(request, "/v1/chat/completions")
+        if body.get("model") == "refuse":
+            return JSONResponse({"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400)
+        text = stub_chat(body)
+        if body.get("stream"):
+            async def events():
+                for i, t in enumerate(text.split(" ")):
+                    delta = {"role": "assistant", "content": t} if i == 0 else {"content": " " + t}
+                    chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": body["model"],
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse({
+            "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": self._usage(1),
+        })
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Servers on loopback
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """Run an ASGI app with uvicorn in a daemon thread on 127.0.0.1."""
+
+    def __init__(self, app, port: int | None = None):
+        import uvicorn
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@contextlib.contextmanager
+def running(app, port: int | None = None):
+    with ServerThread(app, port) as server:
+        yield server
+
+
+@pytest.fixture
+def stub():
+    upstream = StubUpstream()
+    with running(upstream.app) as server:
+        upstream.url = server.url
+        yield upstream
+
+
+def openai_client(base_url: str, api_key: str = "none", **kw):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=kw.pop("timeout", 30), **kw)
