@@ -1,6 +1,6 @@
-"""Fixtures and helpers for the serving tests: a real DuckDB index, a stub OpenAI upstream, servers in threads.
+"""Serving test fixtures: a real DuckDB index, a stub OpenAI upstream, servers in threads.
 
-Import the fixtures into a test module with `from serve_support import *` style names (see the tests).
+Test modules import the fixtures they use by name (`from serve_support import stub, index_path`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from index_builder.schema import SCHEMA_VERSION, TABLES
@@ -36,7 +36,11 @@ LANGUAGES = [
 ]
 # concept → (category, split, {language: word})
 CONCEPTS = {
-    "unit-kilogram": ("unit", "probe", {"en": "kilogram", "sw": "kilogramu", "he": "קילוגרם", "de": "Kilogramm"}),
+    "unit-kilogram": (
+        "unit",
+        "probe",
+        {"en": "kilogram", "sw": "kilogramu", "he": "קילוגרם", "de": "Kilogramm"},
+    ),
     "month-1": ("month", "probe", {"en": "January", "sw": "Januari", "he": "ינואר", "de": "Januar"}),
     "month-2": ("month", "probe", {"en": "February", "sw": "Februari", "he": "פברואר", "de": "Februar"}),
     "weekday-mon": ("weekday", "probe", {"en": "Monday", "sw": "Jumatatu", "he": "יום שני", "de": "Montag"}),
@@ -61,8 +65,10 @@ def write_index(path: Path, *, languages=LANGUAGES, concepts=CONCEPTS, bridges=B
     con = duckdb.connect(str(path))
     for ddl in TABLES.values():
         con.execute(ddl)
-    con.executemany("INSERT INTO provenance VALUES (?, ?)",
-                    [("schema_version", str(SCHEMA_VERSION)), ("model", "tiny-test")])
+    con.executemany(
+        "INSERT INTO provenance VALUES (?, ?)",
+        [("schema_version", str(SCHEMA_VERSION)), ("model", "tiny-test")],
+    )
     con.executemany("INSERT INTO languages VALUES (?, ?, ?, ?, 100, 10)", list(languages))
     rows = []
     codes = sorted(c for c, *_ in languages)
@@ -125,7 +131,7 @@ def stub_complete(prompt: str, stop: list[str]) -> str:
     return f'{out}"'
 
 
-INSTRUCTION = re.compile(r'\(First write .+? in (?P<b>.+?) as .+?, then .+? in (?P<t>.+?) as ')
+INSTRUCTION = re.compile(r"\(First write .+? in (?P<b>.+?) as .+?, then .+? in (?P<t>.+?) as ")
 
 
 def stub_chat(body: dict) -> str:
@@ -134,7 +140,7 @@ def stub_chat(body: dict) -> str:
         prefill = messages[-1]["content"]
         user = messages[-2]["content"]
         m = INSTRUCTION.search(user)
-        text = user.split("\n\n(First write")[0]
+        text = user.split("\n\n(First write")[0].split("\n\n")[0]  # the passage, not the question
         b, t = m.group("b"), m.group("t")
         if prefill == f'{b}:"':
             bridge = render(text, b)
@@ -155,11 +161,13 @@ class StubUpstream:
         self.requests: list[dict] = []
         self.api_key = api_key
         self.delay = delay
-        self.app = Starlette(routes=[
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
 
     def _check(self, request: Request):
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -168,7 +176,8 @@ class StubUpstream:
 
     async def models(self, request: Request):
         return self._check(request) or JSONResponse(
-            {"object": "list", "data": [{"id": "stub-model", "object": "model", "owned_by": "stub"}]})
+            {"object": "list", "data": [{"id": "stub-model", "object": "model", "owned_by": "stub"}]}
+        )
 
     async def _body(self, request: Request, path: str) -> dict:
         raw = await request.body()
@@ -187,46 +196,76 @@ class StubUpstream:
             return denied
         body = await self._body(request, "/v1/completions")
         if body.get("model") == "refuse":
-            return JSONResponse({"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400)
+            return JSONResponse(
+                {"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400
+            )
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         stop = body.get("stop") or []
         texts = [stub_complete(p, stop) for p in prompts]
         if body.get("stream"):
+
             async def events():
                 for t in texts[0].split(" "):
-                    chunk = {"id": "cmpl-stub", "object": "text_completion", "model": body["model"],
-                             "choices": [{"index": 0, "text": t + " ", "finish_reason": None}]}
+                    chunk = {
+                        "id": "cmpl-stub",
+                        "object": "text_completion",
+                        "model": body["model"],
+                        "choices": [{"index": 0, "text": t + " ", "finish_reason": None}],
+                    }
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({
-            "id": "cmpl-stub", "object": "text_completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
-                        for i, t in enumerate(texts)],
-            "usage": self._usage(len(texts)),
-        })
+        return JSONResponse(
+            {
+                "id": "cmpl-stub",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": self._usage(len(texts)),
+            }
+        )
 
     async def chat(self, request: Request):
         if denied := self._check(request):
             return denied
         body = await self._body(request, "/v1/chat/completions")
         if body.get("model") == "refuse":
-            return JSONResponse({"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400)
+            return JSONResponse(
+                {"error": {"message": "refused", "type": "BadRequestError", "code": 400}}, 400
+            )
         text = stub_chat(body)
         if body.get("stream"):
+
             async def events():
                 for i, t in enumerate(text.split(" ")):
                     delta = {"role": "assistant", "content": t} if i == 0 else {"content": " " + t}
-                    chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": body["model"],
-                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    chunk = {
+                        "id": "chatcmpl-stub",
+                        "object": "chat.completion.chunk",
+                        "model": body["model"],
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    }
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({
-            "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": self._usage(1),
-        })
+        return JSONResponse(
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+                "usage": self._usage(1),
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,8 +286,9 @@ class ServerThread:
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -283,4 +323,6 @@ def stub():
 def openai_client(base_url: str, api_key: str = "none", **kw):
     from openai import OpenAI
 
-    return OpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=kw.pop("timeout", 30), **kw)
+    return OpenAI(
+        base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=kw.pop("timeout", 30), **kw
+    )

@@ -28,14 +28,19 @@ def test_same_language_bridge_is_the_best_mean_over_the_source_pairs(tmp_path):
 def test_demonstrations_are_probe_words_aligned_by_concept_in_a_stable_order(tmp_path):
     index = load_index(write_index(tmp_path / "i.duckdb"))
     demos = index.demonstrations(("sw", "en", "he"), 3)
-    assert demos == (("kilogramu", "kilogram", "קילוגרם"), ("Januari", "January", "ינואר"),
-                     ("Februari", "February", "פברואר"))
+    assert demos == (
+        ("kilogramu", "kilogram", "קילוגרם"),
+        ("Januari", "January", "ינואר"),
+        ("Februari", "February", "פברואר"),
+    )
     assert index.demonstrations(("sw", "en", "he"), 3) == demos
     every = index.demonstrations(("sw", "en", "he"), 16)
     words = {w for d in every for w in d}
     assert "Machi" not in words  # test split reserved for evaluation
     assert "radio" not in words  # copies teach nothing
-    assert index.demonstrations(("sw", "en", "he"), 1, exclude="kilogramu") == (("Januari", "January", "ינואר"),)
+    assert index.demonstrations(("sw", "en", "he"), 1, exclude="kilogramu") == (
+        ("Januari", "January", "ינואר"),
+    )
 
 
 def test_direct_demonstrations_use_the_pair(tmp_path):

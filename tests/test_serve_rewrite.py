@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -23,7 +24,7 @@ from bridgex_serve.rewrite import (
 
 
 class FakeIndex:
-    names = {"en": "English", "sw": "Kiswahili", "he": "עברית", "de": "Deutsch"}
+    names: ClassVar[dict[str, str]] = {"en": "English", "sw": "Kiswahili", "he": "עברית", "de": "Deutsch"}
 
     def has_language(self, code):
         return code in self.names
@@ -54,13 +55,23 @@ def plan(text="kitabu", detect=lambda t: "sw", **options) -> Plan | Passthrough:
 
 def test_word_plan_uses_the_index_bridge_and_three_probe_demonstrations():
     p = plan(task="word", target="he")
-    assert (p.task, p.source, p.target, p.bridge, p.mode, p.probability) == ("word", "sw", "he", "en", "chain", 0.7)
+    assert (p.task, p.source, p.target, p.bridge, p.mode, p.probability) == (
+        "word",
+        "sw",
+        "he",
+        "en",
+        "chain",
+        0.7,
+    )
     assert len(p.demos) == 3
 
 
 def test_prompt_is_the_bli_chain_ending_in_colon_quote():
     p = plan(task="word", target="he", shots=1)
-    assert rewrite.bridge_prompt(p) == 'Kiswahili:"maji"→English:"water"→עברית:"מים"\nKiswahili:"kitabu"→English:"'
+    assert (
+        rewrite.bridge_prompt(p)
+        == 'Kiswahili:"maji"→English:"water"→עברית:"מים"\nKiswahili:"kitabu"→English:"'
+    )
     assert rewrite.answer_prompt(p, "book").endswith('Kiswahili:"kitabu"→English:"book"→עברית:"')
 
 
@@ -153,8 +164,14 @@ def test_client_request_rejects_bodies_it_cannot_bridge():
         client_request("chat", {"model": "m", "messages": [{"role": "system", "content": "x"}]})
     with pytest.raises(RequestError, match="one prompt"):
         client_request("completions", {"model": "m", "prompt": ["a", "b"]})
-    req, text = client_request("chat", {"model": "m", "temperature": 0, "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "maji"}]}]})
+    req, text = client_request(
+        "chat",
+        {
+            "model": "m",
+            "temperature": 0,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "maji"}]}],
+        },
+    )
     assert text == "maji" and req.sampling == {"temperature": 0}
 
 
@@ -167,14 +184,20 @@ class Scripted:
     async def __call__(self, path, body):
         self.calls.append((path, body))
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-        return {"choices": [{"index": i, "text": self.answer(p, body), "finish_reason": "stop"}
-                            for i, p in enumerate(prompts)],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+        return {
+            "choices": [
+                {"index": i, "text": self.answer(p, body), "finish_reason": "stop"}
+                for i, p in enumerate(prompts)
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+        }
 
 
 def test_chain_is_one_call_when_the_model_follows_the_format():
     up = Scripted(lambda p, b: 'book"→עברית:"ספר"')
-    outcomes, usage = asyncio.run(run_plans([plan(task="word", target="he")], ClientRequest("completions", "m"), up))
+    outcomes, usage = asyncio.run(
+        run_plans([plan(task="word", target="he")], ClientRequest("completions", "m"), up)
+    )
     assert (outcomes[0].answer, outcomes[0].bridge_text, outcomes[0].calls) == ("ספר", "book", 1)
     assert up.calls[0][1]["stop"] == ["\n"]
     assert usage.as_dict() == {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
@@ -182,7 +205,9 @@ def test_chain_is_one_call_when_the_model_follows_the_format():
 
 def test_chain_continues_with_a_second_call_when_the_model_stops_after_the_bridge():
     up = Scripted(lambda p, b: "ספר" if p.endswith('עברית:"') else 'book"')
-    outcomes, usage = asyncio.run(run_plans([plan(task="word", target="he")], ClientRequest("completions", "m"), up))
+    outcomes, usage = asyncio.run(
+        run_plans([plan(task="word", target="he")], ClientRequest("completions", "m"), up)
+    )
     assert (outcomes[0].answer, outcomes[0].calls) == ("ספר", 2)
     assert up.calls[1][1]["prompt"].startswith(up.calls[0][1]["prompt"])  # prefix cache friendly
     assert usage.prompt_tokens == 10
@@ -190,8 +215,9 @@ def test_chain_continues_with_a_second_call_when_the_model_stops_after_the_bridg
 
 def test_two_step_asks_for_the_bridge_then_the_target_with_quote_and_newline_stops():
     up = Scripted(lambda p, b: "ספר" if p.endswith('עברית:"') else "book")
-    outcomes, _ = asyncio.run(run_plans([plan(task="word", target="he", mode="two-step")],
-                                        ClientRequest("completions", "m"), up))
+    outcomes, _ = asyncio.run(
+        run_plans([plan(task="word", target="he", mode="two-step")], ClientRequest("completions", "m"), up)
+    )
     assert outcomes[0].answer == "ספר" and [c[1]["stop"] for c in up.calls] == [['"', "\n"]] * 2
 
 
@@ -213,7 +239,9 @@ def test_upstream_errors_propagate():
 
 
 def test_rewrite_core_is_pure():
-    code = ("import sys, bridgex_serve.rewrite; bad = {'starlette', 'httpx', 'aiohttp', 'duckdb', 'torch'} & "
-            "set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, bridgex_serve.rewrite; bad = {'starlette', 'httpx', 'aiohttp', 'duckdb', 'torch'} & "
+        "set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
