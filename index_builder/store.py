@@ -80,7 +80,9 @@ def open_index(path: Path) -> duckdb.DuckDBPyConnection:
         row = con.execute("SELECT value FROM provenance WHERE key = 'schema_version'").fetchone()
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = row[0] if row else "none"
-            raise IndexReadError(f"{path} has index schema version {found}, this BridgeX reads {SCHEMA_VERSION}")
+            raise IndexReadError(
+                f"{path} has index schema version {found}, this BridgeX reads {SCHEMA_VERSION}"
+            )
     except BaseException:
         con.close()
         raise
