@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -326,3 +330,149 @@ def openai_client(base_url: str, api_key: str = "none", **kw):
     return OpenAI(
         base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=kw.pop("timeout", 30), **kw
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real vLLM OpenAI server on the CPU (slow tests)
+
+REPO = Path(__file__).resolve().parent.parent
+GEMMA_DIRS = (
+    REPO / ".cache" / "models" / "gemma-3-270m",
+    REPO / ".cache" / "bridgex" / "models" / "gemma-3-270m",
+)
+MIDDLEWARE = "bridgex_serve.vllm_middleware.BridgeXMiddleware"
+
+
+def gemma_dir() -> Path | None:
+    """The converted Gemma 3 270M folder (`bridgex-index convert`), or None."""
+    import os
+
+    candidates = [Path(os.environ["BRIDGEX_GEMMA_DIR"])] if os.environ.get("BRIDGEX_GEMMA_DIR") else []
+    for path in [*candidates, *GEMMA_DIRS]:
+        if (path / "config.json").is_file():
+            return path
+    return None
+
+
+class VllmServer:
+    """`python -m vllm.entrypoints.openai.api_server` in its own process group, BridgeX middleware optional.
+
+    The tiny test models have head_dim 32, for which vLLM's CPU attention needs blocks that are a multiple
+    of 32 tokens; Gemma 3 (head_dim 256) takes the 16-token blocks that make its few-shot prefixes hit the
+    prefix cache.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        name: str,
+        index: Path | None = None,
+        block_size: int = 32,
+        dtype: str = "float32",
+        max_model_len: int = 512,
+        log: Path,
+        start_timeout: float = 300,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model),
+            "--served-model-name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(max_model_len),
+            "--enforce-eager",
+            "--block-size",
+            str(block_size),
+            "--dtype",
+            dtype,
+            "--max-num-seqs",
+            "64",
+            "--disable-log-stats",
+        ]
+        if index is not None:
+            self.cmd += ["--middleware", MIDDLEWARE]
+        self.env = dict(
+            os.environ,
+            VLLM_TARGET_DEVICE="cpu",
+            VLLM_CPU_KVCACHE_SPACE="1",
+            HF_HUB_OFFLINE="1",
+            VLLM_CPU_OMP_THREADS_BIND="0-1",
+            PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        )
+        if index is not None:
+            self.env["BRIDGEX_INDEX"] = str(index)
+        self.log = log
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> VllmServer:
+        import httpx
+
+        self._log_file = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.time() + self.start_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"vLLM exited with {self.proc.returncode} during start-up:\n{tail}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.__exit__()
+        raise RuntimeError(f"vLLM did not become healthy in {self.start_timeout:.0f} s; see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log_file.close()
+
+
+@pytest.fixture(scope="session")
+def serve_index(tmp_path_factory) -> Path:
+    """The test index, written once for the slow tests (never modified: reload tests copy it)."""
+    return write_index(tmp_path_factory.mktemp("serve-index") / "index.duckdb")
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny(tiny_llama, serve_index, tmp_path_factory):
+    """One real vLLM server per session: the tiny random Llama, with the BridgeX middleware loaded.
+
+    Requests without a `bridgex` field pass the middleware untouched, so the same server is the proxy's
+    plain upstream and the plugin under test.
+    """
+    log = tmp_path_factory.mktemp("vllm-log") / "vllm-tiny.log"
+    with VllmServer(tiny_llama, name="tiny", index=serve_index, log=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def proxy_tiny(vllm_tiny, serve_index):
+    """The proxy in front of the tiny vLLM server."""
+    from bridgex_serve.app import create_app
+    from bridgex_serve.settings import Settings
+
+    with running(create_app(Settings(index=str(serve_index), upstream=vllm_tiny.url))) as server:
+        yield server

@@ -317,7 +317,7 @@ def test_upstream_refused_is_a_502(index_path):  # noqa: F811
 
 
 def test_upstream_timeout_is_a_504(index_path):  # noqa: F811
-    upstream = StubUpstream(delay=3)
+    upstream = StubUpstream(delay=1.5)
     with running(upstream.app) as up:
         settings = Settings(index=str(index_path), upstream=up.url, upstream_timeout=0.5)
         with running(create_app(settings)) as server:

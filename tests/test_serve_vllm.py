@@ -1,0 +1,178 @@
+"""End to end on the CPU: a real vLLM server (tiny random Llama), the proxy in front of it, the real `openai`
+client; and the same bridging inside `vllm serve --middleware` (the plugin).
+
+A random model writes nonsense, so these tests check what the serving path guarantees: OpenAI-shaped
+answers, the `bridgex` metadata, one-line answers, usage adding up all upstream calls, batch order.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import openai
+import pytest
+from serve_support import (
+    openai_client,
+    proxy_tiny,  # noqa: F401 (fixture)
+    running,
+    serve_index,  # noqa: F401 (fixture)
+    vllm_tiny,  # noqa: F401 (fixture)
+    write_index,
+)
+
+from bridgex_serve.app import create_app
+from bridgex_serve.settings import Settings
+
+pytestmark = pytest.mark.slow
+WORD = {"task": "word", "source": "sw", "target": "he"}
+TASK_INPUTS = {
+    "word": "maji",
+    "translate": "Habari ya asubuhi rafiki",
+    "qa": "Maji ni baridi sana leo.\n\nJe, maji ni baridi?",
+    "chat": "Habari yako leo?",
+}
+
+
+@pytest.fixture(params=["proxy", "plugin"])
+def server(request):
+    """The same tests through the proxy and through the middleware inside vLLM."""
+    return request.getfixturevalue("proxy_tiny" if request.param == "proxy" else "vllm_tiny")
+
+
+def test_plain_chat_and_completion_pass_through_the_proxy(proxy_tiny):  # noqa: F811
+    client = openai_client(proxy_tiny.url, timeout=120)
+    r = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert (
+        r.object == "chat.completion"
+        and r.usage.completion_tokens <= 4
+        and r.model_extra.get("bridgex") is None
+    )
+    c = client.completions.create(model="tiny", prompt="Kiswahili:", max_tokens=4)
+    assert c.object == "text_completion" and c.usage.prompt_tokens > 0
+    assert [m.id for m in client.models.list()] == ["tiny"]
+
+
+def test_streaming_passes_through(server):
+    client = openai_client(server.url, timeout=120)
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage.completion_tokens <= 6
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
+
+
+@pytest.mark.parametrize("mode", ["chain", "two-step"])
+@pytest.mark.parametrize("task", ["word", "translate", "qa", "chat"])
+def test_each_task_in_both_modes(server, task, mode):
+    client = openai_client(server.url, timeout=120)
+    options = {"task": task, "source": "sw", "mode": mode}
+    if task in ("word", "translate"):
+        options["target"] = "he"
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": TASK_INPUTS[task]}],
+        max_tokens=8,
+        extra_body={"bridgex": options},
+    )
+    meta = r.model_extra["bridgex"]
+    assert (meta["task"], meta["mode"], meta["source"], meta["bridge"]) == (task, mode, "sw", "en")
+    assert meta["calls"] == 2 if mode == "two-step" else meta["calls"] in (1, 2)
+    assert isinstance(meta["bridge_text"], str)
+    content = r.choices[0].message.content
+    if task in ("word", "translate"):
+        assert "\n" not in content and '"' not in content  # only the answer field
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.usage.prompt_tokens > 30  # more than one call's worth of the bridged prompt
+
+
+def test_word_task_on_the_completions_endpoint_with_shots(server):
+    client = openai_client(server.url, timeout=120)
+    r = client.completions.create(model="tiny", prompt="maji", extra_body={"bridgex": dict(WORD, shots=2)})
+    assert r.model_extra["bridgex"]["shots"] == 2 and "\n" not in r.choices[0].text
+
+
+def test_bridged_streaming(server):
+    client = openai_client(server.url, timeout=120)
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "maji"}],
+        stream=True,
+        extra_body={"bridgex": WORD},
+    )
+    chunks = list(stream)
+    assert chunks[0].model_extra["bridgex"]["bridge"] == "en"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_auto_detection_bridges_a_swahili_sentence(server):
+    client = openai_client(server.url, timeout=120)
+    text = "Habari ya asubuhi rafiki yangu, ninapenda kusoma vitabu vya historia kila siku"
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=8,
+        extra_body={"bridgex": {"target": "he"}},
+    )
+    assert r.model_extra["bridgex"]["source"] == "sw" and r.model_extra["bridgex"]["task"] == "translate"
+
+
+def test_batch_translate_keeps_order_and_batches(server):
+    texts = [f"neno{i}" for i in range(24)] + ["Habari ya asubuhi"]
+    r = httpx.post(
+        server.url + "/v1/translate",
+        timeout=300,
+        json={"q": texts, "source": "sw", "target": "he", "max_tokens": 6},
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()["translations"]
+    assert len(out) == len(texts) and all(t["bridge"] == "en" and "\n" not in t["text"] for t in out)
+    assert r.json()["usage"]["prompt_tokens"] > 0
+
+
+def test_languages_and_errors(server):
+    langs = httpx.get(server.url + "/v1/languages").json()
+    assert {lang["code"] for lang in langs["languages"]} == {"de", "en", "he", "ja", "sw"}
+    client = openai_client(server.url, timeout=120)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "maji"}],
+            extra_body={"bridgex": {"task": "word", "source": "sw", "target": "xx"}},
+        )
+    assert "unknown language 'xx'" in info.value.body["message"]
+    with pytest.raises(openai.BadRequestError):  # vLLM's own 400 for a prompt longer than the model
+        client.completions.create(model="tiny", prompt="maji " * 600, extra_body={"bridgex": WORD})
+
+
+def test_proxy_reload_switches_the_bridge(vllm_tiny, serve_index, tmp_path):  # noqa: F811
+    path = tmp_path / "index.duckdb"
+    shutil.copy(serve_index, path)
+    with running(create_app(Settings(index=str(path), upstream=vllm_tiny.url))) as proxy:
+        client = openai_client(proxy.url, timeout=120)
+
+        def bridge() -> str:
+            r = client.chat.completions.create(
+                model="tiny",
+                messages=[{"role": "user", "content": "maji"}],
+                max_tokens=4,
+                extra_body={"bridgex": WORD},
+            )
+            return r.model_extra["bridgex"]["bridge"]
+
+        assert bridge() == "en"
+        write_index(path, bridges={("he", "sw"): [("de", 1.0)]})
+        assert httpx.post(proxy.url + "/admin/reload").status_code == 200
+        assert bridge() == "de"
+
+
+def test_plugin_reloads_its_index(vllm_tiny):  # noqa: F811
+    r = httpx.post(vllm_tiny.url + "/admin/reload", timeout=60)
+    assert r.status_code == 200 and r.json()["status"] == "reloaded"
