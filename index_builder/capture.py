@@ -110,6 +110,7 @@ class LanguageCounts:
     """
 
     def __init__(self, n_languages: int, n_layers: int, n_neurons: int, device: torch.device):
+        self.device = device
         self.positive = torch.zeros((n_languages, n_layers, n_neurons), dtype=torch.float32, device=device)
         self.tokens = torch.zeros(n_languages, dtype=torch.float64, device=device)
         self._present: torch.Tensor | None = None
@@ -145,6 +146,7 @@ class ProbeMeans:
     """
 
     def __init__(self, neurons: Sequence[np.ndarray], n_probes: int, device: torch.device):
+        self.device = device
         self.index = [torch.as_tensor(np.asarray(n, dtype=np.int64), device=device) for n in neurons]
         sizes = [len(n) for n in neurons]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
@@ -188,7 +190,10 @@ class ActivationHooks:
 
         def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
             if self.collector is not None:
-                self.collector.add(layer, act_fn(output) if act_fn is not None else output)
+                act = act_fn(output) if act_fn is not None else output
+                if act.device != self.collector.device:  # layers spread over devices (device_map="auto")
+                    act = act.to(self.collector.device)
+                self.collector.add(layer, act)
 
         return hook
 
@@ -213,7 +218,7 @@ def run_pass(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Stream all encoded probes through the backbone (no LM head) with `collector` receiving activations."""
-    device = next(loaded.model.parameters()).device
+    device = loaded.input_device
     decoder = loaded.model.get_decoder()
     pad_id = loaded.tokenizer.pad_token_id
     with ActivationHooks(loaded) as hooks, torch.inference_mode():
@@ -236,7 +241,7 @@ def generate_probes(
     """`generate` mode: greedy continuations (at most `max_new_tokens`, cut at newline or closing quote)
     appended to each prompt, so the capture pass sees the model's own second word."""
     tok = loaded.tokenizer
-    device = next(loaded.model.parameters()).device
+    device = loaded.input_device
     previous_side = tok.padding_side
     tok.padding_side = "left"
     out: list[Probe] = []

@@ -137,6 +137,11 @@ def main() -> None:
     "--low-resource", help="Comma-separated languages to mark low-resource (default: all but major ones)."
 )
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Where converted models are cached.")
+@click.option(
+    "--device-map",
+    type=click.Choice(["auto"]),
+    help="auto: spread a model larger than one GPU over all visible GPUs (accelerate).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @fails_cleanly
 def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
@@ -157,6 +162,8 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
         **opts,
     )
     summary = build_index(cfg, progress=not quiet)
+    if "written" not in summary:  # other ranks of a torchrun build: rank 0 reports
+        return
     click.echo(
         f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']}"
     )

@@ -57,6 +57,11 @@ class LoadedModel:
     activations: list[nn.Module]  # one module per layer whose forward output is act(gate(x))
     apply_activation: bool  # True when the hooked module is gate_proj and the hook must apply act_fn
 
+    @property
+    def input_device(self) -> torch.device:
+        """Where inputs go (the embedding's device; with device_map="auto" layers may sit elsewhere)."""
+        return self.model.get_input_embeddings().weight.device
+
 
 def resolve_device(name: str) -> torch.device:
     """`auto` → CUDA when present, else CPU; otherwise any torch device string."""
@@ -172,9 +177,17 @@ def config_hash(config) -> str:
 
 
 def load_model(
-    spec: str, device: str = "auto", dtype: str = "auto", cache_dir: Path | None = None
+    spec: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: Path | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load `spec` (folder, hub id or .gguf) for activation capture on `device` in `dtype`."""
+    """Load `spec` (folder, hub id or .gguf) for activation capture on `device` in `dtype`.
+
+    `device_map="auto"` spreads a model too large for one GPU over all visible devices (accelerate);
+    `device` then only decides the dtype default.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
@@ -194,7 +207,7 @@ def load_model(
     source = str(folder) if folder else spec
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {spec!r}: {str(err).splitlines()[0]}") from err
     if not getattr(tokenizer, "is_fast", False):
@@ -202,7 +215,9 @@ def load_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     acts, apply = activation_modules(model)
-    model.to(dev).eval()
+    if device_map is None:
+        model.to(dev)
+    model.eval()
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     identity = ModelIdentity(
         source=spec,

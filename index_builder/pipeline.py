@@ -56,6 +56,7 @@ class BuildConfig:
     max_new_tokens: int = 30  # generate mode only
     low_resource: list[str] | None = None  # None = every language not in languages.DEFAULT_HIGH_RESOURCE
     cache_dir: Path | None = None
+    device_map: str | None = None  # "auto": spread a model larger than one GPU over the visible devices
     hsic_max_bytes: int = 256 * 2**20
 
     def parameters(self) -> dict:
@@ -99,7 +100,9 @@ def validate(cfg: BuildConfig) -> Plan:
         raise BuildError(f"--test-fraction must be in [0, 1), got {cfg.test_fraction}")
     if cfg.temperature <= 0:
         raise BuildError(f"--temperature must be positive, got {cfg.temperature}")
-    bridges.middle_band(100, cfg.middle_band)  # validates the bounds; the layer count is checked after loading
+    bridges.middle_band(
+        100, cfg.middle_band
+    )  # validates the bounds; the layer count is checked after loading
     candidates = langs
     if cfg.bridges is not None:
         candidates = validate_codes(cfg.bridges)
@@ -182,119 +185,161 @@ def pair_hsic(
     return out
 
 
+PairResult = tuple[list[tuple], list[tuple]]  # (layer_hsic rows, bridges rows) of one pair
+HSIC_COLUMNS = ("source", "target", "bridge", "layer", "n_overlap", "n_bridge", "score", "in_band")
+BRIDGE_COLUMNS = ("source", "target", "bridge", "score", "probability", "rank")
+
+
+def score_pair(
+    pair: Pair,
+    means: np.ndarray,
+    column: dict[tuple[int, int], int],
+    masks: np.ndarray,
+    plan: Plan,
+    band: Sequence[int],
+    cfg: BuildConfig,
+) -> PairResult:
+    """HSIC per layer and ranked bridges of one pair from its per-probe means (n_probes, n_columns)."""
+    s, t = pair
+    index = {c: i for i, c in enumerate(plan.langs)}
+    ms, mt = masks[index[s]], masks[index[t]]
+    specific = {
+        c: neurons.bridge_specific(masks[index[c]], ms, mt) for c in plan.candidates if c not in (s, t)
+    }
+    per_layer = pair_hsic(means, column, neurons.overlap(ms, mt), specific, cfg.hsic_max_bytes)
+    hsic_rows = [
+        (s, t, c, layer, n1, n2, score, layer in band)
+        for c, layers in per_layer.items()
+        for layer, (score, n1, n2) in sorted(layers.items())
+    ]
+    scores = bridges.bridge_scores(
+        {c: {layer: v[0] for layer, v in ls.items()} for c, ls in per_layer.items()}, band
+    )
+    bridge_rows: list[tuple] = []
+    if scores:
+        probs = bridges.selection_probabilities(scores, cfg.temperature)
+        for r in bridges.rank_bridges(scores, probs):
+            bridge_rows += [(a, b, r.bridge, r.score, r.probability, r.rank) for a, b in ((s, t), (t, s))]
+    return hsic_rows, bridge_rows
+
+
+def _columns(rows: list[tuple], names: Sequence[str]) -> dict[str, list]:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
 def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
-    """Run the whole build and write `cfg.out`; returns a summary (counts and timings)."""
+    """Run the whole build and write `cfg.out`; returns a summary (counts and timings).
+
+    Under torchrun every rank runs this function: probes and pairs are shared out (see `distributed`)
+    and rank 0 writes the index.
+    """
     from tqdm.auto import tqdm
 
     from .capture import LanguageCounts, ProbeMeans, columns_for, encode_probes, generate_probes, run_pass
+    from .distributed import close_world, init_world
     from .models import load_model
 
+    world = init_world()
     say = log or (lambda msg: print(msg, file=sys.stderr))
+    if not world.is_main:
+        say = lambda _msg: None  # noqa: E731
+    progress = progress and world.is_main
     t0 = time.perf_counter()
     plan = validate(cfg)
     say(f"languages: {', '.join(plan.langs)}; pairs with probes: {len(plan.probe_entries)}")
-    loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir)
+    loaded = load_model(cfg.model, world.device(cfg.device), cfg.dtype, cfg.cache_dir, cfg.device_map)
     ident = loaded.identity
     say(f"model: {ident.architecture}, {ident.n_layers} layers × {ident.n_neurons} neurons, {ident.dtype}")
-    t_load = time.perf_counter()
-
-    probes_by_pair = _probes(plan, cfg.mode)
-    if cfg.mode == "generate":
-        total = sum(len(v) for v in probes_by_pair.values())
-        with tqdm(total=total, desc="generate", unit="probe", disable=not progress) as bar:
-            probes_by_pair = {
-                pair: generate_probes(loaded, ps, cfg.batch_size, cfg.max_new_tokens, bar.update)
-                for pair, ps in probes_by_pair.items()
-            }
-    pairs = sorted(probes_by_pair)
-    all_probes = [p for pair in pairs for p in probes_by_pair[pair]]
-    encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
-    device = next(loaded.model.parameters()).device
-
-    # Pass 1: activation probabilities per language.
-    counts = LanguageCounts(len(plan.langs), ident.n_layers, ident.n_neurons, device)
-    with tqdm(total=len(encoded), desc="pass 1: language neurons", unit="probe", disable=not progress) as bar:
-        run_pass(loaded, encoded, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update)
-    positive, tokens = counts.result()
-    p = neurons.activation_probabilities(positive, tokens, plan.langs)  # (n_lang, L, I)
-    masks = select_neurons(p, cfg)  # (n_lang, L, I)
-    lang_index = {c: i for i, c in enumerate(plan.langs)}
-    t_pass1 = time.perf_counter()
-
-    # Pass 2 and HSIC, one pair at a time: only the per-probe means of language neurons are kept.
-    columns = columns_for(masks)
-    column = {
-        (layer, int(j)): k
-        for layer, js in enumerate(columns)
-        for k, j in enumerate(js, start=sum(len(c) for c in columns[:layer]))
-    }
+    if world.active:
+        say(f"distributed: {world.size} processes")
     try:
         band = bridges.middle_band(ident.n_layers, cfg.middle_band)
     except ValueError as err:
         raise BuildError(str(err)) from err
-    hsic_rows: dict[str, list] = {
-        k: [] for k in ("source", "target", "bridge", "layer", "n_overlap", "n_bridge", "score", "in_band")
+    t_load = time.perf_counter()
+
+    probes_by_pair = _probes(plan, cfg.mode)
+    pairs = sorted(probes_by_pair)
+    if cfg.mode == "generate":
+        mine = world.shard(pairs)
+        total = sum(len(probes_by_pair[pair]) for pair in mine)
+        with tqdm(total=total, desc="generate", unit="probe", disable=not progress) as bar:
+            generated = {
+                pair: generate_probes(
+                    loaded, probes_by_pair[pair], cfg.batch_size, cfg.max_new_tokens, bar.update
+                )
+                for pair in mine
+            }
+        for part in world.gather(generated):
+            probes_by_pair.update(part)
+    all_probes = [p for pair in pairs for p in probes_by_pair[pair]]
+    encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
+    device = loaded.input_device
+
+    # Pass 1: activation probabilities per language (probes shared out, counts summed exactly).
+    counts = LanguageCounts(len(plan.langs), ident.n_layers, ident.n_neurons, device)
+    shard = world.shard(encoded)
+    with tqdm(total=len(shard), desc="pass 1: language neurons", unit="probe", disable=not progress) as bar:
+        run_pass(loaded, shard, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update)
+    world.sum_(counts.positive)
+    world.sum_(counts.tokens)
+    positive, tokens = counts.result()
+    p = neurons.activation_probabilities(positive, tokens, plan.langs)  # (n_lang, L, I)
+    masks = select_neurons(p, cfg)  # (n_lang, L, I)
+    t_pass1 = time.perf_counter()
+
+    # Pass 2 and HSIC, one whole pair at a time (pairs shared out): only language-neuron means are kept.
+    columns = columns_for(masks)
+    starts = np.cumsum([0] + [len(c) for c in columns])
+    column = {
+        (layer, int(j)): int(starts[layer]) + k for layer, js in enumerate(columns) for k, j in enumerate(js)
     }
-    bridge_rows: dict[str, list] = {
-        k: [] for k in ("source", "target", "bridge", "score", "probability", "rank")
-    }
-    offsets = np.cumsum([0] + [len(probes_by_pair[pair]) for pair in pairs])
-    with tqdm(
-        total=len(encoded), desc="pass 2: probe means + HSIC", unit="probe", disable=not progress
-    ) as bar:
-        for k, (s, t) in enumerate(pairs):
-            pair_encoded = encoded[offsets[k] : offsets[k + 1]]
+    offsets = dict(zip(pairs, np.cumsum([0] + [len(probes_by_pair[pair]) for pair in pairs]), strict=False))
+    results: dict[Pair, PairResult] = {}
+    mine = world.shard(pairs)
+    total = sum(len(probes_by_pair[pair]) for pair in mine)
+    with tqdm(total=total, desc="pass 2: probe means + HSIC", unit="probe", disable=not progress) as bar:
+        for pair in mine:
+            pair_encoded = encoded[offsets[pair] : offsets[pair] + len(probes_by_pair[pair])]
             collector = ProbeMeans(columns, len(pair_encoded), device)
             run_pass(loaded, pair_encoded, collector, cfg.batch_size, cfg.max_batch_tokens, bar.update)
-            means = collector.result()  # (n_probes, n_columns)
-            ms, mt = masks[lang_index[s]], masks[lang_index[t]]
-            cands = [c for c in plan.candidates if c not in (s, t)]
-            specific = {c: neurons.bridge_specific(masks[lang_index[c]], ms, mt) for c in cands}
-            per_layer = pair_hsic(means, column, neurons.overlap(ms, mt), specific, cfg.hsic_max_bytes)
-            for c, layers in per_layer.items():
-                for layer, (score, n1, n2) in sorted(layers.items()):
-                    for key, val in zip(
-                        hsic_rows, (s, t, c, layer, n1, n2, score, layer in band), strict=True
-                    ):
-                        hsic_rows[key].append(val)
-            scores = bridges.bridge_scores(
-                {c: {layer: v[0] for layer, v in ls.items()} for c, ls in per_layer.items()}, band
-            )
-            if not scores:
-                continue
-            probs = bridges.selection_probabilities(scores, cfg.temperature)
-            for ranked in bridges.rank_bridges(scores, probs):
-                for src, trg in ((s, t), (t, s)):
-                    row = (src, trg, ranked.bridge, ranked.score, ranked.probability, ranked.rank)
-                    for key, val in zip(bridge_rows, row, strict=True):
-                        bridge_rows[key].append(val)
+            results[pair] = score_pair(pair, collector.result(), column, masks, plan, band, cfg)
+    for part in world.gather(results):
+        results.update(part)
     t_pass2 = time.perf_counter()
 
-    tables = {
-        "languages": _language_table(plan, tokens, masks),
-        "language_neurons": _neuron_table(plan.langs, p, masks),
-        **_overlap_tables(plan.langs, p, masks),
-        "layer_hsic": hsic_rows,
-        "bridges": bridge_rows,
-        "dictionary_entries": _entry_table(plan),
-    }
-    prov = _provenance(cfg, loaded, plan, len(encoded), str(device))
-    from .store import write_index
-
-    write_index(cfg.out, prov, tables)
-    t_end = time.perf_counter()
-    return {
+    summary = {
         "languages": plan.langs,
         "pairs": len(pairs),
         "probes": len(encoded),
-        "bridge_rows": len(bridge_rows["source"]),
-        "seconds": {
-            "load": round(t_load - t0, 1),
-            "pass1": round(t_pass1 - t_load, 1),
-            "pass2_hsic": round(t_pass2 - t_pass1, 1),
-            "write": round(t_end - t_pass2, 1),
-        },
+        "processes": world.size,
     }
+    if world.is_main:
+        hsic_rows = [row for pair in pairs for row in results[pair][0]]
+        bridge_rows = [row for pair in pairs for row in results[pair][1]]
+        tables = {
+            "languages": _language_table(plan, tokens, masks),
+            "language_neurons": _neuron_table(plan.langs, p, masks),
+            **_overlap_tables(plan.langs, p, masks),
+            "layer_hsic": _columns(hsic_rows, HSIC_COLUMNS),
+            "bridges": _columns(bridge_rows, BRIDGE_COLUMNS),
+            "dictionary_entries": _entry_table(plan),
+        }
+        from .store import write_index
+
+        write_index(cfg.out, _provenance(cfg, loaded, plan, len(encoded), str(device), world.size), tables)
+        summary["bridge_rows"] = len(bridge_rows)
+        summary["written"] = str(cfg.out)
+    world.barrier()
+    close_world(world)
+    t_end = time.perf_counter()
+    summary["seconds"] = {
+        "load": round(t_load - t0, 1),
+        "pass1": round(t_pass1 - t_load, 1),
+        "pass2_hsic": round(t_pass2 - t_pass1, 1),
+        "write": round(t_end - t_pass2, 1),
+    }
+    return summary
 
 
 def _language_table(plan: Plan, tokens: np.ndarray, masks: np.ndarray) -> dict[str, list]:
@@ -354,7 +399,9 @@ def _entry_table(plan: Plan) -> dict[str, list]:
     return table
 
 
-def _provenance(cfg: BuildConfig, loaded, plan: Plan, n_probes: int, device: str) -> dict[str, str]:
+def _provenance(
+    cfg: BuildConfig, loaded, plan: Plan, n_probes: int, device: str, processes: int
+) -> dict[str, str]:
     import torch
     import transformers
 
@@ -373,6 +420,7 @@ def _provenance(cfg: BuildConfig, loaded, plan: Plan, n_probes: int, device: str
         "middle_band_layers": json.dumps(bridges.middle_band(ident.n_layers, cfg.middle_band)),
         "dictionaries": cfg.dictionaries,
         "n_probes": str(n_probes),
+        "processes": str(processes),
         "parameters": json.dumps(cfg.parameters(), sort_keys=True),
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
