@@ -1,0 +1,70 @@
+"""The real Gemma 3 270M behind vLLM on the CPU, bridged by the plugin and by the proxy.
+
+Needs the folder written by `bridgex-index convert` (`.cache/models/gemma-3-270m` or
+`.cache/bridgex/models/gemma-3-270m`, or BRIDGEX_GEMMA_DIR); skipped with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import pytest
+from serve_support import VllmServer, gemma_dir, openai_client, running, serve_index  # noqa: F401
+
+from bridgex_serve.app import create_app
+from bridgex_serve.settings import Settings
+
+pytestmark = pytest.mark.slow
+GEMMA = gemma_dir()
+
+
+@pytest.fixture(scope="module")
+def gemma(serve_index, tmp_path_factory):  # noqa: F811
+    if GEMMA is None:
+        pytest.skip(
+            "Gemma 3 270M folder absent: run `bridgex-index convert` to create .cache/models/gemma-3-270m"
+        )
+    log = tmp_path_factory.mktemp("vllm-gemma") / "vllm-gemma.log"
+    with (
+        VllmServer(
+            GEMMA,
+            name="gemma-3-270m",
+            index=serve_index,
+            block_size=16,
+            dtype="bfloat16",
+            max_model_len=1024,
+            log=log,
+            start_timeout=400,
+        ) as server,
+        running(create_app(Settings(index=str(serve_index), upstream=server.url))) as proxy,
+    ):
+        server.proxy_url = proxy.url
+        yield server
+
+
+@pytest.mark.parametrize("mode", ["chain", "two-step"])
+def test_gemma_word_translation_through_the_proxy(gemma, mode):
+    client = openai_client(gemma.proxy_url, timeout=300)
+    r = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[{"role": "user", "content": "maji"}],
+        temperature=0,
+        extra_body={"bridgex": {"task": "word", "source": "sw", "target": "he", "mode": mode}},
+    )
+    meta = r.model_extra["bridgex"]
+    assert (meta["bridge"], meta["mode"], meta["shots"]) == ("en", mode, 3)
+    # with three bridged demonstrations Gemma follows the chain format in one call (greedy, measured)
+    assert meta["calls"] == (1 if mode == "chain" else 2)
+    content = r.choices[0].message.content
+    assert content and "\n" not in content and '"' not in content
+    assert isinstance(meta["bridge_copied"], bool)
+
+
+def test_gemma_word_translation_inside_vllm(gemma):
+    client = openai_client(gemma.url, timeout=300)
+    r = client.completions.create(
+        model="gemma-3-270m",
+        prompt="kitabu",
+        extra_body={"bridgex": {"task": "word", "source": "sw", "target": "he"}},
+    )
+    meta = r.model_extra["bridgex"]
+    assert meta["bridge"] == "en" and meta["calls"] in (1, 2)
+    assert r.choices[0].text and "\n" not in r.choices[0].text
