@@ -113,6 +113,8 @@ class LanguageCounts:
         self.device = device
         self.positive = torch.zeros((n_languages, n_layers, n_neurons), dtype=torch.float32, device=device)
         self.tokens = torch.zeros(n_languages, dtype=torch.float64, device=device)
+        # summed activations: the tie-break among neurons of equal probability (many fire on every token)
+        self.activation = torch.zeros((n_languages, n_layers, n_neurons), dtype=torch.float32, device=device)
         self._present: torch.Tensor | None = None
         self._onehot: torch.Tensor | None = None
 
@@ -129,6 +131,8 @@ class LanguageCounts:
         positive = (act > 0).to(torch.float32)  # (B, T, I)
         counts = torch.einsum("btk,bti->ki", self._onehot, positive)  # (k, I)
         self.positive[self._present, layer] += counts
+        sums = torch.einsum("btk,bti->ki", self._onehot, act.to(torch.float32))  # (k, I)
+        self.activation[self._present, layer] += sums
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(positive counts (n_lang, L, I), token counts (n_lang,)) as float64 host arrays."""
@@ -136,6 +140,11 @@ class LanguageCounts:
         if tokens.max(initial=0) >= 2**24:
             raise OverflowError("more than 2**24 word-span tokens for one language: float32 counts inexact")
         return self.positive.double().cpu().numpy(), tokens
+
+    def mean_activation(self) -> np.ndarray:
+        """(n_lang, L, I) mean activation over each language's word-span tokens (float64 host array)."""
+        tokens = self.tokens.clamp_min(1.0)[:, None, None]
+        return (self.activation.double() / tokens).cpu().numpy()
 
 
 class ProbeMeans:

@@ -50,16 +50,25 @@ def activation_probabilities(
     return counts / tokens[:, None, None]  # (languages, layers, neurons)
 
 
-def top_rate_neurons(p: np.ndarray, top_rate: float) -> np.ndarray:
+def top_rate_neurons(p: np.ndarray, top_rate: float, tiebreak: np.ndarray | None = None) -> np.ndarray:
     """The top `top_rate` fraction of all L×I neurons by p, as an (L, I) mask.
 
-    Count = max(1, round(top_rate · L · I)) (Python's round: halves go to even). Ties are broken by flat
-    index (layer-major), lower first, so the result is deterministic.
+    Count = max(1, round(top_rate · L · I)) (Python's round: halves go to even). Neurons with equal p are
+    ordered by `tiebreak` (L, I), larger first, when given — the pipeline passes the language's mean
+    activation, because in some models (Gemma 3) far more than 1% of neurons fire on every token (p = 1)
+    and the choice among them must come from the data, not from the neurons' position. Remaining ties
+    go by flat index (layer-major), lower first, so the result is deterministic.
     """
     p = _probabilities(p, "p", ndim=2)
     _check_rate(top_rate, "top_rate")
     count = max(1, round(top_rate * p.size))
-    chosen = np.argsort(-p, axis=None, kind="stable")[:count]  # (count,) flat indices
+    if tiebreak is None:
+        chosen = np.argsort(-p, axis=None, kind="stable")[:count]  # (count,) flat indices
+    else:
+        tiebreak = np.asarray(tiebreak, dtype=np.float64)
+        if tiebreak.shape != p.shape:
+            raise ValueError(f"tiebreak must have the shape of p {p.shape}, got {tiebreak.shape}.")
+        chosen = np.lexsort((-tiebreak.ravel(), -p.ravel()))[:count]  # p first, then tiebreak
     mask = np.zeros(p.size, dtype=bool)
     mask[chosen] = True
     return mask.reshape(p.shape)  # (layers, neurons)

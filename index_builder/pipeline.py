@@ -146,11 +146,17 @@ def _probes(plan: Plan, mode: str) -> dict[Pair, list[Probe]]:
     }
 
 
-def select_neurons(p: np.ndarray, cfg: BuildConfig) -> np.ndarray:
-    """(n_lang, L, I) language-neuron masks by the configured selector."""
+def select_neurons(p: np.ndarray, mean_activation: np.ndarray, cfg: BuildConfig) -> np.ndarray:
+    """(n_lang, L, I) language-neuron masks by the configured selector (top-rate ties broken by the
+    language's mean activation)."""
     if cfg.selector == "lape":
         return neurons.lape_neurons(p, cfg.top_rate, cfg.filter_rate, cfg.activation_bar_ratio)
-    return np.stack([neurons.top_rate_neurons(p_a, cfg.top_rate) for p_a in p])
+    return np.stack(
+        [
+            neurons.top_rate_neurons(p_a, cfg.top_rate, m_a)
+            for p_a, m_a in zip(p, mean_activation, strict=True)
+        ]
+    )
 
 
 def pair_hsic(
@@ -283,9 +289,16 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
         run_pass(loaded, shard, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update)
     world.sum_(counts.positive)
     world.sum_(counts.tokens)
+    world.sum_(counts.activation)
     positive, tokens = counts.result()
     p = neurons.activation_probabilities(positive, tokens, plan.langs)  # (n_lang, L, I)
-    masks = select_neurons(p, cfg)  # (n_lang, L, I)
+    masks = select_neurons(p, counts.mean_activation(), cfg)  # (n_lang, L, I)
+    ties = [int((p_a == 1.0).sum()) for p_a in p]
+    if cfg.selector == "top-rate" and max(ties) > masks[0].sum():
+        say(
+            f"note: {max(ties)} neurons fire on every token of some language (more than the top rate keeps);"
+            " ties broken by mean activation"
+        )
     t_pass1 = time.perf_counter()
 
     # Pass 2 and HSIC, one whole pair at a time (pairs shared out): only language-neuron means are kept.

@@ -18,25 +18,42 @@ def _pyplot():
     return plt
 
 
-def similarity_heatmap(con, out: Path) -> Path:
-    """Heatmap of Similarity(a, b) (cosine on the overlap neurons) over the index's languages."""
-    plt = _pyplot()
-    langs = [r["code"] for r in records(con, "SELECT code FROM languages ORDER BY code")]
+def _pair_grid(langs: list[str], rows: list[dict], key: str) -> np.ndarray:
     pos = {c: i for i, c in enumerate(langs)}
     grid = np.full((len(langs), len(langs)), np.nan)  # (languages, languages)
     np.fill_diagonal(grid, 1.0)
-    for r in records(con, "SELECT lang_a, lang_b, similarity FROM language_similarity"):
-        if r["similarity"] is not None:
-            grid[pos[r["lang_a"]], pos[r["lang_b"]]] = grid[pos[r["lang_b"]], pos[r["lang_a"]]] = r[
-                "similarity"
-            ]
-    finite = grid[np.isfinite(grid) & ~np.eye(len(langs), dtype=bool)]
-    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(langs), 0.8 + 0.5 * len(langs)))
-    image = ax.imshow(grid, cmap="viridis", vmin=finite.min() if finite.size else 0, vmax=1.0)
-    ax.set_xticks(range(len(langs)), langs)
-    ax.set_yticks(range(len(langs)), langs)
-    ax.set_title("Language similarity on overlap neurons")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    for r in rows:
+        if r[key] is not None:
+            grid[pos[r["lang_a"]], pos[r["lang_b"]]] = grid[pos[r["lang_b"]], pos[r["lang_a"]]] = r[key]
+    return grid
+
+
+def similarity_heatmap(con, out: Path) -> Path:
+    """Two heatmaps over the index's languages: Jaccard of the language-neuron sets, and Similarity(a, b)
+    (cosine of activation probabilities on the overlap neurons), each with its own colour range."""
+    plt = _pyplot()
+    langs = [r["code"] for r in records(con, "SELECT code FROM languages ORDER BY code")]
+    rows = records(con, "SELECT lang_a, lang_b, jaccard, similarity FROM language_similarity")
+    off_diagonal = ~np.eye(len(langs), dtype=bool)
+    size = 1.2 + 0.45 * len(langs)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    for ax, key, title in zip(
+        axes,
+        ("jaccard", "similarity"),
+        ("Jaccard of language neurons", "Similarity on overlap neurons"),
+        strict=True,
+    ):
+        grid = _pair_grid(langs, rows, key)
+        finite = grid[np.isfinite(grid) & off_diagonal]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        if hi - lo < 1e-12:
+            lo, hi = lo - 1e-6, hi + 1e-6
+        shown = np.where(off_diagonal, grid, np.nan)  # the diagonal (1.0) would flatten the colour range
+        image = ax.imshow(shown, cmap="viridis", vmin=lo, vmax=hi)
+        ax.set_xticks(range(len(langs)), langs)
+        ax.set_yticks(range(len(langs)), langs)
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, shrink=0.8, format="%.4g")
     fig.tight_layout()
     path = out / "similarity.png"
     fig.savefig(path, dpi=120)

@@ -183,3 +183,20 @@ def test_lape_activation_bar_pools_all_languages():
     mask = lape_neurons(p, top_rate=1.0, filter_rate=0.5, activation_bar_ratio=0.5)
     assert mask[0].all()
     assert not mask[1].any()
+
+
+def test_top_rate_ties_are_broken_by_the_tiebreak_values():
+    p = np.ones((3, 4))  # every neuron fires on every token
+    tiebreak = np.zeros((3, 4))
+    tiebreak[2, 1], tiebreak[1, 3] = 5.0, 4.0
+    mask = top_rate_neurons(p, 2 / 12, tiebreak=tiebreak)
+    np.testing.assert_array_equal(np.argwhere(mask), [[1, 3], [2, 1]])
+    # without a tiebreak, position decides
+    np.testing.assert_array_equal(np.argwhere(top_rate_neurons(p, 2 / 12)), [[0, 0], [0, 1]])
+
+
+def test_top_rate_tiebreak_never_overrides_probability():
+    p = np.array([[0.9, 0.5], [0.5, 0.1]])
+    tiebreak = np.array([[0.0, 9.0], [1.0, 99.0]])
+    mask = top_rate_neurons(p, 0.5, tiebreak=tiebreak)  # 2 neurons: 0.9 first, then the 0.5 with larger tiebreak
+    np.testing.assert_array_equal(np.argwhere(mask), [[0, 0], [0, 1]])
