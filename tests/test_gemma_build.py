@@ -1,0 +1,96 @@
+"""The real Gemma 3 270M through `bridgex-index build` on four languages (slow: about a minute on a CPU)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from index_builder.store import open_index, provenance, records
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent / "bridgex-index"
+LANGS = ["en", "de", "sw", "he"]
+N_LAYERS, N_NEURONS = 18, 2048  # Gemma 3 270M: 18 layers, MLP intermediate size 2048
+
+
+@pytest.fixture(scope="session")
+def gemma_folder() -> Path:
+    """The converted Hugging Face folder of Gemma 3 270M (converted once, about a minute, then cached)."""
+    from index_builder.gemma import prepare
+
+    cache = Path(os.environ.get("BRIDGEX_CACHE", REPO / ".cache" / "bridgex"))
+    return prepare(cache)
+
+
+@pytest.fixture(scope="module")
+def gemma_index(gemma_folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("gemma-index") / "gemma.duckdb"
+    done = subprocess.run(
+        [BIN, "build", "--model", gemma_folder, "--langs", ",".join(LANGS), "--dictionaries", "cldr",
+         "--max-pairs", "15", "--device", "cpu", "--out", out, "--quiet"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def _read(path: Path):
+    con = open_index(path)
+    try:
+        return (
+            provenance(con),
+            records(con, "SELECT * FROM bridges"),
+            records(con, "SELECT * FROM language_neurons"),
+            records(con, "SELECT * FROM languages"),
+            records(con, "SELECT * FROM language_similarity"),
+        )
+    finally:
+        con.close()
+
+
+def test_gemma_build_reports_and_records_the_model(gemma_index, gemma_folder):
+    path, done = gemma_index
+    assert done.stdout.startswith(f"wrote {path}: 180 probes, 6 pairs")
+    prov, *_ = _read(path)
+    assert (prov["n_layers"], prov["n_neurons"]) == (str(N_LAYERS), str(N_NEURONS))
+    assert prov["architecture"] == "Gemma3ForCausalLM"
+    assert prov["model_folder"] == str(gemma_folder)
+    assert json.loads(prov["middle_band_layers"]) == list(range(6, 12))
+    assert json.loads(prov["parameters"])["max_pairs"] == 15
+
+
+def test_gemma_every_ordered_pair_has_ranked_bridges(gemma_index):
+    _, bridges, *_ = _read(gemma_index[0])
+    by_pair = defaultdict(list)
+    for r in bridges:
+        by_pair[(r["source"], r["target"])].append(r)
+    assert set(by_pair) == set(itertools.permutations(LANGS, 2))
+    for (s, t), rows in by_pair.items():
+        assert {r["bridge"] for r in rows} == set(LANGS) - {s, t}
+        assert sorted(r["rank"] for r in rows) == [1, 2]
+        assert sum(r["probability"] for r in rows) == pytest.approx(1.0, abs=1e-9)
+        best = min(rows, key=lambda r: r["rank"])
+        assert best["probability"] == max(r["probability"] for r in rows)
+
+
+def test_gemma_languages_have_one_percent_of_all_neurons(gemma_index):
+    _, _, neurons, languages, similarity = _read(gemma_index[0])
+    expected = round(0.01 * N_LAYERS * N_NEURONS)
+    assert expected == 369
+    per_language = defaultdict(int)
+    for r in neurons:
+        per_language[r["language"]] += 1
+        assert 0 <= r["layer"] < N_LAYERS and 0 <= r["neuron"] < N_NEURONS
+    assert dict(per_language) == dict.fromkeys(LANGS, expected)
+    assert {r["code"]: r["n_neurons"] for r in languages} == dict.fromkeys(LANGS, expected)
+    assert all(r["n_tokens"] > 0 for r in languages)
+    assert all(r["n_overlap"] > 0 and r["similarity"] is not None for r in similarity)
