@@ -7,6 +7,7 @@ one line on stderr and exit code 2; nothing half-written is left behind.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -152,6 +153,16 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
         raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")
     if not out.parent.is_dir():
         raise BuildError(f"output directory does not exist: {out.parent}")
+    if out.is_dir():
+        raise BuildError(
+            f"--out {out} is a directory; give the index file's path, e.g. {out / 'index.duckdb'}"
+        )
+    if not os.access(out.parent, os.W_OK):
+        raise BuildError(f"cannot write to {out.parent}")
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     cfg = BuildConfig(
         model=model,
         langs=_codes(langs) or [],

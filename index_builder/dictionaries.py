@@ -11,7 +11,7 @@ import functools
 import hashlib
 import itertools
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -282,8 +282,17 @@ def _unit(d: PairDictionary, entry: Entry) -> str:
     return f"concept:{entry.concept}" if entry.concept else f"{d.source}:{entry.source_word}"
 
 
+def held_out_words(d: PairDictionary, test_fraction: float = 0.2) -> set[str]:
+    """Language-qualified words (`sw:mbwa`) of the test entries of `d`: what no probe of any pair may use."""
+    _, test = split_entries(d, test_fraction)
+    return {f"{d.source}:{e.source_word}" for e in test} | {f"{d.target}:{e.target_word}" for e in test}
+
+
 def split_entries(
-    d: PairDictionary, test_fraction: float = 0.2, max_pairs: int | None = None
+    d: PairDictionary,
+    test_fraction: float = 0.2,
+    max_pairs: int | None = None,
+    held_out: Collection[str] = frozenset(),
 ) -> tuple[list[Entry], list[Entry]]:
     """Split a dictionary into (probe_entries, test_entries) so that evaluation never sees a probe word.
 
@@ -291,8 +300,10 @@ def split_entries(
     `test_fraction`; keys are language-qualified (`en:dog`, `concept:month:1`), so the same word or concept
     is held out in every pair. All entries of a test unit are test entries. A probe entry must have neither
     word in a test entry, and, without concepts, its target word must not hash to a test unit in its own
-    language (`sw:mbwa`). Entries that are neither are dropped. `max_pairs` caps the probe entries, chosen by
-    hash order; test entries are not capped. Both lists keep dictionary order.
+    language (`sw:mbwa`). Entries that are neither are dropped. `held_out` adds language-qualified words
+    that probes must not use, so a word held out in another pair is not probed here either (collect them
+    with `held_out_words` over all pairs first). `max_pairs` caps the probe entries, chosen by hash order,
+    after that filter; test entries are not capped. Both lists keep dictionary order.
     """
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
@@ -301,6 +312,7 @@ def split_entries(
     is_test = [_fraction(_unit(d, e)) < test_fraction for e in d.entries]
     test = [e for e, held in zip(d.entries, is_test, strict=True) if held]
     seen = {f"{d.source}:{e.source_word}" for e in test} | {f"{d.target}:{e.target_word}" for e in test}
+    seen |= set(held_out)
 
     def usable(entry: Entry) -> bool:
         target_key = f"{d.target}:{entry.target_word}"

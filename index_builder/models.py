@@ -158,7 +158,7 @@ def activation_modules(model: nn.Module) -> tuple[list[nn.Module], bool]:
     name = type(model).__name__
     expected = "expected layers with mlp.gate_proj, up_proj, down_proj (Llama, Mistral, Qwen2, Gemma)"
     if not layers:
-        raise ModelError(f"model {name} has no decoder layers: {expected}")
+        raise ModelError(f"model {name} is not a gated-MLP decoder (no model.layers[*].mlp): {expected}")
     mlps = [getattr(layer, "mlp", None) for layer in layers]
     for mlp in mlps:
         if mlp is None or not all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")):

@@ -19,8 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, bridges, hsic, neurons
-from .dictionaries import PairDictionary, cldr_dictionaries, load_muse_dir, split_entries
-from .languages import english_name, low_resource_set, prompt_name, validate_codes
+from .dictionaries import (
+    DictionaryError,
+    PairDictionary,
+    cldr_dictionaries,
+    held_out_words,
+    load_muse_dir,
+    split_entries,
+)
+from .languages import UnknownLanguageError, english_name, low_resource_set, prompt_name, validate_codes
 from .probes import MODES, Probe, build_probes
 
 SELECTORS = ("top-rate", "lape")
@@ -83,6 +90,15 @@ class Plan:
 def validate(cfg: BuildConfig) -> Plan:
     """Check every input that does not need the model; raise BuildError (or a ValueError subclass with a
     user-facing message: unknown language, dictionary errors)."""
+    try:
+        return _validate(cfg)
+    except (BuildError, DictionaryError, UnknownLanguageError):
+        raise
+    except ValueError as err:  # the pure helpers' checks (empty lists, bands, fractions) are input errors
+        raise BuildError(str(err)) from err
+
+
+def _validate(cfg: BuildConfig) -> Plan:
     langs = validate_codes(cfg.langs)
     if len(langs) < 3:
         raise BuildError(
@@ -112,7 +128,7 @@ def validate(cfg: BuildConfig) -> Plan:
                 f"bridge candidate(s) {','.join(outside)} not among --langs: "
                 "a bridge needs its own language neurons"
             )
-    if cfg.low_resource is not None:
+    if cfg.low_resource:  # an empty list means: no language is low-resource
         explicit = validate_codes(cfg.low_resource)
         outside = [c for c in explicit if c not in langs]
         if outside:
@@ -128,8 +144,9 @@ def validate(cfg: BuildConfig) -> Plan:
         candidates=candidates,
         dictionaries=dicts,
     )
+    held_out = set().union(*(held_out_words(d, cfg.test_fraction) for d in dicts.values()))
     for pair, d in sorted(dicts.items()):
-        probe, test = split_entries(d, cfg.test_fraction, cfg.max_pairs)
+        probe, test = split_entries(d, cfg.test_fraction, cfg.max_pairs, held_out)
         if probe:
             plan.probe_entries[pair] = probe
         plan.test_entries[pair] = test

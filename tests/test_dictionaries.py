@@ -357,3 +357,12 @@ def test_zero_test_fraction_makes_every_entry_a_probe():
 def test_split_rejects_invalid_arguments(fraction, max_pairs):
     with pytest.raises(ValueError):
         split_entries(_muse_like(10), fraction, max_pairs)
+
+
+def test_held_out_words_of_other_pairs_are_never_probed():
+    d = PairDictionary("en", "sw", [Entry(f"w{i}", f"m{i}") for i in range(40)], "test")
+    held = {"en:w3", "sw:m7"}
+    probes, _ = split_entries(d, 0.0, None, held)
+    used = {f"en:{e.source_word}" for e in probes} | {f"sw:{e.target_word}" for e in probes}
+    assert not used & held
+    assert len(probes) == 38
