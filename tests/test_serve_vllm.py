@@ -53,6 +53,7 @@ def test_plain_chat_and_completion_pass_through_the_proxy(proxy_tiny):  # noqa: 
     c = client.completions.create(model="tiny", prompt="Kiswahili:", max_tokens=4)
     assert c.object == "text_completion" and c.usage.prompt_tokens > 0
     assert [m.id for m in client.models.list()] == ["tiny"]
+    assert httpx.get(proxy_tiny.url + "/ready").json()["status"] == "ready"
 
 
 def test_streaming_passes_through(server):
