@@ -26,7 +26,9 @@ from .settings import Settings
 
 log = logging.getLogger("bridgex_serve.vllm")
 GENERATION = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
-FORWARDED_HEADERS = {b"authorization", b"x-request-id", b"user-agent"}
+# Not x-request-id: the calls of one bridged request (or a whole batch) would share it, and vLLM keys its
+# requests by that id.
+FORWARDED_HEADERS = {b"authorization", b"user-agent"}
 
 
 def _replay(body: bytes, receive):
