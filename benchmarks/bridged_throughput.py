@@ -144,9 +144,8 @@ async def run_mode(session, url: str, model: str, jobs: list[dict], mode: str, c
 async def measure(url: str, model: str, jobs: list[dict], rounds: int, concurrency: int) -> dict:
     import aiohttp
 
-    totals = {
-        m: {"seconds": 0.0, "tokens": 0, "answers": 0, "calls": 0} for m in ("direct", "chain", "two-step")
-    }
+    modes = ("direct", "chain", "two-step")
+    totals = {m: {"seconds": 0.0, "tokens": 0, "generated": 0, "answers": 0, "calls": 0} for m in modes}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         for mode in totals:  # warm-up: compile paths, fill the prefix cache with the demonstrations
             await run_mode(session, url, model, jobs[:8], mode, concurrency)
