@@ -299,3 +299,115 @@ def show(index: Path, as_json: bool) -> None:
     click.echo("")
     for table, n in counts.items():
         click.echo(f"{table:22} {n} rows")
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def _eval_command(cfg, out: Path) -> str:
+    """The canonical command line of an evaluation (what the report quotes to reproduce it)."""
+    import shlex
+
+    args = ["bridgex-index", "eval", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
+    args += ["--model", cfg.model, "--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
+    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
+    if cfg.limit is not None:
+        args += ["--limit", str(cfg.limit)]
+    args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
+    return shlex.join(args)
+
+
+@main.command(name="eval")
+@click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file (.duckdb).")
+@click.option(
+    "--endpoint", required=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, proxy)."
+)
+@click.option("--model", required=True, help="Model name the endpoint serves (the request's `model`).")
+@click.option("--pairs", required=True, help="Comma-separated source-target pairs, e.g. sw-he,id-ja.")
+@click.option(
+    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="The index's CLDR dictionaries."
+)
+@click.option(
+    "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+)
+@click.option(
+    "--strategies",
+    default="direct,english,bridgex,all-bridges",
+    show_default=True,
+    help="Any of direct (no bridge), english (pivot), bridgex (the index's best bridge), all-bridges.",
+)
+@click.option(
+    "--mode",
+    default="chain",
+    show_default=True,
+    type=click.Choice(["chain", "two-step"]),
+    help="Bridged prompt mode, as the proxy serves it (chain: one call; two-step: bridge word first).",
+)
+@click.option(
+    "--shots",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Demonstrations per prompt (probe words, the same for every strategy); chain mode needs some.",
+)
+@click.option("--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Report directory for report.md and accuracy.png (default: ./bli-<model>-<mode>).",
+)
+@click.option("--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once.")
+@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option(
+    "--api-key", envvar="OPENAI_API_KEY", help="Bearer token for hosted APIs (default: $OPENAI_API_KEY)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
+@fails_cleanly
+def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, **opts) -> None:
+    """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
+    import re
+
+    from .evaluation import EvalConfig, EvaluationError, evaluate, parse_pairs, parse_strategies
+    from .report import summary_lines, table, write_report
+
+    try:
+        if (dict_source is None) == (dict_dir is None):
+            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        cfg = EvalConfig(
+            index=index,
+            pairs=parse_pairs(pairs),
+            dictionaries="cldr" if dict_source else str(dict_dir),
+            strategies=parse_strategies(strategies),
+            **opts,
+        )
+        safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.model)
+        out = out or Path(f"bli-{safe_model}-{cfg.mode}")
+        if out.exists() and not out.is_dir():
+            raise EvaluationError(f"--out {out} exists and is not a directory")
+        cfg.command = _eval_command(cfg, out)
+        result = evaluate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None)
+    except EvaluationError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(table(result.summaries, result.overall))
+    click.echo("")
+    for line in summary_lines(result.overall):
+        click.echo(line)
+    prov = result.provenance
+    meta = {
+        "model": cfg.model,
+        "endpoint": cfg.endpoint,
+        "index": f"{index.name} (built from {prov.get('model', '?')}, {prov.get('created_at', '?')})",
+        "dictionaries": cfg.dictionaries,
+        "mode": cfg.mode,
+        "shots": str(cfg.shots),
+        "test words per pair": str(cfg.limit) if cfg.limit else "all",
+        "strategies": ", ".join(cfg.strategies),
+        "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
+        "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
+    }
+    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command)
+    click.echo(
+        f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
+    )

@@ -77,3 +77,54 @@ TABLES: dict[str, str] = {
 }
 
 REQUIRED_TABLES = tuple(TABLES)
+
+# Optional tables written by `bridgex-index eval` into an existing index (created IF NOT EXISTS when it
+# first writes; an index without them is complete). Rebuilding the index replaces the file and drops them.
+OPTIONAL_TABLES: dict[str, str] = {
+    # Every upstream answer of an evaluation, by request: a re-run makes no call it has made before.
+    "eval_answers": """
+        CREATE TABLE IF NOT EXISTS eval_answers (
+            key VARCHAR PRIMARY KEY,           -- sha256 of the canonical request JSON (path and body)
+            model VARCHAR NOT NULL,            -- the served model name the request named
+            request VARCHAR NOT NULL,          -- the request JSON: path, body (prompt, parameters)
+            response VARCHAR NOT NULL,         -- text of the first choice
+            finish_reason VARCHAR,
+            seconds DOUBLE,                    -- latency of the call that produced it
+            created_at TIMESTAMP
+        )""",
+    # One row per `bridgex-index eval` invocation.
+    "evaluation_runs": """
+        CREATE TABLE IF NOT EXISTS evaluation_runs (
+            run_id VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            model VARCHAR NOT NULL,
+            endpoint VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,             -- chain | two-step
+            command VARCHAR NOT NULL,          -- the command line as given
+            parameters VARCHAR NOT NULL,       -- JSON of every evaluation parameter (no API key)
+            upstream_calls INTEGER NOT NULL,   -- calls made (0 when every answer came from eval_answers)
+            seconds DOUBLE NOT NULL,           -- wall time
+            complete BOOLEAN NOT NULL          -- false: the endpoint failed; only complete cells were written
+        )""",
+    # BLI accuracy per complete (pair, strategy, bridge) cell of a run.
+    "evaluations": """
+        CREATE TABLE IF NOT EXISTS evaluations (
+            run_id VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            model VARCHAR NOT NULL,
+            endpoint VARCHAR NOT NULL,
+            mode VARCHAR NOT NULL,             -- chain | two-step (direct cells too: the run's mode)
+            shots INTEGER NOT NULL,            -- demonstrations in every prompt of the pair
+            strategy VARCHAR NOT NULL,         -- direct | english | bridgex | all-bridges
+            source VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            bridge VARCHAR,                    -- NULL for direct
+            probability DOUBLE,                -- the index's selection probability of the bridge
+            n INTEGER NOT NULL,                -- test words
+            hits INTEGER NOT NULL,             -- P@1 hits against every gold translation
+            accuracy DOUBLE NOT NULL,          -- 100 * hits / n
+            copies INTEGER NOT NULL,           -- bridge renderings that copied the source word
+            calls INTEGER NOT NULL,            -- upstream requests the cell's answers needed
+            seconds DOUBLE NOT NULL            -- summed latency of those requests
+        )""",
+}

@@ -1,0 +1,877 @@
+"""BLI evaluation of an index's bridges through any OpenAI-compatible endpoint (`bridgex-index eval`).
+
+For every (source, target) pair and every held-out test word, one *arm* per way of asking:
+
+    direct        {S}:"w"→{T}:"                       (zero bridges, same demonstration words)
+    bridge b      the proxy's own word prompts (`bridgex_serve.rewrite`), chain or two-step mode
+
+Strategies map to arms: `direct`; `english` (bridge en); `bridgex` (the index's rank-1 bridge);
+`all-bridges` (every candidate the index ranked, so the measured-best "oracle" bridge is known). Arms
+shared by strategies are asked once.
+
+Test words are the index's held-out split (`dictionary_entries.split = 'test'`), checked against the same
+split recomputed from the dictionaries the user names; a word that any probe used is never a test word.
+Gold = every translation of the word in the dictionary. Demonstrations come from probe entries only and
+are the same words for every arm of a pair (a concept with a word in the source, the target and every
+evaluated bridge), so the comparison is fair.
+
+Every upstream answer is cached in the index file (`eval_answers`, keyed by the request's JSON), so a
+re-run with the same arguments makes no upstream call and an interrupted run resumes where it stopped.
+`evaluations` gets one row per complete (pair, strategy, bridge) cell; an interrupted run writes its
+complete cells only, marks the run incomplete in `evaluation_runs`, and raises `EndpointError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bridgex_serve import rewrite
+from bridgex_serve.index import CATEGORY_PREFERENCE
+
+from . import scoring
+from .dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
+from .schema import OPTIONAL_TABLES
+
+STRATEGIES = ("direct", "english", "bridgex", "all-bridges")
+DEFAULT_SHOTS = rewrite.DEFAULT_SHOTS["word"]  # 3: the proxy's default, and chain mode needs them
+DEFAULT_CONCURRENCY = 32
+DEFAULT_TEST_FRACTION = 0.2
+FLUSH_EVERY = 64  # answers buffered before they are written to the cache table
+Pair = tuple[str, str]
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated (the message is one line meant for the user)."""
+
+
+class EndpointError(EvaluationError):
+    """The endpoint could not be reached or refused a request; answers received so far are cached."""
+
+
+@dataclass
+class EvalConfig:
+    """Every parameter of one evaluation run (recorded in `evaluation_runs.parameters`)."""
+
+    index: Path
+    endpoint: str
+    model: str
+    pairs: list[Pair]
+    dictionaries: str  # "cldr", or a directory of MUSE files
+    strategies: tuple[str, ...] = STRATEGIES
+    mode: str = rewrite.DEFAULT_MODE
+    shots: int = DEFAULT_SHOTS
+    limit: int | None = None  # test words per pair (stable hash order); None = all
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = 300.0  # seconds per request (a busy CPU server queues requests)
+    api_key: str | None = None
+    command: str = ""
+
+    def parameters(self) -> dict:
+        data = asdict(self)
+        data.pop("api_key")
+        data["index"] = str(self.index)
+        data["pairs"] = [f"{s}-{t}" for s, t in self.pairs]
+        data["strategies"] = list(self.strategies)
+        return data
+
+
+# ------------------------------------------------------------------------------------------ parsing input
+
+
+def parse_pairs(text: str) -> list[Pair]:
+    """`sw-he,id-ja` → [("sw", "he"), ("id", "ja")]; a malformed or repeated pair is an EvaluationError."""
+    pairs: list[Pair] = []
+    for raw in text.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        parts = item.split("-")
+        if len(parts) != 2 or not all(parts):
+            raise EvaluationError(f"--pairs: {raw.strip()!r} is not a pair like sw-he")
+        s, t = parts
+        if s == t:
+            raise EvaluationError(f"--pairs: {item} has the same source and target")
+        if (s, t) not in pairs:
+            pairs.append((s, t))
+    if not pairs:
+        raise EvaluationError("--pairs: no pair given (expected e.g. sw-he,id-ja)")
+    return pairs
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """`direct,bridgex` → ("direct", "bridgex"), in canonical order; unknown names are an EvaluationError."""
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown or not names:
+        raise EvaluationError(
+            f"--strategies: unknown strategy {(unknown or [text])[0]!r} "
+            f"(expected some of {','.join(STRATEGIES)})"
+        )
+    return tuple(s for s in STRATEGIES if s in names)
+
+
+def base_url(endpoint: str) -> str:
+    """The server root of an OpenAI-compatible endpoint (`http://h:8000/v1/` → `http://h:8000`)."""
+    url = endpoint.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise EvaluationError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
+    return url[:-3] if url.endswith("/v1") else url
+
+
+# ------------------------------------------------------------------------------------------- test words
+
+
+@dataclass(frozen=True)
+class TestWord:
+    word: str
+    golds: tuple[str, ...]
+
+
+def stable_order(source: str, target: str, words: Sequence[str]) -> list[str]:
+    """Words in a pseudo-random order that is the same on every run (what `--limit` takes a prefix of)."""
+
+    def key(w: str) -> bytes:
+        return hashlib.sha256(f"{source}\t{target}\t{w}".encode()).digest()
+
+    return sorted(words, key=key)
+
+
+def test_words(
+    test_entries: Sequence[tuple[str, str]], probe_words: Collection[str], limit: int | None, pair: Pair
+) -> tuple[list[TestWord], int]:
+    """Test words of one oriented pair with their gold sets, minus any word a probe used.
+
+    `test_entries` are (source word, target word); `probe_words` are the source language's probe words.
+    Returns (words in stable order, capped at `limit`; number of words dropped as probe words).
+    """
+    golds = scoring.gold_sets(test_entries)
+    dropped = [w for w in golds if w in probe_words]
+    kept = [w for w in golds if w not in probe_words]
+    ordered = stable_order(*pair, kept)
+    if limit is not None:
+        ordered = ordered[:limit]
+    return [TestWord(w, golds[w]) for w in ordered], len(dropped)
+
+
+def split_disagreement(index_test: set[tuple[str, str]], recomputed: set[tuple[str, str]]) -> str | None:
+    """A one-line description of how two held-out splits differ, or None when they agree."""
+    if index_test == recomputed:
+        return None
+    only_index, only_recomputed = index_test - recomputed, recomputed - index_test
+    example = sorted(only_index or only_recomputed)[0]
+    return (
+        f"{len(only_index)} test entries only in the index, {len(only_recomputed)} only in the dictionaries "
+        f"(e.g. {example[0]} → {example[1]})"
+    )
+
+
+# --------------------------------------------------------------------------------------- demonstrations
+
+
+def aligned_demonstrations(
+    words: Mapping[str, Mapping[str, str]],
+    order: Sequence[str],
+    source: str,
+    target: str,
+    bridges: Sequence[str],
+    k: int,
+) -> list[dict[str, str]]:
+    """Up to k demonstrations, each a word per language for one key (a concept), shared by every arm.
+
+    `words[lang][key]` is the language's probe word for the key; keys are tried in `order`. A key is used
+    when the source, the target and every bridge have a word and no bridged triple contains a copy
+    (two equal words after case-folding), the rule the proxy applies to its demonstrations.
+    """
+    chosen: list[dict[str, str]] = []
+    if k <= 0:
+        return chosen
+    langs = [source, target, *bridges]
+    for key in order:
+        row = {lang: words.get(lang, {}).get(key) for lang in langs}
+        if any(w is None for w in row.values()):
+            continue
+        s, t = row[source].casefold(), row[target].casefold()
+        if s == t or any(row[b].casefold() in (s, t) for b in bridges):
+            continue
+        chosen.append(row)  # type: ignore[arg-type]
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def concept_order(categories: Mapping[str, str | None]) -> list[str]:
+    """Concepts in the proxy's demonstration preference (common nouns first), then by key."""
+    rank = {c: i for i, c in enumerate(CATEGORY_PREFERENCE)}
+    return sorted(categories, key=lambda c: (rank.get(categories[c] or "", len(rank)), c))
+
+
+# -------------------------------------------------------------------------------------------- the tasks
+
+
+@dataclass(frozen=True)
+class CandidateBridge:
+    bridge: str
+    probability: float
+    rank: int
+
+
+@dataclass
+class PairTask:
+    """Everything one pair needs: its test words, arms, candidates and demonstrations."""
+
+    source: str
+    target: str
+    words: list[TestWord]
+    candidates: list[CandidateBridge]  # the index's ranking for source → target
+    arms: list[str | None]  # None = direct; otherwise a bridge code
+    demos: list[dict[str, str]]  # language → word, shared by every arm
+    dropped_probe_words: int = 0
+
+    @property
+    def pair(self) -> Pair:
+        return self.source, self.target
+
+    @property
+    def chosen(self) -> str | None:
+        return self.candidates[0].bridge if self.candidates else None
+
+    def strategy_arms(self, strategies: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(strategy, arm) cells of this pair; `english` is skipped when English is the source or target."""
+        cells: list[tuple[str, str | None]] = []
+        for strategy in strategies:
+            if strategy == "direct":
+                cells.append(("direct", None))
+            elif strategy == "english" and "en" not in self.pair:
+                cells.append(("english", "en"))
+            elif strategy == "bridgex" and self.chosen:
+                cells.append(("bridgex", self.chosen))
+            elif strategy == "all-bridges":
+                cells += [("all-bridges", c.bridge) for c in self.candidates]
+        return cells
+
+
+@dataclass
+class IndexData:
+    """What evaluation reads from the index file."""
+
+    provenance: dict[str, str]
+    names: dict[str, str]  # language → prompt name
+    bridges: dict[Pair, list[CandidateBridge]]
+    entries: list[tuple]  # (source, target, source_word, target_word, concept, category, split)
+
+
+def read_index(path: Path) -> IndexData:
+    """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
+    from .store import open_index, provenance
+
+    con = open_index(path)
+    try:
+        names = dict(con.execute("SELECT code, prompt_name FROM languages").fetchall())
+        bridges: dict[Pair, list[CandidateBridge]] = {}
+        for s, t, b, p, r in con.execute(
+            "SELECT source, target, bridge, probability, rank FROM bridges"
+            " ORDER BY source, target, rank, bridge"
+        ).fetchall():
+            bridges.setdefault((s, t), []).append(CandidateBridge(b, float(p), int(r)))
+        entries = con.execute(
+            "SELECT source, target, source_word, target_word, concept, category, split"
+            " FROM dictionary_entries"
+        ).fetchall()
+        return IndexData(provenance(con), names, bridges, entries)
+    finally:
+        con.close()
+
+
+def _oriented(entries: Sequence[tuple], pair: Pair, split: str | None) -> list[tuple[str, str]]:
+    s, t = pair
+    out = []
+    for a, b, wa, wb, *_rest, sp in entries:
+        if split is not None and sp != split:
+            continue
+        if (a, b) == (s, t):
+            out.append((wa, wb))
+        elif (a, b) == (t, s):
+            out.append((wb, wa))
+    return out
+
+
+def recompute_entries(dictionaries: str, langs: Sequence[str], test_fraction: float) -> list[tuple]:
+    """The dictionaries split again as the builder splits them, as rows shaped like `dictionary_entries`.
+
+    The probe side is not capped by `max_pairs` (every entry that may be probed without touching a
+    held-out word): that is where demonstrations come from.
+    """
+    dicts = cldr_dictionaries(langs) if dictionaries == "cldr" else load_muse_dir(Path(dictionaries), langs)
+    held_out = set().union(*(held_out_words(d, test_fraction) for d in dicts.values()))
+    rows: list[tuple] = []
+    for (a, b), d in sorted(dicts.items()):
+        probe, test = split_entries(d, test_fraction, None, held_out)
+        for split, entries in (("probe", probe), ("test", test)):
+            rows += [(a, b, e.source_word, e.target_word, e.concept, e.category, split) for e in entries]
+    return rows
+
+
+def demonstration_words(rows: Sequence[tuple]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Concept words per language from probe rows, and the concepts in demonstration order."""
+    words: dict[str, dict[str, str]] = {}
+    categories: dict[str, str | None] = {}
+    for a, b, wa, wb, concept, category, split in sorted(rows, key=lambda r: tuple(map(str, r))):
+        if split != "probe" or concept is None:
+            continue
+        words.setdefault(a, {}).setdefault(concept, wa)
+        words.setdefault(b, {}).setdefault(concept, wb)
+        categories.setdefault(concept, category)
+    return words, concept_order(categories)
+
+
+def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
+    """Validate the pairs against the index and build every pair's task (no network)."""
+    known = sorted(data.names)
+    for s, t in cfg.pairs:
+        for code in (s, t):
+            if code not in data.names:
+                raise EvaluationError(
+                    f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
+                )
+    bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
+    params = json.loads(data.provenance.get("parameters") or "{}")
+    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
+    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
+    concept_words, order = demonstration_words(recomputed)
+    probe_words: dict[str, set[str]] = {}
+    for a, b, wa, wb, *_rest, split in data.entries:
+        if split == "probe":
+            probe_words.setdefault(a, set()).add(wa)
+            probe_words.setdefault(b, set()).add(wb)
+
+    tasks = []
+    for s, t in cfg.pairs:
+        index_test = _oriented(data.entries, (s, t), "test")
+        if not index_test:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
+        differs = split_disagreement(set(index_test), set(_oriented(recomputed, (s, t), "test")))
+        if differs:
+            source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
+            raise EvaluationError(
+                f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
+                "give the dictionaries the index was built from"
+            )
+        words, dropped = test_words(index_test, probe_words.get(s, set()), cfg.limit, (s, t))
+        candidates = data.bridges.get((s, t), [])
+        if bridged and not candidates:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
+        task = PairTask(s, t, words, candidates, [], [], dropped)
+        arms: list[str | None] = []
+        for _strategy, arm in task.strategy_arms(cfg.strategies):
+            if arm not in arms:
+                arms.append(arm)
+        task.arms = arms
+        bridges = [a for a in arms if a is not None]
+        if concept_words:
+            task.demos = aligned_demonstrations(concept_words, order, s, t, bridges, cfg.shots)
+        else:
+            task.demos = _muse_demonstrations(recomputed, s, t, bridges, cfg.shots)
+        tasks.append(task)
+    return tasks
+
+
+def _muse_demonstrations(
+    rows: Sequence[tuple], s: str, t: str, bridges: Sequence[str], k: int
+) -> list[dict[str, str]]:
+    """Demonstrations without concepts (MUSE): keyed by the source word of the pair's probe entries, the
+    bridge word being a probe translation of the same source word."""
+    words: dict[str, dict[str, str]] = {}
+    for lang in (t, *bridges):
+        for ws, wl in sorted(_oriented(rows, (s, lang), "probe")):
+            words.setdefault(lang, {}).setdefault(ws, wl)
+    words[s] = {w: w for w in words.get(t, {})}
+    return aligned_demonstrations(words, sorted(words[s]), s, t, bridges, k)
+
+
+def make_plan(
+    task: PairTask, word: str, arm: str | None, cfg: EvalConfig, names: Mapping[str, str]
+) -> rewrite.Plan:
+    """The rewrite core's plan for one test word and arm (direct when `arm` is None)."""
+    s, t = task.pair
+    if arm is None:
+        demos = tuple((d[s], d[t]) for d in task.demos)
+        mode = "direct"
+    else:
+        demos = tuple((d[s], d[arm], d[t]) for d in task.demos)
+        mode = cfg.mode
+    probability = next((c.probability for c in task.candidates if c.bridge == arm), None)
+    return rewrite.Plan(
+        task="word",
+        mode=mode,
+        source=s,
+        target=t,
+        bridge=arm,
+        probability=probability,
+        names=(names[s], names[t], names[arm] if arm else None),
+        text=rewrite.clean_text(word),
+        demos=demos,
+        answer_tokens=rewrite.DEFAULT_ANSWER_TOKENS["word"],
+    )
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+def request_key(step: rewrite.Step) -> str:
+    """The cache key of one upstream request: sha256 of its canonical JSON (path and body)."""
+    canonical = json.dumps(
+        {"path": step.path, "body": step.body}, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    finish_reason: str
+    seconds: float
+
+
+class AnswerCache:
+    """`eval_answers` in the index file: every upstream answer by request key, written in batches."""
+
+    def __init__(self, con, model: str):
+        self.con = con
+        self.model = model
+        self.answers: dict[str, Answer] = {
+            key: Answer(text, finish or "stop", float(sec or 0.0))
+            for key, text, finish, sec in con.execute(
+                "SELECT key, response, finish_reason, seconds FROM eval_answers WHERE model = ?", [model]
+            ).fetchall()
+        }
+        self.pending: list[tuple] = []
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> Answer | None:
+        return self.answers.get(key)
+
+    def put(self, key: str, step: rewrite.Step, answer: Answer) -> None:
+        self.answers[key] = answer
+        request = json.dumps({"path": step.path, "body": step.body}, sort_keys=True, ensure_ascii=False)
+        self.pending.append((key, self.model, request, answer.text, answer.finish_reason, answer.seconds))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        cols = list(zip(*rows, strict=True))
+        self.con.execute(
+            "INSERT INTO eval_answers (key, model, request, response, finish_reason, seconds, created_at) "
+            "SELECT k, m, r, a, f, s, now() FROM (SELECT unnest($1) AS k, unnest($2) AS m, unnest($3) AS r, "
+            "unnest($4) AS a, unnest($5) AS f, unnest($6) AS s) ON CONFLICT DO NOTHING",
+            [list(c) for c in cols],
+        )
+
+
+# --------------------------------------------------------------------------------------------- upstream
+
+
+class Upstream:
+    """Completion calls through the cache, bounded by a semaphore; fatal errors become EndpointError."""
+
+    def __init__(self, cfg: EvalConfig, cache: AnswerCache):
+        import httpx
+
+        self.url = base_url(cfg.endpoint)
+        self.endpoint = cfg.endpoint
+        self.cache = cache
+        self.semaphore = asyncio.Semaphore(cfg.concurrency)
+        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        self.client = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
+        )
+        self.calls = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def complete(self, step: rewrite.Step) -> Answer:
+        key = request_key(step)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.cache.hits += 1
+            return cached
+        async with self.semaphore:
+            answer = await self._post(step)
+        self.cache.misses += 1
+        self.cache.put(key, step, answer)
+        return answer
+
+    async def _post(self, step: rewrite.Step, attempts: int = 3) -> Answer:
+        import httpx
+
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            t0 = time.perf_counter()
+            try:
+                self.calls += 1
+                response = await self.client.post(step.path, json=step.body)
+            except httpx.ConnectError as err:
+                raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+            except (httpx.TransportError, httpx.TimeoutException) as err:
+                if last:
+                    raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            seconds = time.perf_counter() - t0
+            if response.status_code in (429, 500, 502, 503, 504) and not last:
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code >= 400:
+                raise EndpointError(
+                    f"{self.endpoint} answered {response.status_code} to {step.path}: "
+                    + _error_message(response)
+                )
+            try:
+                body = response.json()
+            except ValueError:
+                raise EndpointError(
+                    f"{self.endpoint} answered {step.path} with something that is not JSON"
+                ) from None
+            text, finish = rewrite.choice_text(step, body)
+            return Answer(text, finish, seconds)
+        raise AssertionError("unreachable")
+
+
+def _reason(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _error_message(response) -> str:
+    try:
+        body = response.json()
+        message = (body.get("error") or {}).get("message") if isinstance(body.get("error"), dict) else None
+        message = message or body.get("message") or body.get("detail") or body.get("error")
+    except ValueError:
+        message = response.text
+    return " ".join(str(message or response.reason_phrase).split())[:300]
+
+
+@dataclass
+class WordResult:
+    """One test word answered by one arm."""
+
+    answer: str
+    bridge_text: str | None
+    calls: int
+    seconds: float
+
+    def copied(self, word: str) -> bool:
+        return self.bridge_text is not None and rewrite.is_copy(word, self.bridge_text)
+
+
+async def solve(plan: rewrite.Plan, req: rewrite.ClientRequest, upstream: Upstream) -> WordResult:
+    """One plan to its final answer, exactly as `bridgex_serve.orchestrate.run_plans` reads the calls."""
+    first = rewrite.first_step(plan, req)
+    reply = await upstream.complete(first)
+    seconds = reply.seconds
+    if plan.mode == "direct":
+        return WordResult(rewrite.clean_bridge(reply.text), None, 1, seconds)
+    if plan.mode == "two-step":
+        bridge, answer = rewrite.clean_bridge(reply.text), None
+    else:
+        bridge, answer = rewrite.parse_chain(plan, req, reply.text)
+    if answer is not None:
+        return WordResult(answer, bridge, 1, seconds)
+    second = await upstream.complete(rewrite.answer_step(plan, req, bridge))
+    return WordResult(rewrite.clean_answer(second.text), bridge, 2, seconds + second.seconds)
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class Cell:
+    """One row of `evaluations`: a (pair, strategy, bridge) cell over the pair's test words."""
+
+    source: str
+    target: str
+    strategy: str
+    bridge: str | None
+    probability: float | None
+    n: int
+    hits: int
+    copies: int
+    calls: int
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return scoring.accuracy(self.hits, self.n)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    created_at: datetime
+    tasks: list[PairTask]
+    cells: list[Cell]
+    summaries: list[scoring.PairSummary]
+    overall: scoring.Overall
+    upstream_calls: int
+    cached_calls: int
+    seconds: float
+    complete: bool
+    provenance: dict[str, str] = field(default_factory=dict)
+    answers: dict[tuple[Pair, int, str | None], WordResult] = field(default_factory=dict)
+
+
+def build_cells(
+    tasks: Sequence[PairTask],
+    strategies: Sequence[str],
+    answers: Mapping[tuple[Pair, int, str | None], WordResult],
+) -> list[Cell]:
+    """Cells whose every test word has an answer (incomplete cells are left out)."""
+    cells = []
+    for task in tasks:
+        for strategy, arm in task.strategy_arms(strategies):
+            results = [answers.get((task.pair, i, arm)) for i in range(len(task.words))]
+            if any(r is None for r in results):
+                continue
+            done = [r for r in results if r is not None]
+            hits = sum(scoring.is_hit(r.answer, w.golds) for r, w in zip(done, task.words, strict=True))
+            copies = sum(r.copied(w.word) for r, w in zip(done, task.words, strict=True))
+            probability = next((c.probability for c in task.candidates if c.bridge == arm), None)
+            cells.append(
+                Cell(
+                    task.source,
+                    task.target,
+                    strategy,
+                    arm,
+                    probability,
+                    len(done),
+                    hits,
+                    copies,
+                    sum(r.calls for r in done),
+                    sum(r.seconds for r in done),
+                )
+            )
+    return cells
+
+
+def summarise(tasks: Sequence[PairTask], cells: Sequence[Cell]) -> list[scoring.PairSummary]:
+    """One `PairSummary` per pair from its cells (a strategy without a complete cell is None)."""
+    out = []
+    for task in tasks:
+        mine = [c for c in cells if (c.source, c.target) == task.pair]
+
+        def acc(strategy: str, mine: list[Cell] = mine) -> float | None:
+            return next((c.accuracy for c in mine if c.strategy == strategy), None)
+
+        ranks = {c.bridge: c for c in task.candidates}
+        candidates = tuple(
+            scoring.Candidate(
+                c.bridge,  # type: ignore[arg-type]
+                ranks[c.bridge].probability,
+                ranks[c.bridge].rank,
+                c.accuracy,
+                100.0 * c.copies / c.n if c.n else None,
+            )
+            for c in mine
+            if c.strategy == "all-bridges" and c.bridge in ranks
+        )
+        out.append(
+            scoring.PairSummary(
+                task.source,
+                task.target,
+                len(task.words),
+                acc("direct"),
+                acc("english"),
+                task.chosen,
+                acc("bridgex"),
+                candidates,
+                shots=len(task.demos),
+            )
+        )
+    return out
+
+
+def _progress(total: int, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="eval", unit="word", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+
+async def _run_all(
+    jobs: list[tuple[tuple[Pair, int, str | None], rewrite.Plan]],
+    req: rewrite.ClientRequest,
+    upstream: Upstream,
+    answers: dict,
+    quiet: bool,
+) -> EndpointError | None:
+    """Solve every job concurrently; on the first fatal error cancel the rest and return it."""
+    bar = _progress(len(jobs), quiet)
+
+    async def one(key, plan) -> None:
+        answers[key] = await solve(plan, req, upstream)
+        bar.update(1)
+        if bar.n % 50 == 0:
+            bar.set_postfix(upstream=upstream.cache.misses, cached=upstream.cache.hits, refresh=False)
+
+    tasks = [asyncio.ensure_future(one(key, plan)) for key, plan in jobs]
+    error: EndpointError | None = None
+    try:
+        if tasks:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                exc = task.exception()
+                if exc is not None and error is None:
+                    if not isinstance(exc, EndpointError):
+                        raise exc
+                    error = exc
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        bar.close()
+        await upstream.close()
+    return error
+
+
+def _open_for_writing(path: Path):
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.Error as err:
+        raise EvaluationError(f"cannot open {path} for writing: {str(err).splitlines()[0]}") from None
+    for ddl in OPTIONAL_TABLES.values():
+        con.execute(ddl)
+    return con
+
+
+def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
+    con.execute(
+        "INSERT INTO evaluation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            result.run_id,
+            result.created_at,
+            cfg.model,
+            cfg.endpoint,
+            cfg.mode,
+            cfg.command,
+            json.dumps(cfg.parameters(), ensure_ascii=False, sort_keys=True),
+            result.upstream_calls,
+            result.seconds,
+            result.complete,
+        ],
+    )
+    shots = {t.pair: len(t.demos) for t in result.tasks}
+    rows = [
+        (
+            result.run_id,
+            result.created_at,
+            cfg.model,
+            cfg.endpoint,
+            cfg.mode,
+            shots[(c.source, c.target)],
+            c.strategy,
+            c.source,
+            c.target,
+            c.bridge,
+            c.probability,
+            c.n,
+            c.hits,
+            c.accuracy,
+            c.copies,
+            c.calls,
+            c.seconds,
+        )
+        for c in result.cells
+    ]
+    if rows:
+        con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * len(rows[0]))})", rows)
+
+
+def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run the whole evaluation, write `evaluations` (complete cells) and return the result.
+
+    Raises EvaluationError for bad input before any call, and EndpointError (after saving the cache and
+    the complete cells) when the endpoint fails.
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    if cfg.mode not in rewrite.MODES:
+        raise EvaluationError(f"--mode {cfg.mode!r} is not one of {', '.join(rewrite.MODES)}")
+    if not 0 <= cfg.shots <= rewrite.MAX_SHOTS:
+        raise EvaluationError(f"--shots must be 0..{rewrite.MAX_SHOTS}, got {cfg.shots}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise EvaluationError(f"--limit must be at least 1, got {cfg.limit}")
+    if cfg.concurrency < 1:
+        raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
+    base_url(cfg.endpoint)
+    data = read_index(cfg.index)
+    tasks = plan_tasks(cfg, data)
+    names = dict(data.names)
+    if "en" not in names:
+        from .languages import prompt_name
+
+        names["en"] = prompt_name("en")
+    jobs = [
+        ((task.pair, i, arm), make_plan(task, w.word, arm, cfg, names))
+        for task in tasks
+        for arm in task.arms
+        for i, w in enumerate(task.words)
+    ]
+    for task in tasks:
+        note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
+        say(
+            f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, "
+            f"{len(task.demos)} shots, chosen bridge {task.chosen or '-'}{note}"
+        )
+    req = rewrite.ClientRequest("completions", cfg.model, {"temperature": 0.0})
+    con = _open_for_writing(cfg.index)
+    try:
+        cache = AnswerCache(con, cfg.model)
+        upstream = Upstream(cfg, cache)
+        created = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        answers: dict = {}
+        error = asyncio.run(_run_all(jobs, req, upstream, answers, quiet))
+        cache.flush()
+        cells = build_cells(tasks, cfg.strategies, answers)
+        summaries = summarise(tasks, cells)
+        result = RunResult(
+            run_id=uuid.uuid4().hex[:12],
+            created_at=created,
+            tasks=tasks,
+            cells=cells,
+            summaries=summaries,
+            overall=scoring.overall(summaries),
+            upstream_calls=cache.misses,
+            cached_calls=cache.hits,
+            seconds=time.perf_counter() - t0,
+            complete=error is None,
+            provenance=data.provenance,
+            answers=answers,
+        )
+        _write_results(con, cfg, result)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    if error is not None:
+        raise EndpointError(
+            f"{error} ({len(answers)} of {len(jobs)} answers done and cached, {len(cells)} complete cells "
+            "written; run the same command again to resume)"
+        )
+    return result

@@ -1,0 +1,495 @@
+"""`bridgex-index eval` end to end: a real index over CLDR dictionaries, an OpenAI-compatible stub whose
+answers are known (so every accuracy is exact), the cache, partial results, bad input; and the same
+pipeline against a real vLLM server on a tiny random model (slow)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+from serve_support import (
+    free_port,
+    running,
+    serve_index,  # noqa: F401 (fixture)
+    vllm_tiny,  # noqa: F401 (fixture)
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from index_builder.cli import main
+from index_builder.languages import english_name, prompt_name
+from index_builder.pipeline import BuildConfig, validate
+from index_builder.store import write_index
+
+LANGS = ["de", "en", "he", "ja", "sw"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The index ranks English first for sw↔he, and (alphabetically) German first everywhere else.
+PREFERRED = {("sw", "he"): ["en", "de", "ja"], ("he", "sw"): ["en", "de", "ja"]}
+PROBABILITIES = [0.5, 0.3, 0.2]
+
+
+# ------------------------------------------------------------------------------------------ the index
+
+
+def build_eval_index(path: Path, langs=LANGS, dictionaries: str = "cldr") -> Path:
+    """A real BridgeX index (builder schema and split) with made-up bridge rankings and no neuron tables."""
+    plan = validate(
+        BuildConfig(model="tiny", langs=list(langs), out=path, dictionaries=dictionaries, max_pairs=40)
+    )
+    entries: dict[str, list] = {
+        k: [] for k in ("source", "target", "source_word", "target_word", "concept", "category", "split")
+    }
+    for pair in sorted(plan.dictionaries):
+        for split, rows in (("probe", plan.probe_entries.get(pair, [])), ("test", plan.test_entries[pair])):
+            for e in rows:
+                for key, value in zip(
+                    entries, (*pair, e.source_word, e.target_word, e.concept, e.category, split), strict=True
+                ):
+                    entries[key].append(value)
+    bridges: dict[str, list] = {k: [] for k in ("source", "target", "bridge", "score", "probability", "rank")}
+    for s, t in itertools.permutations(plan.langs, 2):
+        others = [c for c in plan.langs if c not in (s, t)]
+        order = [c for c in PREFERRED.get((s, t), others) if c in others][:3]
+        for rank, (bridge, p) in enumerate(zip(order, PROBABILITIES, strict=False), start=1):
+            for key, value in zip(bridges, (s, t, bridge, 1.0 / rank, p, rank), strict=True):
+                bridges[key].append(value)
+    languages = {
+        "code": plan.langs,
+        "prompt_name": [prompt_name(c) for c in plan.langs],
+        "english_name": [english_name(c) for c in plan.langs],
+        "low_resource": [c in plan.low_resource for c in plan.langs],
+        "n_tokens": [1] * len(plan.langs),
+        "n_neurons": [1] * len(plan.langs),
+    }
+    params = {"test_fraction": 0.2, "max_pairs": 40, "dictionaries": dictionaries}
+    write_index(
+        path,
+        {"model": "tiny-test", "created_at": "2026-01-01T00:00:00+00:00", "parameters": json.dumps(params)},
+        {"languages": languages, "bridges": bridges, "dictionary_entries": entries},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def template_index(tmp_path_factory) -> Path:
+    return build_eval_index(tmp_path_factory.mktemp("eval-index") / "index.duckdb")
+
+
+@pytest.fixture
+def index(template_index, tmp_path) -> Path:
+    """A fresh copy per test: evaluation writes its cache and results into the index file."""
+    return Path(shutil.copy(template_index, tmp_path / "index.duckdb"))
+
+
+def rows(index: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(index), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def entries_of(index: Path) -> list[tuple]:
+    return rows(index, "SELECT source, target, source_word, target_word, split FROM dictionary_entries")
+
+
+# ------------------------------------------------------------------------------------------ the stub
+
+
+class OracleStub:
+    """An OpenAI completions server that knows every gold translation, and answers right only through
+    English: direct answers are wrong, an English bridge gives the gold, any other bridge copies the source
+    word and then answers wrong. `die_after` shuts the server down after that many answers."""
+
+    def __init__(self, index: Path, model: str = "stub"):
+        names = {c: prompt_name(c) for c in LANGS}
+        self.gold: dict[tuple[str, str, str], str] = {}
+        for s, t, ws, wt, _split in entries_of(index):
+            self.gold.setdefault((names[s], ws, names[t]), wt)
+            self.gold.setdefault((names[t], wt, names[s]), ws)
+        self.model = model
+        self.prompts: list[str] = []
+        self.bodies: list[dict] = []
+        self.die_after: int | None = None
+        self.server = None
+        self.app = Starlette(routes=[Route("/v1/completions", self.completions, methods=["POST"])])
+
+    @staticmethod
+    def _field(segment: str) -> tuple[str, str]:
+        label, _, rest = segment.partition(':"')
+        return label, rest.rstrip('"')
+
+    def answer(self, prompt: str, stop: list[str]) -> str:
+        lines = prompt.split("\n")
+        last = lines[-1].split("→")
+        demo_arrows = lines[0].count("→") if len(lines) > 1 else 0
+        source_name, word = self._field(last[0])
+        label = last[-1][:-2]
+        if len(last) == 3:  # two-step answer call: S:"w"→B:"b"→T:"
+            return (
+                self.gold.get((source_name, word, label), "?") if last[1].startswith("English:") else "nope"
+            )
+        if demo_arrows == 1:  # direct
+            return "nope"
+        target = lines[0].split("→")[2].partition(':"')[0]
+        english = label == "English"
+        bridge = self.gold.get((source_name, word, "English"), "bridge") if english else word
+        answer = self.gold.get((source_name, word, target), "?") if english else "nope"
+        return bridge if '"' in stop else f'{bridge}"→{target}:"{answer}"'
+
+    async def completions(self, request: Request):
+        body = await request.json()
+        if body.get("model") != self.model:
+            return JSONResponse(
+                {"error": {"message": f"The model `{body.get('model')}` does not exist."}}, 404
+            )
+        if self.die_after is not None and len(self.prompts) >= self.die_after:
+            # shutting down: uvicorn stops accepting within 0.1 s and finishes what is in flight
+            self.server.server.should_exit = True
+            await asyncio.sleep(0.3)
+        self.prompts.append(body["prompt"])
+        self.bodies.append(body)
+        text = self.answer(body["prompt"], body.get("stop") or [])
+        return JSONResponse({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
+
+
+@pytest.fixture
+def oracle(index):
+    stub = OracleStub(index)
+    with running(stub.app) as server:
+        stub.server = server
+        stub.url = server.url + "/v1"
+        yield stub
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def eval_args(index: Path, endpoint: str, out: Path, *extra, pairs: str = "sw-he,he-ja", model: str = "stub"):
+    return ["eval", "--index", index, "--endpoint", endpoint, "--model", model, "--pairs", pairs,
+            "--dictionaries", "cldr", "--limit", "4", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def assert_fails_cleanly(result, *needles: str) -> str:
+    """Exit code 2, no traceback, and stderr is one `error:` line naming the problem."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error:") for line in lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])
+    return lines[-1]
+
+
+def accuracies(index: Path) -> dict[tuple[str, str, str, str | None], float]:
+    return {
+        (s, t, strategy, bridge): acc
+        for s, t, strategy, bridge, acc in rows(
+            index, "SELECT source, target, strategy, bridge, accuracy FROM evaluations"
+        )
+    }
+
+
+# ------------------------------------------------------------------------------------ exact outcomes
+
+
+@pytest.mark.parametrize(("mode", "calls"), [("chain", 32), ("two-step", 56)])
+def test_every_strategy_scores_exactly_what_the_endpoint_answered(index, oracle, tmp_path, mode, calls):
+    result = cli(*eval_args(index, oracle.url, tmp_path / "report", "--mode", mode))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    # 2 pairs × 4 words × (direct + 3 bridges); two-step asks twice per bridge
+    assert len(oracle.prompts) == calls
+    acc = accuracies(index)
+    assert acc[("sw", "he", "direct", None)] == 0.0
+    assert acc[("sw", "he", "english", "en")] == 100.0
+    assert acc[("sw", "he", "bridgex", "en")] == 100.0  # the index's choice here is English
+    assert acc[("he", "ja", "bridgex", "de")] == 0.0  # and German there
+    assert acc[("he", "ja", "english", "en")] == 100.0
+    assert {b: a for (s, t, st, b), a in acc.items() if (s, t, st) == ("he", "ja", "all-bridges")} == {
+        "de": 0.0,
+        "en": 100.0,
+        "sw": 0.0,
+    }
+    copies = rows(index, "SELECT bridge, copies, n FROM evaluations WHERE strategy = 'all-bridges'")
+    assert all((c == n) == (b != "en") for b, c, n in copies)  # the stub copies through non-English bridges
+    assert rows(index, "SELECT DISTINCT mode, shots, model FROM evaluations") == [(mode, 3, "stub")]
+
+    out = result.stdout
+    assert "sw→he" in out and "he→ja" in out
+    assert "vs direct zero-bridge: +50.00 points" in out
+    assert "vs English pivot: -50.00 points" in out
+    assert "oracle best in 1 of 2 pairs" in out
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "bridgex-index eval --index" in report and f"--mode {mode}" in report
+    assert "| sw→he | 4 | 3 | 0.0 | 100.0 | 100.0 (en) | 100.0 (en) |" in report
+    assert (tmp_path / "report" / "accuracy.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_requests_are_temperature_zero_completions_that_stop_at_quote_or_newline(index, oracle, tmp_path):
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--strategies", "direct,english"))
+    assert result.exit_code == 0, result.stderr
+    for body in oracle.bodies:
+        assert body["temperature"] == 0.0 and body["model"] == "stub" and body["stream"] is False
+        assert body["max_tokens"] <= 40
+        assert body["stop"] in (['"', "\n"], ["\n"])
+    direct = [p for p in oracle.prompts if p.split("\n")[0].count("→") == 1]
+    assert direct and all(p.endswith(':"') for p in direct)
+    assert direct[0].split("\n")[-1].startswith('Kiswahili:"') and direct[0].endswith('→עברית:"')
+
+
+def test_test_words_are_held_out_and_demonstrations_are_shared_probe_words(index, oracle, tmp_path):
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--shots", "2"))
+    assert result.exit_code == 0, result.stderr
+    names = {prompt_name(c): c for c in LANGS}
+    probe, test = set(), set()
+    for s, t, ws, wt, split in entries_of(index):
+        (probe if split == "probe" else test).update({(s, ws), (t, wt)})
+    demos_by_pair: dict[tuple[str, str], set[tuple]] = {}
+    for prompt in oracle.prompts:
+        lines = prompt.split("\n")
+        last = [OracleStub._field(seg) for seg in lines[-1].split("→")]
+        source, word = names[last[0][0]], last[0][1]
+        assert (source, word) in test and (source, word) not in probe
+        assert len(lines) == 3  # two demonstrations, then the question
+        for line in lines[:-1]:
+            fields = [OracleStub._field(seg) for seg in line.split("→")]
+            for label, demo_word in fields:
+                assert (names[label], demo_word) not in test
+            first_last = (fields[0], fields[-1])  # source and target words: the same for every arm
+            target = names[fields[-1][0]]
+            demos_by_pair.setdefault((source, target), set()).add(first_last)
+    assert set(demos_by_pair) == {("sw", "he"), ("he", "ja")}
+    assert all(len(v) == 2 for v in demos_by_pair.values())
+
+
+def test_limit_takes_a_stable_sample(index, oracle, tmp_path):
+    cli(*eval_args(index, oracle.url, tmp_path / "a", "--strategies", "direct"))
+    first = list(oracle.prompts)
+    oracle.prompts.clear()
+    other = Path(shutil.copy(index, tmp_path / "other.duckdb"))
+    rows_before = rows(other, "SELECT count(*) FROM eval_answers")[0][0]
+    con = duckdb.connect(str(other))
+    con.execute("DELETE FROM eval_answers")
+    con.close()
+    assert rows_before == 8
+    cli(*eval_args(other, oracle.url, tmp_path / "b", "--strategies", "direct"))
+    assert sorted(oracle.prompts) == sorted(first)
+
+
+# ------------------------------------------------------------------------------------------ the cache
+
+
+def test_a_rerun_makes_no_upstream_call_even_with_the_endpoint_down(index, oracle, tmp_path):
+    args = eval_args(index, oracle.url, tmp_path / "r")
+    assert cli(*args).exit_code == 0
+    made = len(oracle.prompts)
+    assert rows(index, "SELECT count(*) FROM eval_answers")[0][0] == made
+
+    again = cli(*args)
+    assert again.exit_code == 0, again.stderr
+    assert len(oracle.prompts) == made
+    assert "0 upstream calls" in again.stdout
+
+    down = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    offline = cli(*eval_args(index, down, tmp_path / "r2"))
+    assert offline.exit_code == 0, offline.stderr
+    runs = rows(index, "SELECT upstream_calls, complete FROM evaluation_runs ORDER BY created_at")
+    assert runs == [(made, True), (0, True), (0, True)]
+    per_run = rows(index, "SELECT run_id, count(*), sum(hits) FROM evaluations GROUP BY run_id")
+    assert len(per_run) == 3 and len({(n, h) for _r, n, h in per_run}) == 1
+
+
+def test_the_cache_is_keyed_by_model_and_request(index, oracle, tmp_path):
+    assert cli(*eval_args(index, oracle.url, tmp_path / "a", "--strategies", "direct")).exit_code == 0
+    made = len(oracle.prompts)
+    assert (
+        cli(*eval_args(index, oracle.url, tmp_path / "b", "--strategies", "direct", "--shots", "2")).exit_code
+        == 0
+    )
+    assert len(oracle.prompts) == 2 * made  # other demonstrations: other prompts
+    oracle.model = "other"
+    result = cli(*eval_args(index, oracle.url, tmp_path / "c", "--strategies", "direct", model="other"))
+    assert result.exit_code == 0
+    assert len(oracle.prompts) == 3 * made
+    assert rows(index, "SELECT model, count(*) FROM eval_answers GROUP BY model ORDER BY model") == [
+        ("other", made),
+        ("stub", 2 * made),
+    ]
+
+
+# ------------------------------------------------------------------------------------ failures
+
+
+def test_endpoint_dying_mid_run_keeps_answers_and_complete_cells_then_resumes(index, oracle, tmp_path):
+    oracle.die_after = 12
+    args = eval_args(index, oracle.url, tmp_path / "r", "--concurrency", "2")
+    result = cli(*args)
+    line = assert_fails_cleanly(result, "cannot reach", oracle.url, "run the same command again")
+    assert "complete cells written" in line
+    cached = {json.loads(r)["body"]["prompt"] for (r,) in rows(index, "SELECT request FROM eval_answers")}
+    assert 1 <= len(cached) <= len(oracle.prompts)
+    cells = rows(index, "SELECT n FROM evaluations")
+    assert cells and all(n == 4 for (n,) in cells)  # only complete cells
+    assert len(cells) < 10  # 2 pairs × (direct, english, bridgex, 3 candidates) when complete
+    assert rows(index, "SELECT complete FROM evaluation_runs") == [(False,)]
+    assert not (tmp_path / "r" / "report.md").exists()
+
+    revived = OracleStub(index)
+    with running(revived.app) as server:
+        resumed = cli(*eval_args(index, server.url + "/v1", tmp_path / "r"))
+    assert resumed.exit_code == 0, resumed.stderr
+    assert not cached & set(revived.prompts)  # nothing asked twice
+    assert len(cached) + len(revived.prompts) == 32
+    assert rows(index, "SELECT complete FROM evaluation_runs ORDER BY created_at") == [(False,), (True,)]
+
+
+def test_endpoint_down_is_one_line_and_exit_2(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    line = assert_fails_cleanly(cli(*eval_args(index, url, tmp_path / "r")), f"cannot reach {url}")
+    assert line.startswith(f"error: cannot reach {url}: ")
+    assert rows(index, "SELECT count(*) FROM eval_answers") == [(0,)]
+    assert rows(index, "SELECT count(*) FROM evaluations") == [(0,)]
+
+
+def test_model_the_endpoint_does_not_serve_is_one_line(index, oracle, tmp_path):
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", model="nope"))
+    assert_fails_cleanly(result, "answered 404", "does not exist")
+
+
+@pytest.mark.parametrize(
+    ("pairs", "needles"),
+    [
+        ("sw-xx", ["sw-xx", "'xx' is not in this index", "de, en, he, ja, sw"]),
+        ("fr-sw", ["'fr' is not in this index"]),
+        ("swhe", ["'swhe' is not a pair like sw-he"]),
+        ("sw-sw", ["same source and target"]),
+        ("sw-he-ja", ["not a pair"]),
+        (",", ["no pair given"]),
+    ],
+)
+def test_bad_pairs_fail_before_any_call(index, tmp_path, pairs, needles):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*eval_args(index, url, tmp_path / "r", pairs=pairs)), *needles)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--strategies", "direct,magic"], ["unknown strategy 'magic'"]),
+        (["--shots", "17"], ["--shots must be 0..16"]),
+        (["--limit", "0"], ["--limit must be at least 1"]),
+        (["--concurrency", "0"], ["--concurrency must be at least 1"]),
+    ],
+)
+def test_bad_options_fail_cleanly(index, tmp_path, extra, needles):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*eval_args(index, url, tmp_path / "r", *extra)), *needles)
+
+
+def test_bad_endpoint_and_dictionary_flags(index, tmp_path):
+    assert_fails_cleanly(cli(*eval_args(index, "localhost:8000", tmp_path / "r")), "http(s) URL")
+    args = [
+        a
+        for a in eval_args(index, "http://127.0.0.1:9/v1", tmp_path / "r")
+        if a not in ("--dictionaries", "cldr")
+    ]
+    assert_fails_cleanly(cli(*args), "exactly one of --dictionaries cldr or --dict-dir")
+    assert_fails_cleanly(cli(*args, "--dictionaries", "cldr", "--dict-dir", tmp_path), "exactly one of")
+
+
+def test_unreadable_or_missing_index_is_exit_2(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"not a duckdb file\n" * 300)
+    assert_fails_cleanly(cli(*eval_args(garbage, url, tmp_path / "r")), "not a readable DuckDB file")
+    assert_fails_cleanly(cli(*eval_args(tmp_path / "missing.duckdb", url, tmp_path / "r")), "index not found")
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert_fails_cleanly(cli(*eval_args(empty, url, tmp_path / "r")), "not a BridgeX index")
+
+
+def test_dictionaries_other_than_the_index_was_built_from_are_refused(index, tmp_path):
+    muse = tmp_path / "muse"
+    muse.mkdir()
+    for a, b in itertools.combinations(LANGS, 2):
+        (muse / f"{a}-{b}.txt").write_text(f"{a}word {b}word\n{a}other {b}other\n", encoding="utf-8")
+    args = [
+        a
+        for a in eval_args(index, "http://127.0.0.1:9/v1", tmp_path / "r")
+        if a not in ("--dictionaries", "cldr")
+    ]
+    assert_fails_cleanly(cli(*args, "--dict-dir", muse), "held-out split does not match --dict-dir")
+
+
+def test_muse_index_evaluates_with_its_dict_dir(tmp_path):
+    """A MUSE index (no concepts): demonstrations are aligned through the source word."""
+    muse = tmp_path / "muse"
+    muse.mkdir()
+    words = {c: [f"{c}{i:02d}" for i in range(60)] for c in ("en", "sw", "he", "de")}
+    for a, b in itertools.combinations(sorted(words), 2):
+        lines = [f"{x} {y}" for x, y in zip(words[a], words[b], strict=True)]
+        (muse / f"{a}-{b}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = build_eval_index(tmp_path / "muse.duckdb", ["de", "en", "he", "sw"], str(muse))
+    stub = OracleStub(index)
+    with running(stub.app) as server:
+        args = [a for a in eval_args(index, server.url + "/v1", tmp_path / "r", pairs="sw-he") if a != "cldr"]
+        args[args.index("--dictionaries")] = "--dict-dir"
+        args.insert(args.index("--dict-dir") + 1, str(muse))
+        result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert accuracies(index)[("sw", "he", "english", "en")] == 100.0
+    assert all(p.count("\n") == 3 for p in stub.prompts)  # three demonstrations in every prompt
+
+
+# ------------------------------------------------------------------------------------ real vLLM (slow)
+
+
+@pytest.mark.slow
+def test_strategies_against_real_vllm_with_cache_and_report(vllm_tiny, index, tmp_path):  # noqa: F811
+    """A random tiny model: accuracies are meaningless, but every call, parse, cache and file is real."""
+    url = vllm_tiny.url + "/v1"
+    out = tmp_path / "report"
+    args = eval_args(index, url, out, "--limit", "3", "--concurrency", "16", model="tiny")
+    first = cli(*args)
+    assert first.exit_code == 0, (first.stderr, first.exception)
+    made = rows(index, "SELECT upstream_calls FROM evaluation_runs")[0][0]
+    assert made >= 2 * 3 * 4  # at least one call per pair × word × arm
+    assert rows(index, "SELECT count(*) FROM eval_answers WHERE model = 'tiny'")[0][0] == made
+    cells = rows(index, "SELECT strategy, n, accuracy FROM evaluations")
+    assert len(cells) == 2 * 6 and all(n == 3 and 0 <= a <= 100 for _s, n, a in cells)
+    assert (out / "report.md").read_text().count("→") >= 2
+    assert (out / "accuracy.png").read_bytes().startswith(PNG_SIGNATURE)
+
+    down = f"http://127.0.0.1:{free_port()}/v1"  # the re-run needs no server at all
+    again = cli(*eval_args(index, down, out, "--limit", "3", "--concurrency", "16", model="tiny"))
+    assert again.exit_code == 0, again.stderr
+    assert rows(index, "SELECT upstream_calls FROM evaluation_runs ORDER BY created_at") == [(made,), (0,)]
+    by_run = rows(index, "SELECT run_id, sum(hits), count(*) FROM evaluations GROUP BY run_id")
+    assert len({(h, n) for _r, h, n in by_run}) == 1
+
+
+@pytest.mark.slow
+def test_two_step_against_real_vllm(vllm_tiny, index, tmp_path):  # noqa: F811
+    url = vllm_tiny.url + "/v1"
+    result = cli(*eval_args(index, url, tmp_path / "r", "--mode", "two-step", "--limit", "2",
+                            "--strategies", "direct,bridgex", pairs="sw-he", model="tiny"))  # fmt: skip
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    # direct: one call per word; two-step bridge: two calls per word
+    assert rows(index, "SELECT strategy, calls FROM evaluations ORDER BY strategy") == [
+        ("bridgex", 4),
+        ("direct", 2),
+    ]
