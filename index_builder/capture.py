@@ -119,20 +119,22 @@ class LanguageCounts:
         self._onehot: torch.Tensor | None = None
 
     def begin(self, batch: Batch) -> None:
-        langs = batch.token_langs
-        present = torch.unique(langs[langs >= 0])  # (k,) languages in this batch
+        langs = batch.token_langs.reshape(-1)  # (B*T,)
+        self._span = torch.nonzero(langs >= 0).squeeze(1)  # (n,) flat positions of word-span tokens
+        span_langs = langs.index_select(0, self._span)
+        present = torch.unique(span_langs)  # (k,) languages in this batch
         self._present = present
-        self._onehot = (langs.unsqueeze(-1) == present).to(torch.float32)  # (B, T, k)
-        self.tokens.index_add_(0, present, self._onehot.sum(dim=(0, 1)).double())
+        self._onehot = (present.unsqueeze(1) == span_langs).to(torch.float32)  # (k, n)
+        self.tokens.index_add_(0, present, self._onehot.sum(dim=1).double())
 
     def add(self, layer: int, act: torch.Tensor) -> None:
         if self._present is None or self._present.numel() == 0:
             return
-        positive = (act > 0).to(torch.float32)  # (B, T, I)
-        counts = torch.einsum("btk,bti->ki", self._onehot, positive)  # (k, I)
-        self.positive[self._present, layer] += counts
-        sums = torch.einsum("btk,bti->ki", self._onehot, act.to(torch.float32))  # (k, I)
-        self.activation[self._present, layer] += sums
+        n_neurons = act.shape[-1]
+        span = act.reshape(-1, n_neurons).index_select(0, self._span).to(torch.float32)  # (n, I)
+        both = self._onehot @ torch.cat([(span > 0).to(torch.float32), span], dim=1)  # (k, 2I)
+        self.positive[self._present, layer] += both[:, :n_neurons]
+        self.activation[self._present, layer] += both[:, n_neurons:]
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(positive counts (n_lang, L, I), token counts (n_lang,)) as float64 host arrays."""
