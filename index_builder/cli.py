@@ -260,7 +260,7 @@ def similarity(index: Path, as_json: bool) -> None:
         return
     click.echo(f"{'pair':7} {'overlap':>7} {'jaccard':>8} {'similarity':>10}")
     for r in rows:
-        sim = "-" if r["similarity"] is None else f"{r['similarity']:.4f}"
+        sim = "-" if r["similarity"] is None else f"{r['similarity']:.6f}"
         click.echo(f"{r['lang_a']}-{r['lang_b']:4} {r['n_overlap']:>7} {r['jaccard']:>8.3f} {sim:>10}")
 
 
@@ -362,13 +362,21 @@ def _eval_command(cfg, out: Path) -> str:
 @click.option(
     "--api-key", envvar="OPENAI_API_KEY", help="Bearer token for hosted APIs (default: $OPENAI_API_KEY)."
 )
+@click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
 @fails_cleanly
-def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, **opts) -> None:
+def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, dry_run, **opts) -> None:
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
 
-    from .evaluation import EvalConfig, EvaluationError, evaluate, parse_pairs, parse_strategies
+    from .evaluation import (
+        EvalConfig,
+        EvaluationError,
+        count_requests,
+        evaluate,
+        parse_pairs,
+        parse_strategies,
+    )
     from .report import summary_lines, table, write_report
 
     try:
@@ -386,7 +394,13 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         if out.exists() and not out.is_dir():
             raise EvaluationError(f"--out {out} exists and is not a directory")
         cfg.command = _eval_command(cfg, out)
-        result = evaluate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None)
+        log = (lambda _m: None) if quiet else None
+        if dry_run:
+            needed, cached = count_requests(cfg, log)
+            extra = "one more per bridged word" if cfg.mode == "two-step" else "a few continuation calls"
+            click.echo(f"{needed} first-round requests ({cached} cached), plus {extra}")
+            return
+        result = evaluate(cfg, quiet=quiet, log=log)
     except EvaluationError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)

@@ -24,6 +24,7 @@ complete cells only, marks the run incomplete in `evaluation_runs`, and raises `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sys
@@ -78,6 +79,7 @@ class EvalConfig:
     def parameters(self) -> dict:
         data = asdict(self)
         data.pop("api_key")
+        data.pop("command")
         data["index"] = str(self.index)
         data["pairs"] = [f"{s}-{t}" for s, t in self.pairs]
         data["strategies"] = list(self.strategies)
@@ -444,14 +446,15 @@ class Answer:
 class AnswerCache:
     """`eval_answers` in the index file: every upstream answer by request key, written in batches."""
 
-    def __init__(self, con, model: str):
-        self.con = con
+    def __init__(self, store: ResultStore, model: str):
+        self.store = store
         self.model = model
-        self.answers: dict[str, Answer] = {
-            key: Answer(text, finish or "stop", float(sec or 0.0))
-            for key, text, finish, sec in con.execute(
+        with store.connect() as con:
+            found = con.execute(
                 "SELECT key, response, finish_reason, seconds FROM eval_answers WHERE model = ?", [model]
             ).fetchall()
+        self.answers: dict[str, Answer] = {
+            key: Answer(text, finish or "stop", float(sec or 0.0)) for key, text, finish, sec in found
         }
         self.pending: list[tuple] = []
         self.hits = 0
@@ -470,14 +473,16 @@ class AnswerCache:
     def flush(self) -> None:
         if not self.pending:
             return
-        rows, self.pending = self.pending, []
-        cols = list(zip(*rows, strict=True))
-        self.con.execute(
-            "INSERT INTO eval_answers (key, model, request, response, finish_reason, seconds, created_at) "
-            "SELECT k, m, r, a, f, s, now() FROM (SELECT unnest($1) AS k, unnest($2) AS m, unnest($3) AS r, "
-            "unnest($4) AS a, unnest($5) AS f, unnest($6) AS s) ON CONFLICT DO NOTHING",
-            [list(c) for c in cols],
-        )
+        cols = list(zip(*self.pending, strict=True))
+        with self.store.connect() as con:
+            con.execute(
+                "INSERT INTO eval_answers"
+                " (key, model, request, response, finish_reason, seconds, created_at)"
+                " SELECT k, m, r, a, f, s, now() FROM (SELECT unnest($1) AS k, unnest($2) AS m,"
+                " unnest($3) AS r, unnest($4) AS a, unnest($5) AS f, unnest($6) AS s) ON CONFLICT DO NOTHING",
+                [list(c) for c in cols],
+            )
+        self.pending = []
 
 
 # --------------------------------------------------------------------------------------------- upstream
@@ -714,7 +719,7 @@ def _progress(total: int, quiet: bool):
 
 
 async def _run_all(
-    jobs: list[tuple[tuple[Pair, int, str | None], rewrite.Plan]],
+    jobs: list[Job],
     req: rewrite.ClientRequest,
     upstream: Upstream,
     answers: dict,
@@ -749,16 +754,44 @@ async def _run_all(
     return error
 
 
-def _open_for_writing(path: Path):
-    import duckdb
+class ResultStore:
+    """The index file as the home of `eval_answers` and the results. Each write opens the file briefly
+    (DuckDB lets one process write at a time), so the proxy or `bridgex-index bridges` can still read the
+    index while an evaluation runs."""
 
-    try:
-        con = duckdb.connect(str(path))
-    except duckdb.Error as err:
-        raise EvaluationError(f"cannot open {path} for writing: {str(err).splitlines()[0]}") from None
-    for ddl in OPTIONAL_TABLES.values():
-        con.execute(ddl)
-    return con
+    def __init__(self, path: Path, attempts: int = 20):
+        self.path = path
+        self.attempts = attempts
+        self._created = False
+
+    @contextlib.contextmanager
+    def connect(self):
+        import duckdb
+
+        for attempt in range(self.attempts):
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as err:  # another process holds the file: wait a little
+                if attempt == self.attempts - 1:
+                    raise EvaluationError(
+                        f"cannot open {self.path} for writing: {_first_line(err)}"
+                    ) from None
+                time.sleep(0.25)
+            except duckdb.Error as err:
+                raise EvaluationError(f"cannot open {self.path} for writing: {_first_line(err)}") from None
+        try:
+            if not self._created:
+                for ddl in OPTIONAL_TABLES.values():
+                    con.execute(ddl)
+                self._created = True
+            yield con
+        finally:
+            con.close()
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
@@ -804,13 +837,11 @@ def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
         con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * len(rows[0]))})", rows)
 
 
-def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None) -> RunResult:
-    """Run the whole evaluation, write `evaluations` (complete cells) and return the result.
+Job = tuple[tuple[Pair, int, "str | None"], rewrite.Plan]
 
-    Raises EvaluationError for bad input before any call, and EndpointError (after saving the cache and
-    the complete cells) when the endpoint fails.
-    """
-    say = log or (lambda msg: print(msg, file=sys.stderr))
+
+def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, list[PairTask], list[Job]]:
+    """Validate the configuration, read the index and plan every (pair, word, arm) job; no network."""
     if cfg.mode not in rewrite.MODES:
         raise EvaluationError(f"--mode {cfg.mode!r} is not one of {', '.join(rewrite.MODES)}")
     if not 0 <= cfg.shots <= rewrite.MAX_SHOTS:
@@ -839,36 +870,63 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
             f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, "
             f"{len(task.demos)} shots, chosen bridge {task.chosen or '-'}{note}"
         )
-    req = rewrite.ClientRequest("completions", cfg.model, {"temperature": 0.0})
-    con = _open_for_writing(cfg.index)
+    return data, tasks, jobs
+
+
+def _request(cfg: EvalConfig) -> rewrite.ClientRequest:
+    return rewrite.ClientRequest("completions", cfg.model, {"temperature": 0.0})
+
+
+def count_requests(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> tuple[int, int]:
+    """(first-round requests a run needs, how many of them are cached) without calling the endpoint.
+
+    Two-step mode then needs one more request per bridged job; chain mode only where the model stops
+    before the answer (rare with demonstrations).
+    """
+    _data, _tasks, jobs = prepare(cfg, log or (lambda msg: print(msg, file=sys.stderr)))
+    req = _request(cfg)
+    keys = {request_key(rewrite.first_step(plan, req)) for _key, plan in jobs}
+    cache = AnswerCache(ResultStore(cfg.index), cfg.model)
+    return len(keys), sum(cache.get(k) is not None for k in keys)
+
+
+def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None) -> RunResult:
+    """Run the whole evaluation, write `evaluations` (complete cells) and return the result.
+
+    Raises EvaluationError for bad input before any call, and EndpointError (after saving the cache and
+    the complete cells) when the endpoint fails.
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    data, tasks, jobs = prepare(cfg, say)
+    req = _request(cfg)
+    store = ResultStore(cfg.index)
+    cache = AnswerCache(store, cfg.model)
+    upstream = Upstream(cfg, cache)
+    created = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    answers: dict = {}
     try:
-        cache = AnswerCache(con, cfg.model)
-        upstream = Upstream(cfg, cache)
-        created = datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-        answers: dict = {}
         error = asyncio.run(_run_all(jobs, req, upstream, answers, quiet))
-        cache.flush()
-        cells = build_cells(tasks, cfg.strategies, answers)
-        summaries = summarise(tasks, cells)
-        result = RunResult(
-            run_id=uuid.uuid4().hex[:12],
-            created_at=created,
-            tasks=tasks,
-            cells=cells,
-            summaries=summaries,
-            overall=scoring.overall(summaries),
-            upstream_calls=cache.misses,
-            cached_calls=cache.hits,
-            seconds=time.perf_counter() - t0,
-            complete=error is None,
-            provenance=data.provenance,
-            answers=answers,
-        )
-        _write_results(con, cfg, result)
-        con.execute("CHECKPOINT")
     finally:
-        con.close()
+        cache.flush()  # also on Ctrl-C: what was answered stays answered
+    cells = build_cells(tasks, cfg.strategies, answers)
+    summaries = summarise(tasks, cells)
+    result = RunResult(
+        run_id=uuid.uuid4().hex[:12],
+        created_at=created,
+        tasks=tasks,
+        cells=cells,
+        summaries=summaries,
+        overall=scoring.overall(summaries),
+        upstream_calls=cache.misses,
+        cached_calls=cache.hits,
+        seconds=time.perf_counter() - t0,
+        complete=error is None,
+        provenance=data.provenance,
+        answers=answers,
+    )
+    with store.connect() as con:
+        _write_results(con, cfg, result)
     if error is not None:
         raise EndpointError(
             f"{error} ({len(answers)} of {len(jobs)} answers done and cached, {len(cells)} complete cells "

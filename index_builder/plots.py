@@ -46,7 +46,8 @@ def similarity_heatmap(con, out: Path) -> Path:
         grid = _pair_grid(langs, rows, key)
         finite = grid[np.isfinite(grid) & off_diagonal]
         lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-        if hi - lo < 1e-12:
+        if hi - lo < 1e-9:  # e.g. every overlap neuron fires on every token of both languages
+            title += f" (all {hi:.6f})"
             lo, hi = lo - 1e-6, hi + 1e-6
         shown = np.where(off_diagonal, grid, np.nan)  # the diagonal (1.0) would flatten the colour range
         image = ax.imshow(shown, cmap="viridis", vmin=lo, vmax=hi)
