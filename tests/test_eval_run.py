@@ -313,6 +313,17 @@ def test_a_rerun_makes_no_upstream_call_even_with_the_endpoint_down(index, oracl
     assert len(per_run) == 3 and len({(n, h) for _r, n, h in per_run}) == 1
 
 
+def test_dry_run_counts_requests_and_cached_ones_without_calling(index, oracle, tmp_path):
+    args = eval_args(index, oracle.url, tmp_path / "r")
+    before = cli(*args, "--dry-run")
+    assert before.exit_code == 0, before.stderr
+    assert "32 first-round requests (0 cached)" in before.stdout
+    assert oracle.prompts == [] and not (tmp_path / "r").exists()
+    assert cli(*args).exit_code == 0
+    after = cli(*args, "--dry-run")
+    assert "32 first-round requests (32 cached)" in after.stdout
+
+
 def test_the_cache_is_keyed_by_model_and_request(index, oracle, tmp_path):
     assert cli(*eval_args(index, oracle.url, tmp_path / "a", "--strategies", "direct")).exit_code == 0
     made = len(oracle.prompts)
