@@ -166,9 +166,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
-    from serve_support import VllmServer, free_port, gemma_dir
+    from serve_support import gemma_dir
 
     from bridgex_serve.index import load_index
+    from bridgex_serve.launch import VllmServer, free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="bridgex-bench-"))
     words = cldr_words()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bridgex_serve.launch import free_port  # noqa: E402
 from index_builder.schema import SCHEMA_VERSION, TABLES  # noqa: E402
 
 STUB = r"""
@@ -52,12 +52,6 @@ REQUEST = (
     b'{"model":"m","messages":[{"role":"system","content":"You are helpful."},'
     b'{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16,"temperature":0}'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_index(path: Path) -> None:

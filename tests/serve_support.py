@@ -10,10 +10,6 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from bridgex_serve.launch import MIDDLEWARE, VllmServer, free_port  # noqa: F401 (re-exported for tests)
 from index_builder.schema import SCHEMA_VERSION, TABLES
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,12 +273,6 @@ class StubUpstream:
 # Servers on loopback
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerThread:
     """Run an ASGI app with uvicorn in a daemon thread on 127.0.0.1."""
 
@@ -340,114 +331,16 @@ GEMMA_DIRS = (
     REPO / ".cache" / "models" / "gemma-3-270m",
     REPO / ".cache" / "bridgex" / "models" / "gemma-3-270m",
 )
-MIDDLEWARE = "bridgex_serve.vllm_middleware.BridgeXMiddleware"
 
 
 def gemma_dir() -> Path | None:
     """The converted Gemma 3 270M folder (`bridgex-index convert`), or None."""
-    import os
 
     candidates = [Path(os.environ["BRIDGEX_GEMMA_DIR"])] if os.environ.get("BRIDGEX_GEMMA_DIR") else []
     for path in [*candidates, *GEMMA_DIRS]:
         if (path / "config.json").is_file():
             return path
     return None
-
-
-class VllmServer:
-    """`python -m vllm.entrypoints.openai.api_server` in its own process group, BridgeX middleware optional.
-
-    The tiny test models have head_dim 32, for which vLLM's CPU attention needs blocks that are a multiple
-    of 32 tokens; Gemma 3 (head_dim 256) takes the 16-token blocks that make its few-shot prefixes hit the
-    prefix cache.
-    """
-
-    def __init__(
-        self,
-        model: Path,
-        *,
-        name: str,
-        index: Path | None = None,
-        block_size: int = 32,
-        dtype: str = "float32",
-        max_model_len: int = 512,
-        log: Path,
-        start_timeout: float = 300,
-    ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(model),
-            "--served-model-name",
-            name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--max-model-len",
-            str(max_model_len),
-            "--enforce-eager",
-            "--block-size",
-            str(block_size),
-            "--dtype",
-            dtype,
-            "--max-num-seqs",
-            "64",
-            "--disable-log-stats",
-        ]
-        if index is not None:
-            self.cmd += ["--middleware", MIDDLEWARE]
-        self.env = dict(
-            os.environ,
-            VLLM_TARGET_DEVICE="cpu",
-            VLLM_CPU_KVCACHE_SPACE="1",
-            HF_HUB_OFFLINE="1",
-            VLLM_CPU_OMP_THREADS_BIND="0-1",
-            PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        )
-        if index is not None:
-            self.env["BRIDGEX_INDEX"] = str(index)
-        self.log = log
-        self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> VllmServer:
-        import httpx
-
-        self._log_file = open(self.log, "wb")
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        deadline = time.time() + self.start_timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"vLLM exited with {self.proc.returncode} during start-up:\n{tail}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.__exit__()
-        raise RuntimeError(f"vLLM did not become healthy in {self.start_timeout:.0f} s; see {self.log}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log_file.close()
 
 
 @pytest.fixture(scope="session")

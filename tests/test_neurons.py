@@ -198,5 +198,5 @@ def test_top_rate_ties_are_broken_by_the_tiebreak_values():
 def test_top_rate_tiebreak_never_overrides_probability():
     p = np.array([[0.9, 0.5], [0.5, 0.1]])
     tiebreak = np.array([[0.0, 9.0], [1.0, 99.0]])
-    mask = top_rate_neurons(p, 0.5, tiebreak=tiebreak)  # 2 neurons: 0.9 first, then the 0.5 with larger tiebreak
+    mask = top_rate_neurons(p, 0.5, tiebreak=tiebreak)  # 0.9 first, then the 0.5 with larger tiebreak
     np.testing.assert_array_equal(np.argwhere(mask), [[0, 0], [0, 1]])

@@ -1,0 +1,127 @@
+"""Start the servers BridgeX runs beside: vLLM's OpenAI server on the CPU or GPU, as a child process.
+
+Used by the demo, the benchmarks and the end-to-end tests; torch-free (vLLM runs in its own process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MIDDLEWARE = "bridgex_serve.vllm_middleware.BridgeXMiddleware"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VllmServer:
+    """`python -m vllm.entrypoints.openai.api_server` in its own process group, BridgeX middleware optional.
+
+    The tiny test models have head_dim 32, for which vLLM's CPU attention needs blocks that are a multiple
+    of 32 tokens; Gemma 3 (head_dim 256) takes the 16-token blocks that make its few-shot prefixes hit the
+    prefix cache.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        name: str,
+        index: Path | None = None,
+        block_size: int = 32,
+        dtype: str = "float32",
+        max_model_len: int = 512,
+        log: Path,
+        start_timeout: float = 300,
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model),
+            "--served-model-name",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(max_model_len),
+            "--enforce-eager",
+            "--block-size",
+            str(block_size),
+            "--dtype",
+            dtype,
+            "--max-num-seqs",
+            "64",
+            "--disable-log-stats",
+        ]
+        if index is not None:
+            self.cmd += ["--middleware", MIDDLEWARE]
+        self.env = dict(
+            os.environ,
+            VLLM_TARGET_DEVICE="cpu",
+            VLLM_CPU_KVCACHE_SPACE="1",
+            HF_HUB_OFFLINE="1",
+            VLLM_CPU_OMP_THREADS_BIND="0-1",
+            PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        )
+        if index is not None:
+            self.env["BRIDGEX_INDEX"] = str(index)
+        self.log = log
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> VllmServer:
+        self._log_file = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.time() + self.start_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"vLLM exited with {self.proc.returncode} during start-up:\n{tail}")
+            if _healthy(self.url + "/health"):
+                return self
+            time.sleep(1)
+        self.__exit__()
+        raise RuntimeError(f"vLLM did not become healthy in {self.start_timeout:.0f} s; see {self.log}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log_file.close()
+
+
+def _healthy(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
