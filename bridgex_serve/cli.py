@@ -83,6 +83,22 @@ def _loop_and_http() -> tuple[str, str]:
     help="Model for /v1/translate requests that name none; default: the upstream's first model.",
 )
 @click.option(
+    "--copy-fallback/--no-copy-fallback",
+    "copy_fallback",
+    default=None,
+    show_default=False,
+    help="Answer by the direct route when a bridged word or translation copies the source or the bridge "
+    "rendering (one extra upstream call). Default on; env BRIDGEX_COPY_FALLBACK=0 turns it off.",
+)
+@click.option(
+    "--uncalibrated",
+    type=click.Choice(["hsic", "direct"]),
+    default=None,
+    show_default=False,
+    help="Route of pairs without a calibrated decision in the index: the HSIC rank-1 bridge or direct "
+    "(env BRIDGEX_UNCALIBRATED; default hsic).",
+)
+@click.option(
     "--log-level",
     default="warning",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -98,6 +114,8 @@ def main(
     low_resource,
     max_concurrency,
     default_model,
+    copy_fallback,
+    uncalibrated,
     log_level,
 ):
     """Serve the OpenAI-compatible bridging proxy in front of a vLLM server."""
@@ -114,6 +132,8 @@ def main(
         upstream_api_key=upstream_api_key,
         max_concurrency=max_concurrency,
         default_model=default_model,
+        copy_fallback=copy_fallback,
+        uncalibrated=uncalibrated,
     )
     if api_keys:
         overrides["api_keys"] = tuple(api_keys)

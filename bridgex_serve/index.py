@@ -12,6 +12,9 @@ from pathlib import Path
 
 from index_builder.schema import REQUIRED_TABLES, SCHEMA_VERSION
 
+from .demonstrations import Lexicon, copy_key
+from .rewrite import CalibratedRoute
+
 # Demonstrations come from common-noun categories first (CLDR names are mostly proper nouns).
 CATEGORY_PREFERENCE = ("unit", "month", "weekday", "day", "currency", "territory", "language")
 
@@ -41,9 +44,8 @@ class BridgeIndex:
     path: str
     languages: dict[str, Language]
     bridges: dict[tuple[str, str], tuple[BridgeChoice, ...]]  # (source, target) → candidates by rank
-    concept_words: dict[str, dict[str, str]]  # language → concept → word (probe split)
-    concept_order: tuple[str, ...]  # concepts in demonstration preference order
-    pair_words: dict[tuple[str, str], tuple[tuple[str, str], ...]]  # (a, b), a < b → first probe pairs
+    lexicon: Lexicon  # probe-split words for gold demonstrations
+    decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # routing_decisions
     provenance: dict[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _demo_cache: dict = field(default_factory=dict, repr=False)
@@ -80,49 +82,43 @@ class BridgeIndex:
             return None
         return choices[0].bridge, choices[0].probability
 
+    def bridge_probability(self, source: str, target: str, bridge: str) -> float | None:
+        """The index's selection probability of `bridge` for the pair, None when it did not rank it."""
+        choices = self.bridges.get((source, target), ())
+        return next((c.probability for c in choices if c.bridge == bridge), None)
+
+    def decision(self, source: str, target: str) -> CalibratedRoute | None:
+        return self.decisions.get((source, target))
+
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]:
-        """k word tuples aligned across `langs` by concept, always the same ones (a stable prompt prefix for
-        the prefix cache). Tuples in which two words are equal (copies) are skipped; so is `exclude`."""
-        key = (langs, k)
+        """k gold word tuples aligned across `langs` (`demonstrations.Lexicon`), always the same ones for a
+        language tuple (a stable prompt prefix for the prefix cache); a tuple whose source word is `exclude`
+        (the query) is skipped."""
+        key = (tuple(langs), k)
         candidates = self._demo_cache.get(key)
         if candidates is None:
-            candidates = self._candidates(langs, k + 1)
+            candidates = self.lexicon.select(langs, k + 1)
             self._demo_cache[key] = candidates
-        excluded = (exclude or "").casefold()
-        return tuple(c for c in candidates if c[0].casefold() != excluded)[:k]
-
-    def _candidates(self, langs: tuple[str, ...], n: int) -> tuple[tuple[str, ...], ...]:
-        out: list[tuple[str, ...]] = []
-        maps = [self.concept_words.get(lang, {}) for lang in langs]
-        if all(maps):
-            for concept in self.concept_order:
-                words = tuple(m.get(concept) for m in maps)
-                if None in words or len({w.casefold() for w in words}) < len(words):
-                    continue
-                out.append(words)
-                if len(out) == n:
-                    return tuple(out)
-        if len(langs) == 2 and len(out) < n:
-            a, b = langs
-            pairs = self.pair_words.get((a, b)) or tuple((y, x) for x, y in self.pair_words.get((b, a), ()))
-            for words in pairs:
-                if words not in out and words[0].casefold() != words[1].casefold():
-                    out.append(words)
-                    if len(out) == n:
-                        break
-        return tuple(out)
+        excluded = copy_key(exclude or "")
+        return tuple(c for c in candidates if copy_key(c[0]) != excluded)[:k]
 
     def pairs(self) -> list[dict]:
-        return [
-            {
+        """Ranked bridges per pair, and the calibrated decision (`decision`) where there is one."""
+        out = []
+        for s, t in sorted(set(self.bridges) | set(self.decisions)):
+            pair: dict = {
                 "source": s,
                 "target": t,
-                "bridges": [{"bridge": c.bridge, "probability": c.probability} for c in cs],
+                "bridges": [
+                    {"bridge": c.bridge, "probability": c.probability} for c in self.bridges.get((s, t), ())
+                ],
             }
-            for (s, t), cs in sorted(self.bridges.items())
-        ]
+            if (s, t) in self.decisions:
+                pair["decision"] = self.decisions[(s, t)].summary()
+            out.append(pair)
+        return out
 
 
 def load_index(path: str | Path) -> BridgeIndex:
@@ -177,37 +173,41 @@ def _read(con, path: Path) -> BridgeIndex:
     ).fetchall():
         bridges.setdefault((s, t), []).append(BridgeChoice(b, float(score), float(prob), int(rank)))
 
-    # Concept-aligned words of the probe split (test words are reserved for evaluation).
-    concept_words: dict[str, dict[str, str]] = {}
-    categories: dict[str, str | None] = {}
+    # Every dictionary entry: probe words make demonstrations, test words are reserved for evaluation.
     rows = con.execute(
-        """SELECT source, target, source_word, target_word, concept, category FROM dictionary_entries
-           WHERE split = 'probe' AND concept IS NOT NULL
-           ORDER BY concept, source, target, source_word, target_word"""
+        """SELECT source, target, source_word, target_word, concept, category, split
+           FROM dictionary_entries"""
     ).fetchall()
-    for s, t, sw, tw, concept, category in rows:
-        concept_words.setdefault(s, {}).setdefault(concept, sw)
-        concept_words.setdefault(t, {}).setdefault(concept, tw)
-        categories.setdefault(concept, category)
-    rank = {c: i for i, c in enumerate(CATEGORY_PREFERENCE)}
-    order = tuple(sorted(categories, key=lambda c: (rank.get(categories[c] or "", len(rank)), c)))
-
-    # A few probe pairs per language pair for direct demonstrations (MUSE entries have no concept).
-    pair_words: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for s, t, sw, tw in con.execute(
-        """SELECT source, target, source_word, target_word FROM (
-               SELECT *, row_number() OVER (PARTITION BY source, target
-                                            ORDER BY concept NULLS LAST, source_word, target_word) AS n
-               FROM dictionary_entries WHERE split = 'probe') WHERE n <= 32
-           ORDER BY source, target, n"""
-    ).fetchall():
-        pair_words.setdefault((s, t), []).append((sw, tw))
+    lexicon = Lexicon(rows, CATEGORY_PREFERENCE)
+    decisions = _decisions(con, path, languages)
     return BridgeIndex(
         path=str(path),
         languages=languages,
         bridges={k: tuple(v) for k, v in bridges.items()},
-        concept_words=concept_words,
-        concept_order=order,
-        pair_words={k: tuple(v) for k, v in pair_words.items()},
+        lexicon=lexicon,
+        decisions=decisions,
         provenance=provenance,
     )
+
+
+def _decisions(con, path: Path, languages: dict[str, Language]) -> dict[tuple[str, str], CalibratedRoute]:
+    """The optional `routing_decisions` table; a row the server cannot follow stops the load."""
+    from index_builder.store import routing_decisions
+
+    out: dict[tuple[str, str], CalibratedRoute] = {}
+    for (s, t), row in routing_decisions(con).items():
+        decision = row["decision"]
+        if s not in languages or t not in languages or s == t:
+            raise IndexLoadError(f"{path}: routing_decisions has a row for an unknown pair {s}→{t}")
+        if decision != "direct" and (decision not in languages or decision in (s, t)):
+            raise IndexLoadError(
+                f"{path}: routing_decisions says {s}→{t} goes through {decision!r}, which is not a bridge "
+                f"language of this index ('direct' or one of {', '.join(sorted(languages))})"
+            )
+        numbers = {
+            k: None if row[k] is None else float(row[k])
+            for k in ("direct_accuracy", "bridge_accuracy", "gain", "ci_low", "ci_high", "p_value")
+        }
+        n = None if row["n"] is None else int(row["n"])
+        out[(s, t)] = CalibratedRoute(s, t, decision, n=n, test=row["test"], **numbers)
+    return out

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, rewrites by task and bridge, passthroughs, upstream latency, errors.
+"""Prometheus metrics: requests, rewrites by task and bridge, routes, copy fallbacks, passthroughs, upstream
+latency, errors.
 
 Each proxy app owns its registry (tests build many apps in one process); the vLLM plugin registers into
 the default registry so the metrics appear on vLLM's own /metrics.
@@ -31,6 +32,18 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.routes = Counter(
+            "bridgex_routes",
+            "Rewritten requests by the route planned and where the decision came from",
+            ["route", "decision_source"],
+            registry=r,
+        )
+        self.copy_fallbacks = Counter(
+            "bridgex_copy_fallbacks",
+            "Bridged answers that copied the source or the bridge rendering and were asked again directly",
+            ["task", "bridge", "mode", "reason"],
+            registry=r,
+        )
         self.errors = Counter("bridgex_errors", "Error responses by status", ["status"], registry=r)
         self.upstream_latency = Histogram(
             "bridgex_upstream_latency_seconds",
@@ -55,8 +68,12 @@ class Metrics:
             child = self._latency_children[path] = self.upstream_latency.labels(path)
         child.observe(seconds)
 
-    def rewrite(self, task: str, bridge: str | None, mode: str) -> None:
+    def rewrite(self, task: str, bridge: str | None, mode: str, decision_source: str = "default") -> None:
         self.rewrites.labels(task, bridge or "none", mode).inc()
+        self.routes.labels("bridge" if bridge else "direct", decision_source).inc()
+
+    def copy_fallback(self, task: str, bridge: str | None, mode: str, reason: str) -> None:
+        self.copy_fallbacks.labels(task, bridge or "none", mode, reason).inc()
 
     def passthrough(self, reason: str) -> None:
         self.passthroughs.labels(reason).inc()

@@ -4,6 +4,10 @@ No web framework, no network code: the shell passes `call(path, body) -> dict` (
 the proxy, an in-process ASGI call in the plugin) which raises `UpstreamError` for a non-2xx answer.
 Completion calls of many plans that share their parameters are merged into one upstream request with a
 list of prompts (vLLM schedules them as one batch), in chunks of `max_batch`, run concurrently.
+
+A plan takes at most three rounds: the bridged call (chain, or two-step's first), the answer call (two-step,
+or a chain that stopped after the bridge), and the copy fallback: the direct route for word and translate
+answers that copy the source or the bridge rendering (`rewrite.copy_reason`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import orjson
 
 from .rewrite import (
+    COPY_FALLBACK_TASKS,
     ClientRequest,
     Outcome,
     Plan,
@@ -24,6 +29,8 @@ from .rewrite import (
     choice_text,
     clean_answer,
     clean_bridge,
+    copy_reason,
+    direct_plan,
     first_step,
     parse_chain,
 )
@@ -85,9 +92,14 @@ async def dispatch(
 
 
 async def run_plans(
-    plans: Sequence[Plan], req: ClientRequest, call: CallUpstream, *, max_batch: int = 32
+    plans: Sequence[Plan],
+    req: ClientRequest,
+    call: CallUpstream,
+    *,
+    max_batch: int = 32,
+    copy_fallback: bool = True,
 ) -> tuple[list[Outcome], Usage]:
-    """Produce the final answer of every plan: at most two rounds of (batched) upstream calls."""
+    """Produce the final answer of every plan: at most three rounds of (batched) upstream calls."""
     usage = Usage()
     first = [first_step(p, req) for p in plans]
     replies = await dispatch(first, call, usage, max_batch=max_batch)
@@ -112,7 +124,35 @@ async def run_plans(
             outcome.answer = clean_answer(text)
             outcome.finish_reason = finish
             outcome.calls = 2
+    if copy_fallback:
+        await fall_back_on_copies(outcomes, req, call, usage, max_batch=max_batch)
     return outcomes, usage
+
+
+async def fall_back_on_copies(
+    outcomes: Sequence[Outcome], req: ClientRequest, call: CallUpstream, usage: Usage, *, max_batch: int = 32
+) -> None:
+    """Answer again by the direct route where a bridged word or translation copied (one call per outcome,
+    batched); the outcome records the fallback, its reason and the replaced answer."""
+    redo: list[tuple[Outcome, str]] = []
+    for outcome in outcomes:
+        plan = outcome.plan
+        if plan.bridge is None or plan.task not in COPY_FALLBACK_TASKS:
+            continue
+        reason = copy_reason(plan.text, outcome.bridge_text, outcome.answer)
+        if reason is not None:
+            redo.append((outcome, reason))
+    if not redo:
+        return
+    steps = [first_step(direct_plan(o.plan), req) for o, _ in redo]
+    replies = await dispatch(steps, call, usage, max_batch=max_batch)
+    for (outcome, reason), (text, finish) in zip(redo, replies, strict=True):
+        outcome.bridged_answer = outcome.answer
+        outcome.answer = clean_bridge(text)
+        outcome.finish_reason = finish
+        outcome.calls += 1
+        outcome.fallback = "copy"
+        outcome.fallback_reason = reason
 
 
 def bounded(call: CallUpstream, semaphore: asyncio.Semaphore) -> CallUpstream:

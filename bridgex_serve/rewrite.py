@@ -14,6 +14,14 @@ Prompt format (method §6), one line per chain, the model's answer always opened
 in the prompt. `chain` asks once and lets the model write `b"→{T}:"t`; if it stops before the answer (no
 demonstrations, or a model that ignores the format) the answer is asked for by a continuation call whose
 prompt extends the first one, so the prefix cache serves it.
+
+Routing (which bridge, or none): an explicit `bridgex.bridge` wins; else a calibrated decision stored in the
+index for the pair (`routing_decisions`); else, for uncalibrated pairs, the HSIC rank-1 bridge or the direct
+route (the `uncalibrated` setting). The direct route of a `word` request is the prompt `{S}:"w"→{T}:"`.
+
+Copy fallback (word and translate): when the bridge rendering is the source itself, or the answer is the
+source or the bridge rendering (compared after `normalise_word`), the answer is asked for again by the direct
+route, with the same demonstrations minus the bridge (`direct_plan`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 TASKS = ("auto", "word", "translate", "qa", "chat")
@@ -49,6 +57,10 @@ SAMPLING_KEYS = (
     "user",
 )
 OPTION_KEYS = ("task", "source", "target", "bridge", "mode", "shots", "passage")
+# Where the route of a request came from (metadata `decision_source`).
+DECISION_SOURCES = ("client", "calibrated", "hsic", "default")
+UNCALIBRATED = ("hsic", "direct")  # what an uncalibrated pair gets: the HSIC rank-1 bridge, or direct
+COPY_FALLBACK_TASKS = ("word", "translate")  # qa and chat answers are not translations of the input
 
 
 class RequestError(ValueError):
@@ -130,9 +142,43 @@ class IndexView(Protocol):
     def prompt_name(self, code: str) -> str: ...
     def language_codes(self) -> list[str]: ...
     def best_bridge(self, source: str, target: str) -> tuple[str, float] | None: ...
+    def bridge_probability(self, source: str, target: str, bridge: str) -> float | None: ...
+    def decision(self, source: str, target: str) -> CalibratedRoute | None: ...
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]: ...
+
+
+@dataclass(frozen=True)
+class CalibratedRoute:
+    """A stored routing decision for one (source, target) pair (`routing_decisions` in the index)."""
+
+    source: str
+    target: str
+    decision: str  # "direct" or a bridge code
+    direct_accuracy: float | None = None
+    bridge_accuracy: float | None = None
+    n: int | None = None  # paired held-out words
+    gain: float | None = None  # bridge_accuracy - direct_accuracy
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+
+    @property
+    def bridge(self) -> str | None:
+        return None if self.decision == "direct" else self.decision
+
+    def summary(self) -> dict[str, Any]:
+        """What the response metadata shows of the calibration."""
+        return {
+            "decision": self.decision,
+            "direct_accuracy": self.direct_accuracy,
+            "bridge_accuracy": self.bridge_accuracy,
+            "gain": self.gain,
+            "p_value": self.p_value,
+            "n": self.n,
+        }
 
 
 @dataclass(frozen=True)
@@ -150,6 +196,8 @@ class Plan:
     question: str | None = None  # qa only
     demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct plans
     answer_tokens: int = 16
+    decision_source: str = "default"  # client | calibrated | hsic | default
+    calibration: CalibratedRoute | None = None  # the stored decision followed, if any
 
     @property
     def bridge_tokens(self) -> int:
@@ -165,6 +213,16 @@ class Passthrough:
     reason: str
     source: str | None = None
     target: str | None = None
+    decision_source: str = "default"
+    label: str = ""  # the metrics label of the reason
+
+    def headers(self) -> list[tuple[str, str]]:
+        reason = self.reason.replace("→", "->").encode("ascii", "replace").decode()
+        return [
+            ("x-bridgex-bridged", "false"),
+            ("x-bridgex-reason", reason),
+            ("x-bridgex-decision-source", self.decision_source),
+        ]
 
 
 def is_single_word(text: str) -> bool:
@@ -180,11 +238,13 @@ def plan_request(
     detect: Callable[[str], str | None],
     answer_tokens: int | None = None,
     force: bool = False,
+    uncalibrated: str = "hsic",
 ) -> Plan | Passthrough:
-    """Decide task, languages, bridge, mode and demonstrations for one input text.
+    """Decide task, languages, route, mode and demonstrations for one input text.
 
     `force` (batch translation) never passes through: a pair that is not low-resource or has no bridge is
-    translated directly. Raises `RequestError` for unknown languages and impossible combinations.
+    translated directly. `uncalibrated` ("hsic" or "direct") routes pairs without a stored decision.
+    Raises `RequestError` for unknown languages and impossible combinations.
     """
     for key in ("source", "target", "bridge"):
         code = getattr(options, key)
@@ -205,7 +265,7 @@ def plan_request(
     source = options.source or detect(text)
     if source is None:
         if task == "auto" and not force:
-            return Passthrough("source language not detected", None, options.target)
+            return Passthrough("source language not detected", None, options.target, label="undetected")
         raise RequestError(
             "could not detect the source language of the input; pass bridgex.source", "bridgex"
         )
@@ -220,17 +280,13 @@ def plan_request(
     else:
         target = target or source
 
-    bridge, probability = options.bridge, None
-    if bridge is None and not force and source not in low_resource and target not in low_resource:
-        return Passthrough("pair is not low-resource", source, target)
-    if bridge is None:
-        found = index.best_bridge(source, target)
-        if found is not None:
-            bridge, probability = found
-    elif bridge in (source, target):
-        raise RequestError(f"bridgex.bridge {bridge!r} is the source or the target", "bridgex.bridge")
-    if bridge is None and not force:
-        return Passthrough(f"no bridge in the index for {source}→{target}", source, target)
+    route = choose_route(options.bridge, source, target, index, low_resource, force, uncalibrated)
+    if isinstance(route, Passthrough):
+        return route
+    bridge, probability, decision_source, calibration = route
+    if bridge is None and not force and task != "word":
+        # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
+        return _direct_passthrough(source, target, decision_source)
 
     mode = options.mode or DEFAULT_MODE
     shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]
@@ -259,7 +315,79 @@ def plan_request(
         question=question,
         demos=demos,
         answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
+        decision_source=decision_source,
+        calibration=calibration,
     )
+
+
+Route = tuple[str | None, float | None, str, CalibratedRoute | None]  # bridge, probability, source, decision
+
+
+def choose_route(
+    client_bridge: str | None,
+    source: str,
+    target: str,
+    index: IndexView,
+    low_resource: frozenset[str],
+    force: bool,
+    uncalibrated: str,
+) -> Route | Passthrough:
+    """The bridge (None: direct) for a pair, and where that choice came from.
+
+    Order: the client's `bridge`; pairs without a low-resource language pass through (unless `force`);
+    the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or direct, per
+    `uncalibrated`. A same-language request (qa, chat) is never calibrated.
+    """
+    if uncalibrated not in UNCALIBRATED:
+        raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
+    if client_bridge is not None:
+        if client_bridge in (source, target):
+            raise RequestError(
+                f"bridgex.bridge {client_bridge!r} is the source or the target", "bridgex.bridge"
+            )
+        return client_bridge, None, "client", None
+    if not force and source not in low_resource and target not in low_resource:
+        return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
+    decision = index.decision(source, target) if source != target else None
+    if decision is not None:
+        bridge = decision.bridge
+        probability = index.bridge_probability(source, target, bridge) if bridge else None
+        return bridge, probability, "calibrated", decision
+    if uncalibrated == "direct":
+        return None, None, "default", None
+    found = index.best_bridge(source, target)
+    if found is None:
+        if force:
+            return None, None, "default", None
+        return Passthrough(
+            f"no bridge in the index for {source}→{target}", source, target, "hsic", label="no_bridge"
+        )
+    return found[0], found[1], "hsic", None
+
+
+def _direct_passthrough(source: str, target: str, decision_source: str) -> Passthrough:
+    if decision_source == "calibrated":
+        return Passthrough(
+            f"calibrated decision for {source}→{target}: direct",
+            source,
+            target,
+            decision_source,
+            label="calibrated_direct",
+        )
+    return Passthrough(
+        f"uncalibrated pair {source}→{target}: direct by configuration",
+        source,
+        target,
+        decision_source,
+        label="uncalibrated_direct",
+    )
+
+
+def direct_plan(plan: Plan) -> Plan:
+    """The direct route for a bridged plan: `{S}:"w"→{T}:"` with the same demonstrations minus the bridge."""
+    s, t, _b = plan.names
+    demos = tuple((d[0], d[-1]) for d in plan.demos) if plan.bridge is not None else plan.demos
+    return replace(plan, mode="direct", bridge=None, probability=None, names=(s, t, None), demos=demos)
 
 
 def split_qa(text: str, passage: str | None) -> tuple[str, str]:
@@ -488,15 +616,53 @@ def clean_bridge(text: str) -> str:
     return text.split('"', 1)[0].strip()
 
 
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if ch.isalnum())
+def _optional_mark(ch: str) -> bool:
+    """Hebrew points and cantillation, Arabic harakat (and Quranic marks, tatweel): optional in writing."""
+    o = ord(ch)
+    if 0x0591 <= o <= 0x05C7:  # Hebrew points, excluding the letters and punctuation of the block
+        return unicodedata.category(ch) == "Mn"
+    return (
+        0x0610 <= o <= 0x061A
+        or 0x064B <= o <= 0x065F
+        or o in (0x0640, 0x0670)  # tatweel, superscript alef
+        or (0x06D6 <= o <= 0x06ED and unicodedata.category(ch) == "Mn")
+    )
+
+
+def _edge(ch: str) -> bool:
+    """Trimmed from both ends: whitespace, punctuation (quotes of every script, 「」, 。) and controls."""
+    return ch.isspace() or unicodedata.category(ch)[0] in "PZC"
+
+
+def normalise_word(text: str) -> str:
+    """The comparison form for copy detection: NFC, case-folded, without Hebrew points or Arabic diacritics,
+    surrounding quotes and punctuation stripped, inner whitespace collapsed. Latin accents are kept (they
+    are spelling, not optional vocalisation)."""
+    text = unicodedata.normalize("NFC", text).casefold()
+    text = "".join(ch for ch in text if not _optional_mark(ch))
+    start, end = 0, len(text)
+    while start < end and _edge(text[start]):
+        start += 1
+    while end > start and _edge(text[end - 1]):
+        end -= 1
+    return " ".join(text[start:end].split())
 
 
 def is_copy(source_text: str, bridge_text: str) -> bool:
-    """The model's bridge rendering is the source itself (55–63% of word cases with Gemma 3 270M)."""
-    a, b = _normalise(source_text), _normalise(bridge_text)
-    return bool(a) and a == b
+    """One text is the other after `normalise_word` (Gemma 3 270M copied 55–63% of source words)."""
+    a = normalise_word(source_text)
+    return bool(a) and a == normalise_word(bridge_text)
+
+
+def copy_reason(source_text: str, bridge_text: str | None, answer: str) -> str | None:
+    """Why a bridged answer is a copy, or None: `bridge_is_source`, `answer_is_source`, `answer_is_bridge`."""
+    if bridge_text and is_copy(source_text, bridge_text):
+        return "bridge_is_source"
+    if is_copy(source_text, answer):
+        return "answer_is_source"
+    if bridge_text and is_copy(bridge_text, answer):
+        return "answer_is_bridge"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -530,14 +696,22 @@ class Outcome:
     bridge_text: str | None
     finish_reason: str = "stop"
     calls: int = 1
+    fallback: str | None = None  # "copy": the answer came from the direct route after a copy
+    fallback_reason: str | None = None  # see `copy_reason`
+    bridged_answer: str | None = None  # the bridged route's answer, replaced by the fallback
 
     @property
     def bridge_copied(self) -> bool:
         return self.bridge_text is not None and is_copy(self.plan.text, self.bridge_text)
 
+    @property
+    def route(self) -> str:
+        """Where the final answer came from: `bridge` or `direct`."""
+        return "direct" if self.plan.bridge is None or self.fallback else "bridge"
+
     def metadata(self) -> dict[str, Any]:
         p = self.plan
-        return {
+        meta = {
             "task": p.task,
             "source": p.source,
             "target": p.target,
@@ -548,7 +722,16 @@ class Outcome:
             "bridge_text": self.bridge_text,
             "bridge_copied": self.bridge_copied,
             "calls": self.calls,
+            "route": self.route,
+            "decision_source": p.decision_source,
+            "fallback": self.fallback,
         }
+        if self.fallback:
+            meta["fallback_reason"] = self.fallback_reason
+            meta["bridged_answer"] = self.bridged_answer
+        if p.calibration is not None:
+            meta["calibration"] = p.calibration.summary()
+        return meta
 
 
 def choice_text(step: Step, response: dict, index: int = 0) -> tuple[str, str]:
@@ -565,10 +748,14 @@ def choice_text(step: Step, response: dict, index: int = 0) -> tuple[str, str]:
 
 
 def headers_for(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    """`x-bridgex-*` response headers (ASCII only: the bridge rendering stays in the body)."""
-    out = [("x-bridgex-bridged", "true")]
-    for key in ("task", "source", "target", "bridge", "mode"):
-        out.append((f"x-bridgex-{key}", str(meta.get(key))))
+    """`x-bridgex-*` response headers (ASCII only: the bridge rendering stays in the body).
+
+    `x-bridgex-bridged` is true when the final answer came through a bridge (`route` is `bridge`)."""
+    route = meta.get("route", "bridge")
+    out = [("x-bridgex-bridged", "true" if route == "bridge" else "false")]
+    for key in ("task", "source", "target", "bridge", "mode", "route", "decision_source", "fallback"):
+        if meta.get(key) is not None:
+            out.append((f"x-bridgex-{key.replace('_', '-')}", str(meta[key])))
     if meta.get("probability") is not None:
         out.append(("x-bridgex-probability", f"{meta['probability']:.6g}"))
     out.append(("x-bridgex-calls", str(meta.get("calls", 1))))

@@ -21,9 +21,11 @@ from .protocol import error_body, json_body, response_body, sse_chunks
 from .rewrite import (
     ClientRequest,
     Options,
+    Outcome,
     Passthrough,
     Plan,
     RequestError,
+    Usage,
     client_request,
     headers_for,
     parse_options,
@@ -94,14 +96,6 @@ def upstream_error_reply(exc: UpstreamError) -> Reply:
     return error_reply(502, exc.message, code="upstream_error")
 
 
-def _passthrough_label(reason: str) -> str:
-    if reason.startswith("no bridge"):
-        return "no_bridge"
-    if reason.startswith("pair"):
-        return "not_low_resource"
-    return "undetected"
-
-
 class BridgeService:
     """Parses bridged requests, plans them against the in-memory index and runs them upstream."""
 
@@ -157,26 +151,43 @@ class BridgeService:
                 low_resource=runtime.low_resource,
                 detect=runtime.detect,
                 answer_tokens=req.max_tokens,
+                uncalibrated=self.settings.uncalibrated,
             )
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
         if isinstance(plan, Passthrough):
-            self.metrics.passthrough(_passthrough_label(plan.reason))
-            reason = plan.reason.replace("→", "->").encode("ascii", "replace").decode()
-            headers = [("x-bridgex-bridged", "false"), ("x-bridgex-reason", reason)]
-            return Forward(orjson.dumps(body), headers)
-        self.metrics.rewrite(plan.task, plan.bridge, plan.mode)
-        try:
-            outcomes, usage = await run_plans(
-                [plan], req, bounded(call, self.semaphore), max_batch=self.settings.max_batch
-            )
-        except UpstreamError as exc:
-            return upstream_error_reply(exc)
+            self.metrics.passthrough(plan.label or "other")
+            return Forward(orjson.dumps(body), plan.headers())
+        outcomes, usage_or_error = await self._run([plan], req, call)
+        if isinstance(usage_or_error, UpstreamError):
+            return upstream_error_reply(usage_or_error)
+        usage = usage_or_error
         outcome = outcomes[0]
         headers = headers_for(outcome.metadata())
         if req.stream:
             return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
         return Reply(200, response_body(req, outcome, usage), headers)
+
+    async def _run(
+        self, plans: list[Plan], req: ClientRequest, call: CallUpstream
+    ) -> tuple[list[Outcome], Usage | UpstreamError]:
+        """Count the plans, run them upstream (with the copy fallback when enabled), count the fallbacks."""
+        for plan in plans:
+            self.metrics.rewrite(plan.task, plan.bridge, plan.mode, plan.decision_source)
+        try:
+            outcomes, usage = await run_plans(
+                plans,
+                req,
+                bounded(call, self.semaphore),
+                max_batch=self.settings.max_batch,
+                copy_fallback=self.settings.copy_fallback,
+            )
+        except UpstreamError as exc:
+            return [], exc
+        for o in outcomes:
+            if o.fallback:
+                self.metrics.copy_fallback(o.plan.task, o.plan.bridge, o.plan.mode, o.fallback_reason or "")
+        return outcomes, usage
 
     # -- batch translation -------------------------------------------------------------------------------
     async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
@@ -229,19 +240,16 @@ class BridgeService:
                     detect=runtime.detect,
                     answer_tokens=req.max_tokens,
                     force=True,
+                    uncalibrated=self.settings.uncalibrated,
                 )
                 assert isinstance(plan, Plan)
                 plans.append(plan)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
-        for plan in plans:
-            self.metrics.rewrite(plan.task, plan.bridge, plan.mode)
-        try:
-            outcomes, usage = await run_plans(
-                plans, req, bounded(call, self.semaphore), max_batch=self.settings.max_batch
-            )
-        except UpstreamError as exc:
-            return upstream_error_reply(exc)
+        outcomes, usage_or_error = await self._run(plans, req, call)
+        if isinstance(usage_or_error, UpstreamError):
+            return upstream_error_reply(usage_or_error)
+        usage = usage_or_error
         return Reply(
             200,
             json_body(
@@ -256,6 +264,9 @@ class BridgeService:
                             "mode": o.plan.mode,
                             "bridge_text": o.bridge_text,
                             "bridge_copied": o.bridge_copied,
+                            "route": o.route,
+                            "decision_source": o.plan.decision_source,
+                            "fallback": o.fallback,
                         }
                         for o in outcomes
                     ],

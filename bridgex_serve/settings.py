@@ -13,6 +13,17 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return tuple(sorted({c.strip().lower() for c in value.split(",") if c.strip()}))
 
 
+_FALSE = ("0", "false", "no", "off")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _flag(var: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in _FALSE or low in _TRUE:
+        return low in _TRUE
+    raise ValueError(f"{var}={value!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
 def _keys(value: str | None) -> tuple[str, ...]:
     return tuple(k.strip() for k in (value or "").split(",") if k.strip())
 
@@ -38,6 +49,12 @@ class Settings:
     )
     connect_timeout: float = 10.0  # seconds to connect → 502 (BRIDGEX_CONNECT_TIMEOUT)
     default_model: str | None = None  # model for /v1/translate when the body names none (BRIDGEX_MODEL)
+    # Answer by the direct route when a bridged word or translation copies the source or the bridge
+    # rendering (one extra upstream call; BRIDGEX_COPY_FALLBACK=0 turns it off).
+    copy_fallback: bool = True
+    # Pairs without a calibrated decision: "hsic" (the index's rank-1 bridge) or "direct"
+    # (BRIDGEX_UNCALIBRATED).
+    uncalibrated: str = "hsic"
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -58,6 +75,10 @@ class Settings:
             values["upstream_api_key"] = get("BRIDGEX_UPSTREAM_API_KEY")
         if get("BRIDGEX_MODEL"):
             values["default_model"] = get("BRIDGEX_MODEL")
+        if get("BRIDGEX_COPY_FALLBACK"):
+            values["copy_fallback"] = _flag("BRIDGEX_COPY_FALLBACK", get("BRIDGEX_COPY_FALLBACK"))
+        if get("BRIDGEX_UNCALIBRATED"):
+            values["uncalibrated"] = get("BRIDGEX_UNCALIBRATED").strip().lower()
         values["api_keys"] = _keys(get("BRIDGEX_API_KEYS"))
         values["low_resource"] = _codes(get("BRIDGEX_LOW_RESOURCE"))
         numbers = {
@@ -85,5 +106,7 @@ class Settings:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.uncalibrated not in ("hsic", "direct"):
+            raise ValueError(f"uncalibrated must be 'hsic' or 'direct', got {self.uncalibrated!r}")
         if not self.upstream.startswith(("http://", "https://")):
             raise ValueError(f"upstream {self.upstream!r} is not an http(s) URL")

@@ -78,8 +78,9 @@ TABLES: dict[str, str] = {
 
 REQUIRED_TABLES = tuple(TABLES)
 
-# Optional tables written by `bridgex-index eval` into an existing index (created IF NOT EXISTS when it
-# first writes; an index without them is complete). Rebuilding the index replaces the file and drops them.
+# Optional tables written by `bridgex-index eval` (and `calibrate`) into an existing index (created IF NOT
+# EXISTS when it first writes; an index without them is complete; readers cope with their absence).
+# Rebuilding the index replaces the file and drops them.
 OPTIONAL_TABLES: dict[str, str] = {
     # Every upstream answer of an evaluation, by request: a re-run makes no call it has made before.
     "eval_answers": """
@@ -126,5 +127,28 @@ OPTIONAL_TABLES: dict[str, str] = {
             copies INTEGER NOT NULL,           -- bridge renderings that copied the source word
             calls INTEGER NOT NULL,            -- upstream requests the cell's answers needed
             seconds DOUBLE NOT NULL            -- summed latency of those requests
+        )""",
+    # The route the server follows per (source, target): a bridge only when its paired gain over direct on
+    # held-out words was significant (index_builder.calibration). One row per pair; re-calibrating
+    # replaces it. Accuracies are fractions in [0, 1] on the same `n` words.
+    "routing_decisions": """
+        CREATE TABLE IF NOT EXISTS routing_decisions (
+            source VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            decision VARCHAR NOT NULL,         -- 'direct' or the bridge code the server uses
+            bridge VARCHAR,                    -- the candidate the numbers below describe (NULL: none tested)
+            direct_accuracy DOUBLE,
+            bridge_accuracy DOUBLE,
+            n INTEGER,                         -- paired held-out words (calibration half)
+            gain DOUBLE,                       -- bridge_accuracy - direct_accuracy
+            ci_low DOUBLE,                     -- confidence interval of the paired gain (see `test`)
+            ci_high DOUBLE,
+            p_value DOUBLE,                    -- Holm-adjusted one-sided p-value of the candidate
+            test VARCHAR,                      -- e.g. 'mcnemar-exact-one-sided+holm; ci=newcombe-paired-95'
+            candidates INTEGER,                -- bridges tested for the pair (the Holm family)
+            model VARCHAR,
+            endpoint VARCHAR,
+            created_at TIMESTAMP,
+            PRIMARY KEY (source, target)
         )""",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import REQUIRED_TABLES, SCHEMA_VERSION, TABLES
+from .schema import OPTIONAL_TABLES, REQUIRED_TABLES, SCHEMA_VERSION, TABLES
 
 Columns = Mapping[str, Sequence]
 
@@ -98,3 +98,58 @@ def records(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> 
     cur = con.execute(sql, list(params))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+ROUTING_COLUMNS = (
+    "source",
+    "target",
+    "decision",
+    "bridge",
+    "direct_accuracy",
+    "bridge_accuracy",
+    "n",
+    "gain",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "test",
+    "candidates",
+    "model",
+    "endpoint",
+    "created_at",
+)
+
+
+def routing_decisions(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
+    """The stored routing decision per (source, target) as a dict of its columns; {} without the table."""
+    if not has_table(con, "routing_decisions"):
+        return {}
+    present = {r[0] for r in con.execute("DESCRIBE routing_decisions").fetchall()}
+    columns = ", ".join(c if c in present else f"NULL AS {c}" for c in ROUTING_COLUMNS)
+    rows = records(
+        con,
+        f"SELECT {columns} FROM routing_decisions ORDER BY source, target, created_at NULLS FIRST",
+    )
+    return {(r["source"], r["target"]): r for r in rows}  # the latest row of a pair wins
+
+
+def write_routing_decisions(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping]) -> None:
+    """Create `routing_decisions` if needed and insert or replace one row per (source, target)."""
+    unknown = sorted({k for r in rows for k in r} - set(ROUTING_COLUMNS))
+    if unknown:
+        raise ValueError(f"routing_decisions has no columns {', '.join(unknown)}")
+    con.execute(OPTIONAL_TABLES["routing_decisions"])
+    for row in rows:
+        names = [c for c in ROUTING_COLUMNS if c in row]
+        con.execute(
+            f"INSERT OR REPLACE INTO routing_decisions ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' for _ in names)})",
+            [row[c] for c in names],
+        )

@@ -25,6 +25,7 @@ from bridgex_serve.rewrite import (
 
 class FakeIndex:
     names: ClassVar[dict[str, str]] = {"en": "English", "sw": "Kiswahili", "he": "עברית", "de": "Deutsch"}
+    decisions: ClassVar[dict] = {}
 
     def has_language(self, code):
         return code in self.names
@@ -39,6 +40,12 @@ class FakeIndex:
         if {source, target} == {"sw", "he"} or source == target == "sw":
             return ("en", 0.7)
         return None
+
+    def bridge_probability(self, source, target, bridge):
+        return 0.2 if bridge == "de" and {source, target} == {"sw", "he"} else None
+
+    def decision(self, source, target):
+        return self.decisions.get((source, target))
 
     def demonstrations(self, langs, k, exclude=None):
         rows = [("maji", "water", "מים"), ("Januari", "January", "ינואר"), ("Jumatatu", "Monday", "יום שני")]
