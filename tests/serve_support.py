@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from bridgex_serve.launch import MIDDLEWARE, VllmServer, free_port  # noqa: F401 (re-exported for tests)
 from index_builder.schema import SCHEMA_VERSION, TABLES
+from index_builder.store import write_routing_decisions
 
 # ---------------------------------------------------------------------------------------------------------
 # A small but real index
@@ -58,8 +60,44 @@ BRIDGES = {
 }
 
 
-def write_index(path: Path, *, languages=LANGUAGES, concepts=CONCEPTS, bridges=BRIDGES) -> Path:
-    """Write a real BridgeX index with the builder's schema."""
+def decision(source: str, target: str, route: str, **numbers) -> dict:
+    """A `routing_decisions` row as `bridgex-index calibrate` writes it (numbers default to a clear win)."""
+    row = dict(
+        source=source,
+        target=target,
+        decision=route,
+        bridge=None if route == "direct" else route,
+        direct_accuracy=0.1,
+        bridge_accuracy=0.4 if route != "direct" else None,
+        n=100,
+        gain=0.3 if route != "direct" else None,
+        ci_low=0.2 if route != "direct" else None,
+        ci_high=0.4 if route != "direct" else None,
+        p_value=1e-9 if route != "direct" else None,
+        test="mcnemar-exact-one-sided+holm(alpha=0.05); ci=newcombe-paired(0.95)",
+        candidates=2,
+        model="tiny-test",
+        endpoint="http://127.0.0.1:8000",
+    )
+    row.update(numbers)
+    return row
+
+
+def write_index(
+    path: Path,
+    *,
+    languages=LANGUAGES,
+    concepts=CONCEPTS,
+    bridges=BRIDGES,
+    entries: Sequence[tuple] = (),
+    decisions: Sequence[dict] | None = None,
+) -> Path:
+    """Write a real BridgeX index with the builder's schema.
+
+    `entries` adds raw `dictionary_entries` rows (source, target, source_word, target_word, concept,
+    category, split), e.g. MUSE-style ones without a concept; `decisions` writes the optional
+    `routing_decisions` table (None: no table at all).
+    """
     path = Path(path)
     if path.exists():
         path.unlink()
@@ -78,12 +116,16 @@ def write_index(path: Path, *, languages=LANGUAGES, concepts=CONCEPTS, bridges=B
             for b in codes[i + 1 :]:
                 if a in words and b in words:
                     rows.append((a, b, words[a], words[b], concept, category, split))
-    con.executemany("INSERT INTO dictionary_entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    rows += list(entries)
+    if rows:
+        con.executemany("INSERT INTO dictionary_entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     brows = []
     for (a, b), choices in bridges.items():
         for rank, (bridge, p) in enumerate(choices, start=1):
             brows += [(a, b, bridge, 1.0 - rank / 10, p, rank), (b, a, bridge, 1.0 - rank / 10, p, rank)]
     con.executemany("INSERT INTO bridges VALUES (?, ?, ?, ?, ?, ?)", brows)
+    if decisions is not None:
+        write_routing_decisions(con, list(decisions))
     con.close()
     return path
 
@@ -97,6 +139,13 @@ def index_path(tmp_path) -> Path:
 # A stub OpenAI upstream that "translates" deterministically
 
 NAMES = {name: code for code, name, *_ in LANGUAGES}
+# Words the stub copies when asked through a bridge: source word → (bridge rendering, answer after the
+# bridge, answer of the direct prompt {S}:"w"→{T}:"). One of each kind of copy.
+COPYING = {
+    "kitabu": ("kitabu", "kitabu", "ספר"),  # the bridge rendering is the source word
+    "rafiki": ("friend", "Rafiki", "חבר"),  # the answer is the source word
+    "simu": ("phone", "Phone.", "טלפון"),  # the answer is the bridge rendering
+}
 WORDS = {c[2]["sw"]: c[2] for c in CONCEPTS.values()} | {c[2]["he"]: c[2] for c in CONCEPTS.values()}
 STUB_REPLY = "Hello from the stub"
 QUOTED = re.compile(r'^(?P<label>[^:"→]+):"(?P<text>[^"]*)"?$')
@@ -122,13 +171,19 @@ def stub_complete(prompt: str, stop: list[str]) -> str:
     fields = [QUOTED.match(s) for s in segments[:-1]]
     source = fields[0].group("text") if fields and fields[0] else ""
     label = segments[-1][:-2]
-    out = render(source, label)
+    copying = COPYING.get(source)
+    if copying is not None:  # direct prompt → the translation; through a bridge → a copy
+        bridged = len(segments) > 2 or NAMES.get(label.partition(" ")[0]) != "he"
+        out = copying[1] if len(segments) > 2 else copying[0] if bridged else copying[2]
+    else:
+        out = render(source, label)
     if '"' in stop:
         return out
     demos = [ln for ln in lines[:-1] if ln.count("→") == len(segments)]
     if demos:  # chain: the model writes the following field too
         answer_label = demos[0].split("→")[-1].split(':"')[0]
-        return f'{out}"→{answer_label}:"{render(source, answer_label)}"'
+        answer = copying[1] if copying else render(source, answer_label)
+        return f'{out}"→{answer_label}:"{answer}"'
     return f'{out}"'
 
 

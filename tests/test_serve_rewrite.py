@@ -159,9 +159,49 @@ def test_chain_output_is_split_into_bridge_and_answer():
     assert rewrite.parse_chain(p, req, 'book"') == ("book", None)
 
 
-def test_copies_of_the_source_are_detected():
-    assert rewrite.is_copy("Maji", " maji ")
-    assert not rewrite.is_copy("maji", "water")
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("Maji", " maji "),  # Latin: case and spaces
+        ("maji", '"Maji."'),  # quotes and punctuation around the word
+        ("Wasser", "«wasser»"),
+        ("MASSE", "maße"),  # case folding, not lower-casing
+        ("שָׁלוֹם", "שלום"),  # Hebrew: niqqud
+        ("בְּרֵאשִׁית", "בראשית"),
+        ("كِتَابٌ", "كتاب"),  # Arabic: harakat
+        ("كتـــاب", "كتاب"),  # Arabic: tatweel
+        ("水", "「水」"),  # CJK brackets
+        ("東京", " 東京。"),  # CJK full stop
+        ("が", "が"),  # NFC: kana with a combining voicing mark
+    ],
+)
+def test_copies_are_detected_in_every_script(a, b):
+    assert rewrite.is_copy(a, b) and rewrite.is_copy(b, a)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("maji", "water"),
+        ("maji", "majini"),
+        ("café", "cafe"),  # Latin accents are spelling
+        ("ice cream", "icecream"),  # inner spaces count
+        ("שלום", "שלומ"),
+        ("水", "氷"),
+        ("東京", "京東"),
+        ("maji", '""'),  # nothing left after normalising is never a copy
+    ],
+)
+def test_different_words_are_not_copies(a, b):
+    assert not rewrite.is_copy(a, b)
+
+
+def test_copy_reasons_in_order_of_precedence():
+    assert rewrite.copy_reason("kitabu", "Kitabu", "kitabu") == "bridge_is_source"
+    assert rewrite.copy_reason("rafiki", "friend", "Rafiki") == "answer_is_source"
+    assert rewrite.copy_reason("simu", "phone", "Phone.") == "answer_is_bridge"
+    assert rewrite.copy_reason("maji", "water", "מים") is None
+    assert rewrite.copy_reason("maji", None, "") is None
 
 
 def test_client_request_rejects_bodies_it_cannot_bridge():
@@ -235,6 +275,64 @@ def test_many_plans_are_merged_into_batched_upstream_requests():
     sizes = [len(c[1]["prompt"]) if isinstance(c[1]["prompt"], list) else 1 for c in up.calls]
     assert sizes == [2, 2, 1]
     assert [o.answer for o in outcomes] == ["y"] * 5
+
+
+@pytest.mark.parametrize("mode, calls", [("chain", 2), ("two-step", 3)])
+def test_a_copied_bridge_word_is_answered_again_by_the_direct_route_with_one_extra_call(mode, calls):
+    def answer(prompt, body):
+        if prompt.endswith('Kiswahili:"kitabu"→עברית:"'):
+            return "ספר"  # the direct prompt
+        if prompt.endswith('→English:"'):
+            return "kitabu" if mode == "two-step" else 'kitabu"→עברית:"kitabu"'
+        return "kitabu"
+
+    up = Scripted(answer)
+    p = plan(task="word", target="he", mode=mode)
+    outcomes, usage = asyncio.run(run_plans([p], ClientRequest("completions", "m"), up))
+    o = outcomes[0]
+    assert (o.answer, o.calls, o.fallback, o.fallback_reason, o.bridged_answer, o.route) == (
+        "ספר",
+        calls,
+        "copy",
+        "bridge_is_source",
+        "kitabu",
+        "direct",
+    )
+    direct = up.calls[-1][1]
+    assert direct["prompt"] == (
+        'Kiswahili:"maji"→עברית:"מים"\nKiswahili:"Januari"→עברית:"ינואר"\n'
+        'Kiswahili:"Jumatatu"→עברית:"יום שני"\nKiswahili:"kitabu"→עברית:"'
+    )  # the same demonstrations minus the bridge
+    assert direct["stop"] == ['"', "\n"] and len(up.calls) == calls and usage.prompt_tokens == 5 * calls
+    meta = o.metadata()
+    assert (meta["bridge"], meta["route"], meta["fallback"], meta["bridge_copied"]) == (
+        "en",
+        "direct",
+        "copy",
+        True,
+    )
+
+
+def test_the_copy_fallback_can_be_switched_off_and_leaves_good_answers_alone():
+    up = Scripted(lambda p, b: 'kitabu"→עברית:"kitabu"')
+    req = ClientRequest("completions", "m")
+    outcomes, _ = asyncio.run(run_plans([plan(task="word", target="he")], req, up, copy_fallback=False))
+    assert (outcomes[0].answer, outcomes[0].fallback, outcomes[0].route, len(up.calls)) == (
+        "kitabu",
+        None,
+        "bridge",
+        1,
+    )
+    up = Scripted(lambda p, b: 'book"→עברית:"ספר"')
+    outcomes, _ = asyncio.run(run_plans([plan(task="word", target="he")], req, up))
+    assert outcomes[0].fallback is None and len(up.calls) == 1
+
+
+def test_qa_and_chat_answers_never_fall_back():
+    up = Scripted(lambda p, b: 'Maji ni baridi."→Kiswahili answer:"Maji ni baridi."')
+    p = plan(text="Maji ni baridi.\n\nJe, maji ni baridi?", task="qa")
+    outcomes, _ = asyncio.run(run_plans([p], ClientRequest("completions", "m"), up))
+    assert outcomes[0].fallback is None and len(up.calls) == 1
 
 
 def test_upstream_errors_propagate():
