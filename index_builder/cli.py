@@ -372,6 +372,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     from .evaluation import (
         EvalConfig,
         EvaluationError,
+        category_breakdown,
         count_requests,
         evaluate,
         parse_pairs,
@@ -421,7 +422,8 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
         "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
     }
-    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command)
+    breakdown = category_breakdown(result.tasks, cfg.strategies, result.answers)
+    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown)
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
     )

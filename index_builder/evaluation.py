@@ -136,6 +136,7 @@ def base_url(endpoint: str) -> str:
 class TestWord:
     word: str
     golds: tuple[str, ...]
+    category: str | None = None  # CLDR category of the word's entry (unit, language, ...); None for MUSE
 
 
 def stable_order(source: str, target: str, words: Sequence[str]) -> list[str]:
@@ -148,12 +149,17 @@ def stable_order(source: str, target: str, words: Sequence[str]) -> list[str]:
 
 
 def test_words(
-    test_entries: Sequence[tuple[str, str]], probe_words: Collection[str], limit: int | None, pair: Pair
+    test_entries: Sequence[tuple[str, str]],
+    probe_words: Collection[str],
+    limit: int | None,
+    pair: Pair,
+    categories: Mapping[str, str | None] | None = None,
 ) -> tuple[list[TestWord], int]:
     """Test words of one oriented pair with their gold sets, minus any word a probe used.
 
-    `test_entries` are (source word, target word); `probe_words` are the source language's probe words.
-    Returns (words in stable order, capped at `limit`; number of words dropped as probe words).
+    `test_entries` are (source word, target word); `probe_words` are the source language's probe words;
+    `categories` maps source words to their category. Returns (words in stable order, capped at `limit`;
+    number of words dropped as probe words).
     """
     golds = scoring.gold_sets(test_entries)
     dropped = [w for w in golds if w in probe_words]
@@ -161,7 +167,8 @@ def test_words(
     ordered = stable_order(*pair, kept)
     if limit is not None:
         ordered = ordered[:limit]
-    return [TestWord(w, golds[w]) for w in ordered], len(dropped)
+    cats = categories or {}
+    return [TestWord(w, golds[w], cats.get(w)) for w in ordered], len(dropped)
 
 
 def split_disagreement(index_test: set[tuple[str, str]], recomputed: set[tuple[str, str]]) -> str | None:
@@ -306,6 +313,16 @@ def _oriented(entries: Sequence[tuple], pair: Pair, split: str | None) -> list[t
     return out
 
 
+def _categories(entries: Sequence[tuple], pair: Pair) -> dict[str, str | None]:
+    """Source word → category of its first test entry in the pair."""
+    s, t = pair
+    out: dict[str, str | None] = {}
+    for a, b, wa, wb, _concept, category, split in entries:
+        if split == "test" and (a, b) in ((s, t), (t, s)):
+            out.setdefault(wa if a == s else wb, category)
+    return out
+
+
 def recompute_entries(dictionaries: str, langs: Sequence[str], test_fraction: float) -> list[tuple]:
     """The dictionaries split again as the builder splits them, as rows shaped like `dictionary_entries`.
 
@@ -367,7 +384,8 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
                 f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
                 "give the dictionaries the index was built from"
             )
-        words, dropped = test_words(index_test, probe_words.get(s, set()), cfg.limit, (s, t))
+        categories = _categories(data.entries, (s, t))
+        words, dropped = test_words(index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories)
         candidates = data.bridges.get((s, t), [])
         if bridged and not candidates:
             raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
@@ -673,6 +691,27 @@ def build_cells(
                 )
             )
     return cells
+
+
+def category_breakdown(
+    tasks: Sequence[PairTask],
+    strategies: Sequence[str],
+    answers: Mapping[tuple[Pair, int, str | None], WordResult],
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Category → strategy → (hits, n) pooled over pairs, for the words every arm of a strategy answered.
+
+    `all-bridges` pools every candidate's answers (the mean candidate bridge)."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for task in tasks:
+        for strategy, arm in task.strategy_arms(strategies):
+            for i, w in enumerate(task.words):
+                result = answers.get((task.pair, i, arm))
+                if result is None:
+                    continue
+                counts = out.setdefault(w.category or "none", {}).setdefault(strategy, [0, 0])
+                counts[0] += scoring.is_hit(result.answer, w.golds)
+                counts[1] += 1
+    return {c: {s: (h, n) for s, (h, n) in by.items()} for c, by in sorted(out.items())}
 
 
 def summarise(tasks: Sequence[PairTask], cells: Sequence[Cell]) -> list[scoring.PairSummary]:

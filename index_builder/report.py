@@ -147,12 +147,29 @@ def copy_table(pairs: Sequence[PairSummary]) -> str:
     return _md_table(["", *bridges], [["copies %", *row]])
 
 
+def category_table(breakdown: Mapping[str, Mapping[str, tuple[int, int]]]) -> str:
+    """Category × strategy: accuracy (%) with the number of answers, pooled over pairs."""
+    strategies = [
+        s for s in ("direct", "english", "bridgex", "all-bridges") if any(s in b for b in breakdown.values())
+    ]
+    rows = []
+    for category, by in breakdown.items():
+        n_words = by.get("direct", by.get(strategies[0], (0, 0)))[1] if strategies else 0
+        cells = []
+        for s in strategies:
+            hits, n = by.get(s, (0, 0))
+            cells.append(f"{100.0 * hits / n:.1f}" if n else "–")
+        rows.append([category, str(n_words), *cells])
+    return _md_table(["category", "words", *strategies], rows)
+
+
 def markdown(
     pairs: Sequence[PairSummary],
     overall: Overall,
     meta: Mapping[str, str],
     command: str,
     chart: str | None = CHART,
+    categories: Mapping[str, Mapping[str, tuple[int, int]]] | None = None,
 ) -> str:
     """The whole report: command, setup, the accuracy table, the summary and the per-bridge detail."""
     parts = [
@@ -181,6 +198,15 @@ def markdown(
     ]
     if chart:
         parts += [f"![P@1 accuracy per pair and strategy]({chart})", ""]
+    if categories and len(categories) > 1:
+        parts += [
+            "## By word category",
+            "",
+            "Accuracy (%) pooled over pairs; `all-bridges` pools every candidate bridge's answers.",
+            "",
+            category_table(categories),
+            "",
+        ]
     if any(p.candidates for p in pairs):
         parts += [
             "## Every candidate bridge",
@@ -252,12 +278,17 @@ def bar_chart(pairs: Sequence[PairSummary], overall: Overall, path: Path, title:
 
 
 def write_report(
-    out: Path, pairs: Sequence[PairSummary], overall: Overall, meta: Mapping[str, str], command: str
+    out: Path,
+    pairs: Sequence[PairSummary],
+    overall: Overall,
+    meta: Mapping[str, str],
+    command: str,
+    categories: Mapping[str, Mapping[str, tuple[int, int]]] | None = None,
 ) -> tuple[Path, Path]:
     """Write `report.md` and `accuracy.png` into `out` (created if needed); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     title = f"BLI P@1: {meta.get('model', '?')}, {meta.get('mode', '?')} mode, {len(pairs)} pairs"
     chart = bar_chart(pairs, overall, out / CHART, title)
     report = out / REPORT
-    report.write_text(markdown(pairs, overall, meta, command, chart.name), encoding="utf-8")
+    report.write_text(markdown(pairs, overall, meta, command, chart.name, categories), encoding="utf-8")
     return report, chart

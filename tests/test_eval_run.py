@@ -236,6 +236,7 @@ def test_every_strategy_scores_exactly_what_the_endpoint_answered(index, oracle,
     report = (tmp_path / "report" / "report.md").read_text()
     assert "bridgex-index eval --index" in report and f"--mode {mode}" in report
     assert "| sw→he | 4 | 3 | 0.0 | 100.0 | 100.0 (en) | 100.0 (en) |" in report
+    assert "## By word category" in report and "## Every candidate bridge" in report
     assert (tmp_path / "report" / "accuracy.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
