@@ -133,7 +133,7 @@ def base_url(endpoint: str) -> str:
 
 
 @dataclass(frozen=True)
-class TestWord:
+class HeldOutWord:
     word: str
     golds: tuple[str, ...]
     category: str | None = None  # CLDR category of the word's entry (unit, language, ...); None for MUSE
@@ -148,13 +148,13 @@ def stable_order(source: str, target: str, words: Sequence[str]) -> list[str]:
     return sorted(words, key=key)
 
 
-def test_words(
+def select_test_words(
     test_entries: Sequence[tuple[str, str]],
     probe_words: Collection[str],
     limit: int | None,
     pair: Pair,
     categories: Mapping[str, str | None] | None = None,
-) -> tuple[list[TestWord], int]:
+) -> tuple[list[HeldOutWord], int]:
     """Test words of one oriented pair with their gold sets, minus any word a probe used.
 
     `test_entries` are (source word, target word); `probe_words` are the source language's probe words;
@@ -168,7 +168,7 @@ def test_words(
     if limit is not None:
         ordered = ordered[:limit]
     cats = categories or {}
-    return [TestWord(w, golds[w], cats.get(w)) for w in ordered], len(dropped)
+    return [HeldOutWord(w, golds[w], cats.get(w)) for w in ordered], len(dropped)
 
 
 def split_disagreement(index_test: set[tuple[str, str]], recomputed: set[tuple[str, str]]) -> str | None:
@@ -239,7 +239,7 @@ class PairTask:
 
     source: str
     target: str
-    words: list[TestWord]
+    words: list[HeldOutWord]
     candidates: list[CandidateBridge]  # the index's ranking for source → target
     arms: list[str | None]  # None = direct; otherwise a bridge code
     demos: list[dict[str, str]]  # language → word, shared by every arm
@@ -385,7 +385,9 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
                 "give the dictionaries the index was built from"
             )
         categories = _categories(data.entries, (s, t))
-        words, dropped = test_words(index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories)
+        words, dropped = select_test_words(
+            index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories
+        )
         candidates = data.bridges.get((s, t), [])
         if bridged and not candidates:
             raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
