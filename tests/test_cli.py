@@ -19,16 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BRIDGE_KEYS = {"source", "target", "bridge", "score", "probability", "rank"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP threads that wait
-    for a busy core make every forward pass many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cli(*args) -> object:

@@ -20,16 +20,7 @@ LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 6, 128  # tests/tinymodels.py
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP threads that wait
-    for a busy core make every forward pass many times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _quiet(_msg: str) -> None:
