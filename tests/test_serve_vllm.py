@@ -85,7 +85,8 @@ def test_each_task_in_both_modes(server, task, mode):
     )
     meta = r.model_extra["bridgex"]
     assert (meta["task"], meta["mode"], meta["source"], meta["bridge"]) == (task, mode, "sw", "en")
-    assert meta["calls"] == 2 if mode == "two-step" else meta["calls"] in (1, 2)
+    base = meta["calls"] - (1 if meta["fallback"] else 0)  # a copy costs one direct call more
+    assert base == 2 if mode == "two-step" else base in (1, 2)
     assert isinstance(meta["bridge_text"], str)
     content = r.choices[0].message.content
     if task in ("word", "translate"):
