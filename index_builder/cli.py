@@ -375,6 +375,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         category_breakdown,
         count_requests,
         evaluate,
+        paired_gains,
         parse_pairs,
         parse_strategies,
     )
@@ -405,9 +406,10 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     except EvaluationError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
+    gains = paired_gains(result.tasks, cfg.strategies, result.answers)
     click.echo(table(result.summaries, result.overall))
     click.echo("")
-    for line in summary_lines(result.overall):
+    for line in summary_lines(result.overall, gains):
         click.echo(line)
     prov = result.provenance
     meta = {
@@ -423,7 +425,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
     }
     breakdown = category_breakdown(result.tasks, cfg.strategies, result.answers)
-    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown)
+    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
     )

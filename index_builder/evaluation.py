@@ -12,8 +12,8 @@ shared by strategies are asked once.
 Test words are the index's held-out split (`dictionary_entries.split = 'test'`), checked against the same
 split recomputed from the dictionaries the user names; a word that any probe used is never a test word.
 Gold = every translation of the word in the dictionary. Demonstrations come from probe entries only and
-are the same words for every arm of a pair (a concept with a word in the source, the target and every
-evaluated bridge), so the comparison is fair.
+are the same words for every arm of a pair (a concept with a word in the source, the target, English and
+every candidate bridge, whichever strategies are asked for), so the comparison is fair.
 
 Every upstream answer is cached in the index file (`eval_answers`, keyed by the request's JSON), so a
 re-run with the same arguments makes no upstream call and an interrupted run resumes where it stopped.
@@ -397,7 +397,12 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
             if arm not in arms:
                 arms.append(arm)
         task.arms = arms
+        # Demonstrations depend on the pair only, not on the strategies asked for: aligned across every
+        # candidate bridge and English, so `direct` sees the same prompts in every run (and its cache).
         bridges = [a for a in arms if a is not None]
+        bridges += [c.bridge for c in candidates if c.bridge not in bridges]
+        if "en" not in (s, t, *bridges) and "en" in data.names:
+            bridges.append("en")
         if concept_words:
             task.demos = aligned_demonstrations(concept_words, order, s, t, bridges, cfg.shots)
         else:
@@ -714,6 +719,31 @@ def category_breakdown(
                 counts[0] += scoring.is_hit(result.answer, w.golds)
                 counts[1] += 1
     return {c: {s: (h, n) for s, (h, n) in by.items()} for c, by in sorted(out.items())}
+
+
+def paired_gains(
+    tasks: Sequence[PairTask],
+    strategies: Sequence[str],
+    answers: Mapping[tuple[Pair, int, str | None], WordResult],
+) -> dict[str, tuple[float, float, float, int]]:
+    """`bridgex` minus `direct` and minus `english`, pooled over every word both answered:
+    name → (mean points, 95% bootstrap low, high, words)."""
+    out: dict[str, tuple[float, float, float, int]] = {}
+    for other in ("direct", "english"):
+        mine: list[bool] = []
+        theirs: list[bool] = []
+        for task in tasks:
+            arms = dict(task.strategy_arms(strategies))
+            if "bridgex" not in arms or other not in arms:
+                continue
+            for i, w in enumerate(task.words):
+                x, y = answers.get((task.pair, i, arms["bridgex"])), answers.get((task.pair, i, arms[other]))
+                if x is not None and y is not None:
+                    mine.append(scoring.is_hit(x.answer, w.golds))
+                    theirs.append(scoring.is_hit(y.answer, w.golds))
+        if mine:
+            out[other] = (*scoring.paired_bootstrap(mine, theirs), len(mine))
+    return out
 
 
 def summarise(tasks: Sequence[PairTask], cells: Sequence[Cell]) -> list[scoring.PairSummary]:

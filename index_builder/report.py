@@ -79,13 +79,24 @@ def table(pairs: Sequence[PairSummary], overall: Overall) -> str:
     return "\n".join(lines)
 
 
-def summary_lines(overall: Overall) -> list[str]:
-    """The headline numbers in sentences: gains, oracle agreement, rank correlation."""
+Gains = Mapping[str, tuple[float, float, float, int]]
+
+
+def _interval(gains: Gains | None, other: str) -> str:
+    if not gains or other not in gains:
+        return ""
+    _mean, low, high, n = gains[other]
+    return f"; 95% paired-bootstrap interval over {n} words [{low:+.2f}, {high:+.2f}]"
+
+
+def summary_lines(overall: Overall, gains: Gains | None = None) -> list[str]:
+    """The headline numbers in sentences: gains (with bootstrap intervals when given), oracle agreement,
+    rank correlation."""
     lines = [
         f"BridgeX bridge vs direct zero-bridge: {_signed(overall.gain_over_direct)} points "
-        f"(mean over {overall.pairs} pairs)",
+        f"(mean over {overall.pairs} pairs{_interval(gains, 'direct')})",
         f"BridgeX bridge vs English pivot: {_signed(overall.gain_over_english)} points "
-        "(pairs without English on either side)",
+        f"(pairs without English on either side{_interval(gains, 'english')})",
     ]
     if overall.oracle_known:
         oracles = ", ".join(f"{b} ×{n}" for b, n in overall.oracle_bridges.items())
@@ -170,6 +181,7 @@ def markdown(
     command: str,
     chart: str | None = CHART,
     categories: Mapping[str, Mapping[str, tuple[int, int]]] | None = None,
+    gains: Gains | None = None,
 ) -> str:
     """The whole report: command, setup, the accuracy table, the summary and the per-bridge detail."""
     parts = [
@@ -193,7 +205,7 @@ def markdown(
         "",
         "## Summary",
         "",
-        *[f"- {line}" for line in summary_lines(overall)],
+        *[f"- {line}" for line in summary_lines(overall, gains)],
         "",
     ]
     if chart:
@@ -284,11 +296,14 @@ def write_report(
     meta: Mapping[str, str],
     command: str,
     categories: Mapping[str, Mapping[str, tuple[int, int]]] | None = None,
+    gains: Gains | None = None,
 ) -> tuple[Path, Path]:
     """Write `report.md` and `accuracy.png` into `out` (created if needed); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     title = f"BLI P@1: {meta.get('model', '?')}, {meta.get('mode', '?')} mode, {len(pairs)} pairs"
     chart = bar_chart(pairs, overall, out / CHART, title)
     report = out / REPORT
-    report.write_text(markdown(pairs, overall, meta, command, chart.name, categories), encoding="utf-8")
+    report.write_text(
+        markdown(pairs, overall, meta, command, chart.name, categories, gains), encoding="utf-8"
+    )
     return report, chart

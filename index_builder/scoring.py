@@ -98,6 +98,24 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return cov / math.sqrt(vx * vy)
 
 
+def paired_bootstrap(
+    a: Sequence[bool], b: Sequence[bool], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of a − b in points over paired items, and its 95% percentile interval from resampling the
+    items with replacement (fixed seed: the same interval on every run)."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError(f"paired_bootstrap needs equally long sequences, got {len(a)} and {len(b)}")
+    if not a:
+        return 0.0, 0.0, 0.0
+    diffs = 100.0 * (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))  # (n,)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), size=(n_boot, len(diffs)))].mean(axis=1)  # (n_boot,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diffs.mean()), float(low), float(high)
+
+
 # --------------------------------------------------------------------------------------- pair summaries
 
 

@@ -325,6 +325,15 @@ def test_dry_run_counts_requests_and_cached_ones_without_calling(index, oracle, 
     assert "32 first-round requests (32 cached)" in after.stdout
 
 
+def test_direct_prompts_do_not_depend_on_the_strategies_asked_for(index, oracle, tmp_path):
+    assert cli(*eval_args(index, oracle.url, tmp_path / "a", "--strategies", "direct")).exit_code == 0
+    direct = list(oracle.prompts)
+    assert cli(*eval_args(index, oracle.url, tmp_path / "b")).exit_code == 0
+    assert len(oracle.prompts) == 32  # the 8 direct prompts came from the cache
+    assert not set(direct) & set(oracle.prompts[len(direct) :])
+    assert "95% paired-bootstrap interval over 8 words" in (tmp_path / "b" / "report.md").read_text()
+
+
 def test_the_cache_is_keyed_by_model_and_request(index, oracle, tmp_path):
     assert cli(*eval_args(index, oracle.url, tmp_path / "a", "--strategies", "direct")).exit_code == 0
     made = len(oracle.prompts)

@@ -16,6 +16,7 @@ from index_builder.scoring import (
     is_hit,
     normalise,
     overall,
+    paired_bootstrap,
     spearman,
 )
 
@@ -206,3 +207,16 @@ def test_overall_of_no_measurements():
     o = overall([p])
     assert o.bridgex is None and o.gain_over_direct is None and o.mean_rho is None
     assert o.oracle_known == 0 and o.candidate_pairs == 0
+
+
+def test_paired_bootstrap_mean_and_interval():
+    a = [True] * 30 + [False] * 70
+    b = [False] * 20 + [True] * 10 + [False] * 70  # a wins 20 items, ties elsewhere
+    mean, low, high = paired_bootstrap(a, b, n_boot=1000)
+    assert mean == pytest.approx(20.0)
+    assert 10.0 < low < mean < high < 30.0
+    assert paired_bootstrap(a, b, n_boot=1000) == (mean, low, high)  # fixed seed
+    assert paired_bootstrap(a, a) == (0.0, 0.0, 0.0)
+    assert paired_bootstrap([], []) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        paired_bootstrap([True], [])
