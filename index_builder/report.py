@@ -109,6 +109,9 @@ def summary_lines(overall: Overall, gains: Gains | None = None) -> list[str]:
             f"Spearman rho (selection probability vs measured accuracy): mean {_rho(overall.mean_rho)} over "
             f"{overall.rho_defined} pairs with a defined rho"
         )
+    if overall.chosen_ranks:
+        ranks = ", ".join(map(str, overall.chosen_ranks))
+        lines.append(f"measured rank of the chosen bridge among the candidates (1 = best), per pair: {ranks}")
     undecided = overall.candidate_pairs - overall.oracle_known
     if undecided:
         lines.append(f"{undecided} pairs have no oracle best (every candidate scored the same)")

@@ -211,6 +211,7 @@ class Overall:
     mean_rho: float | None
     rho_defined: int  # pairs with a defined rank correlation
     candidate_pairs: int = 0  # pairs where every candidate bridge was measured
+    chosen_ranks: tuple[int, ...] = ()  # measured rank of the chosen bridge per pair (1 = best), sorted
 
 
 def _gain(pairs: Sequence[PairSummary], other: str) -> float | None:
@@ -245,6 +246,7 @@ def overall(pairs: Sequence[PairSummary]) -> Overall:
         mean_rho=sum(rhos) / len(rhos) if rhos else None,
         rho_defined=len(rhos),
         candidate_pairs=sum(1 for p in pairs if p.candidates),
+        chosen_ranks=tuple(sorted(r for p in pairs if (r := p.chosen_measured_rank) is not None)),
     )
 
 

@@ -200,6 +200,7 @@ def test_overall_gains_are_means_of_per_pair_differences():
     assert (o.chosen_is_oracle, o.oracle_known) == (1, 2)
     assert o.oracle_bridges == {"en": 1, "fr": 1}
     assert o.rho_defined == 2
+    assert o.chosen_ranks == (1, 2)
 
 
 def test_overall_of_no_measurements():
