@@ -314,6 +314,8 @@ def _eval_command(cfg, out: Path) -> str:
     args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.limit is not None:
         args += ["--limit", str(cfg.limit)]
+    if not cfg.copy_fallback:
+        args += ["--no-copy-fallback"]
     args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
     return shlex.join(args)
 
@@ -352,6 +354,12 @@ def _eval_command(cfg, out: Path) -> str:
     help="Demonstrations per prompt (probe words, the same for every strategy); chain mode needs some.",
 )
 @click.option("--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all).")
+@click.option(
+    "--copy-fallback/--no-copy-fallback",
+    default=True,
+    show_default=True,
+    help="As the proxy: answer again directly when the bridged answer is a copy (off: the bridge alone).",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -421,6 +429,9 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "shots": str(cfg.shots),
         "test words per pair": str(cfg.limit) if cfg.limit else "all",
         "strategies": ", ".join(cfg.strategies),
+        "copy fallback": "on (as the proxy serves)"
+        if cfg.copy_fallback
+        else "off (the bridged answer as is)",
         "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
         "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
     }

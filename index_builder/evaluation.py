@@ -73,6 +73,7 @@ class EvalConfig:
     limit: int | None = None  # test words per pair (stable hash order); None = all
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = 300.0  # seconds per request (a busy CPU server queues requests)
+    copy_fallback: bool = True  # as the proxy: a bridged answer that is a copy is asked again directly
     api_key: str | None = None
     command: str = ""
 
@@ -531,20 +532,38 @@ class Upstream:
             limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
         )
         self.calls = 0
+        self.inflight: dict[str, asyncio.Future[Answer]] = {}
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def complete(self, step: rewrite.Step) -> Answer:
+        """The answer to `step`: from the cache, from an identical request already in flight, or upstream."""
         key = request_key(step)
         cached = self.cache.get(key)
         if cached is not None:
             self.cache.hits += 1
             return cached
-        async with self.semaphore:
-            answer = await self._post(step)
+        if key in self.inflight:
+            self.cache.hits += 1
+            return await asyncio.shield(self.inflight[key])
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            async with self.semaphore:
+                answer = await self._post(step)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as err:
+            future.set_exception(err)
+            future.exception()  # marked retrieved: waiters re-raise it, an unwaited one is not logged
+            raise
+        finally:
+            del self.inflight[key]
         self.cache.misses += 1
         self.cache.put(key, step, answer)
+        future.set_result(answer)
         return answer
 
     async def _post(self, step: rewrite.Step, attempts: int = 3) -> Answer:
@@ -606,13 +625,34 @@ class WordResult:
     bridge_text: str | None
     calls: int
     seconds: float
+    fallback: str | None = None  # why the proxy's copy fallback replaced the bridged answer
 
     def copied(self, word: str) -> bool:
         return self.bridge_text is not None and rewrite.is_copy(word, self.bridge_text)
 
 
-async def solve(plan: rewrite.Plan, req: rewrite.ClientRequest, upstream: Upstream) -> WordResult:
-    """One plan to its final answer, exactly as `bridgex_serve.orchestrate.run_plans` reads the calls."""
+async def solve(
+    plan: rewrite.Plan, req: rewrite.ClientRequest, upstream: Upstream, copy_fallback: bool = True
+) -> WordResult:
+    """One plan to its final answer, as `bridgex_serve.orchestrate.run_plans` reaches it: the bridged
+    calls, and with `copy_fallback` the direct route where the bridged answer is a copy (`copy_reason`)."""
+    result = await _bridged(plan, req, upstream)
+    if not copy_fallback or plan.bridge is None:
+        return result
+    reason = rewrite.copy_reason(plan.text, result.bridge_text, result.answer)
+    if reason is None:
+        return result
+    direct = await upstream.complete(rewrite.first_step(rewrite.direct_plan(plan), req))
+    return WordResult(
+        rewrite.clean_bridge(direct.text),
+        result.bridge_text,
+        result.calls + 1,
+        result.seconds + direct.seconds,
+        reason,
+    )
+
+
+async def _bridged(plan: rewrite.Plan, req: rewrite.ClientRequest, upstream: Upstream) -> WordResult:
     first = rewrite.first_step(plan, req)
     reply = await upstream.complete(first)
     seconds = reply.seconds
@@ -795,12 +835,13 @@ async def _run_all(
     upstream: Upstream,
     answers: dict,
     quiet: bool,
+    copy_fallback: bool = True,
 ) -> EndpointError | None:
     """Solve every job concurrently; on the first fatal error cancel the rest and return it."""
     bar = _progress(len(jobs), quiet)
 
     async def one(key, plan) -> None:
-        answers[key] = await solve(plan, req, upstream)
+        answers[key] = await solve(plan, req, upstream, copy_fallback)
         bar.update(1)
         if bar.n % 50 == 0:
             bar.set_postfix(upstream=upstream.cache.misses, cached=upstream.cache.hits, refresh=False)
@@ -977,7 +1018,7 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     t0 = time.perf_counter()
     answers: dict = {}
     try:
-        error = asyncio.run(_run_all(jobs, req, upstream, answers, quiet))
+        error = asyncio.run(_run_all(jobs, req, upstream, answers, quiet, cfg.copy_fallback))
     finally:
         cache.flush()  # also on Ctrl-C: what was answered stays answered
     cells = build_cells(tasks, cfg.strategies, answers)

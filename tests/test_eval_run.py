@@ -119,6 +119,7 @@ class OracleStub:
         self.prompts: list[str] = []
         self.bodies: list[dict] = []
         self.die_after: int | None = None
+        self.direct_knows = False  # True: direct prompts get the gold answer too
         self.server = None
         self.app = Starlette(routes=[Route("/v1/completions", self.completions, methods=["POST"])])
 
@@ -138,7 +139,7 @@ class OracleStub:
                 self.gold.get((source_name, word, label), "?") if last[1].startswith("English:") else "nope"
             )
         if demo_arrows == 1:  # direct
-            return "nope"
+            return self.gold.get((source_name, word, label), "?") if self.direct_knows else "nope"
         target = lines[0].split("→")[2].partition(':"')[0]
         english = label == "English"
         bridge = self.gold.get((source_name, word, "English"), "bridge") if english else word
@@ -240,6 +241,24 @@ def test_every_strategy_scores_exactly_what_the_endpoint_answered(index, oracle,
     assert (tmp_path / "report" / "accuracy.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+@pytest.mark.parametrize(("flag", "copying_bridges"), [([], 100.0), (["--no-copy-fallback"], 0.0)])
+def test_copy_fallback_answers_copied_bridges_directly_as_the_proxy_does(
+    index, oracle, tmp_path, flag, copying_bridges
+):
+    oracle.direct_knows = True  # direct is right; non-English bridges copy the source word
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", *flag))
+    assert result.exit_code == 0, result.stderr
+    assert len(oracle.prompts) == 32  # the fallback's direct prompts are the direct arm's: asked once
+    acc = accuracies(index)
+    assert acc[("he", "ja", "direct", None)] == 100.0
+    assert acc[("he", "ja", "english", "en")] == 100.0
+    assert acc[("he", "ja", "bridgex", "de")] == copying_bridges
+    calls = rows(index, "SELECT calls FROM evaluations WHERE strategy = 'bridgex' AND source = 'he'")
+    assert calls == [(8 if not flag else 4,)]  # one more call per word when falling back
+    expected = "on (as the proxy serves)" if not flag else "off (the bridged answer as is)"
+    assert f"| copy fallback | {expected} |" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_requests_are_temperature_zero_completions_that_stop_at_quote_or_newline(index, oracle, tmp_path):
     result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--strategies", "direct,english"))
     assert result.exit_code == 0, result.stderr
@@ -249,7 +268,8 @@ def test_requests_are_temperature_zero_completions_that_stop_at_quote_or_newline
         assert body["stop"] in (['"', "\n"], ["\n"])
     direct = [p for p in oracle.prompts if p.split("\n")[0].count("→") == 1]
     assert direct and all(p.endswith(':"') for p in direct)
-    assert direct[0].split("\n")[-1].startswith('Kiswahili:"') and direct[0].endswith('→עברית:"')
+    sw_he = [p for p in direct if p.split("\n")[-1].startswith('Kiswahili:"')]
+    assert len(sw_he) == 4 and all(p.endswith('→עברית:"') for p in sw_he)
 
 
 def test_test_words_are_held_out_and_demonstrations_are_shared_probe_words(index, oracle, tmp_path):
@@ -507,7 +527,8 @@ def test_strategies_against_real_vllm_with_cache_and_report(vllm_tiny, index, tm
 def test_two_step_against_real_vllm(vllm_tiny, index, tmp_path):  # noqa: F811
     url = vllm_tiny.url + "/v1"
     result = cli(*eval_args(index, url, tmp_path / "r", "--mode", "two-step", "--limit", "2",
-                            "--strategies", "direct,bridgex", pairs="sw-he", model="tiny"))  # fmt: skip
+                            "--no-copy-fallback", "--strategies", "direct,bridgex", pairs="sw-he",
+                            model="tiny"))  # fmt: skip
     assert result.exit_code == 0, (result.stderr, result.exception)
     # direct: one call per word; two-step bridge: two calls per word
     assert rows(index, "SELECT strategy, calls FROM evaluations ORDER BY strategy") == [
