@@ -17,6 +17,7 @@ from torch import nn
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CONVERSION_MARKER = "bridgex-conversion.json"
+CONVERTER_VERSION = 2  # bump to re-convert cached folders (2: <bos> honoured)
 
 # Gemma 3's own chat template (text only); GGUF files of the base model ship none, and vLLM's chat
 # endpoint needs one.
@@ -110,7 +111,8 @@ def convert_gguf(gguf: Path, out_dir: Path, dtype: torch.dtype = torch.bfloat16)
         raise ModelError(f"GGUF file not found: {gguf}")
     digest = _sha256(gguf)
     marker = out_dir / CONVERSION_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("sha256") == digest:
+    stamp = {"source": gguf.name, "sha256": digest, "converter": CONVERTER_VERSION}
+    if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return out_dir
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
@@ -122,6 +124,10 @@ def convert_gguf(gguf: Path, out_dir: Path, dtype: torch.dtype = torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as err:  # transformers raises many types for unreadable files
         raise ModelError(f"cannot load GGUF {gguf}: {err}") from err
+    # transformers' GGUF tokenizer ignores `tokenizer.ggml.add_bos_token`: without <bos> Gemma mostly repeats
+    # a demonstration's answer, so honour the flag (it survives save_pretrained and reload).
+    if _gguf_flag(gguf, "tokenizer.ggml.add_bos_token") and tokenizer.bos_token is not None:
+        tokenizer.add_bos_token = True
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -130,13 +136,21 @@ def convert_gguf(gguf: Path, out_dir: Path, dtype: torch.dtype = torch.bfloat16)
         tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / CONVERSION_MARKER).write_text(json.dumps({"source": gguf.name, "sha256": digest}))
+    (tmp / CONVERSION_MARKER).write_text(json.dumps(stamp))
     if out_dir.exists():
         import shutil
 
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def _gguf_flag(gguf: Path, key: str) -> bool:
+    """A boolean metadata field of a GGUF file (False when absent)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf).fields.get(key)
+    return bool(field is not None and field.data and field.parts[field.data[0]][0])
 
 
 def _decoder_layers(model: nn.Module) -> list[nn.Module]:

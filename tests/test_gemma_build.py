@@ -94,3 +94,14 @@ def test_gemma_languages_have_one_percent_of_all_neurons(gemma_index):
     assert {r["code"]: r["n_neurons"] for r in languages} == dict.fromkeys(LANGS, expected)
     assert all(r["n_tokens"] > 0 for r in languages)
     assert all(r["n_overlap"] > 0 and r["similarity"] is not None for r in similarity)
+
+
+@pytest.mark.slow
+def test_converted_gemma_tokenizer_adds_bos():
+    """The GGUF asks for <bos>; without it Gemma mostly repeats a demonstration's answer."""
+    from transformers import AutoTokenizer
+
+    from index_builder.gemma import prepare
+
+    tok = AutoTokenizer.from_pretrained(prepare())
+    assert tok('Kiswahili:"maji"')["input_ids"][0] == tok.bos_token_id
