@@ -218,8 +218,9 @@ def _check_language(con, code: str | None, flag: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
 @fails_cleanly
 def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
-    """The ranked bridges per (source, target) pair."""
-    from .store import records
+    """The ranked bridges per (source, target) pair, and the pair's calibrated decision where stored
+    (`bridgex-index calibrate`): `direct`, a bridge, or `-` (uncalibrated: the server takes rank 1)."""
+    from .store import records, routing_decisions
 
     con = _open(index)
     _check_language(con, source, "--source")
@@ -231,14 +232,21 @@ def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
         " ORDER BY source, target, rank",
         [source, target, top],
     )
+    decisions = routing_decisions(con)
+    for r in rows:
+        stored = decisions.get((r["source"], r["target"]))
+        r["decision"] = stored["decision"] if stored else None
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
-    click.echo(f"{'source':6} {'target':6} {'rank':>4} {'bridge':6} {'probability':>11} {'score':>10}")
+    click.echo(
+        f"{'source':6} {'target':6} {'rank':>4} {'bridge':6} {'probability':>11} {'score':>10} "
+        f"{'decision':>8}"
+    )
     for r in rows:
         click.echo(
             f"{r['source']:6} {r['target']:6} {r['rank']:>4} {r['bridge']:6} "
-            f"{r['probability']:>11.3f} {r['score']:>10.5f}"
+            f"{r['probability']:>11.3f} {r['score']:>10.5f} {r['decision'] or '-':>8}"
         )
 
 
@@ -312,6 +320,8 @@ def _eval_command(cfg, out: Path) -> str:
     args += ["--model", cfg.model, "--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
     args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
     args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
+    if cfg.words != "all":
+        args += ["--words", cfg.words]
     if cfg.limit is not None:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
@@ -337,7 +347,16 @@ def _eval_command(cfg, out: Path) -> str:
     "--strategies",
     default="direct,english,bridgex,all-bridges",
     show_default=True,
-    help="Any of direct (no bridge), english (pivot), bridgex (the index's best bridge), all-bridges.",
+    help="Any of direct (no bridge), english (pivot), bridgex (the index's best bridge), calibrated (the "
+    "route the server takes: the stored decision, else the best bridge), all-bridges.",
+)
+@click.option(
+    "--words",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", "calibration", "evaluation"]),
+    help="Test words: all, or a half of the salted split; judge `calibrated` on `evaluation` (words "
+    "`calibrate` did not decide on).",
 )
 @click.option(
     "--mode",
@@ -419,6 +438,12 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     click.echo("")
     for line in summary_lines(result.overall, gains):
         click.echo(line)
+    for line in _calibrated_lines(result):
+        click.echo(line)
+    if "calibrated" in cfg.strategies and cfg.words != "evaluation" and any(t.decision for t in result.tasks):
+        click.echo(
+            "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"
+        )
     prov = result.provenance
     meta = {
         "model": cfg.model,
@@ -439,4 +464,123 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
+    )
+
+
+def _calibrated_lines(result) -> list[str]:
+    """Per pair and pooled: the calibrated strategy's accuracy next to direct's (empty when not asked)."""
+    cells = {(c.source, c.target, c.strategy): c for c in result.cells}
+    lines, hits, direct_hits, n = [], 0, 0, 0
+    for task in result.tasks:
+        cal, direct = cells.get((*task.pair, "calibrated")), cells.get((*task.pair, "direct"))
+        if cal is None:
+            continue
+        route = task.decision or f"uncalibrated → {task.chosen}"
+        route = f"{task.decision} (stored)" if task.decision else route
+        versus = f", direct {direct.accuracy:.1f}" if direct else ""
+        lines.append(
+            f"calibrated {task.source}→{task.target}: {cal.accuracy:.1f} via {route}{versus} (n={cal.n})"
+        )
+        hits, n = hits + cal.hits, n + cal.n
+        direct_hits += direct.hits if direct else 0
+    if n:
+        lines.append(
+            f"calibrated pooled: {100 * hits / n:.2f} over {n} words (direct {100 * direct_hits / n:.2f})"
+        )
+    return lines
+
+
+def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
+    import shlex
+
+    args = ["bridgex-index", "calibrate", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
+    args += ["--model", cfg.model, "--pairs", pairs_arg, "--top", str(top)]
+    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--mode", cfg.mode, "--shots", str(cfg.shots)]
+    if cfg.limit is not None:
+        args += ["--limit", str(cfg.limit)]
+    if not cfg.copy_fallback:
+        args += ["--no-copy-fallback"]
+    return shlex.join(args)
+
+
+@main.command(name="calibrate")
+@click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file (.duckdb).")
+@click.option("--endpoint", required=True, help="OpenAI-compatible server the decisions are for (vLLM).")
+@click.option("--model", required=True, help="Model name the endpoint serves.")
+@click.option(
+    "--pairs",
+    required=True,
+    help="Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow).",
+)
+@click.option(
+    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="The index's CLDR dictionaries."
+)
+@click.option(
+    "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+)
+@click.option(
+    "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
+)
+@click.option("--mode", default="chain", show_default=True, type=click.Choice(["chain", "two-step"]))
+@click.option("--shots", default=3, show_default=True, type=int, help="Demonstrations per prompt.")
+@click.option("--limit", type=int, help="Calibration words per pair (a stable sample; default all).")
+@click.option(
+    "--copy-fallback/--no-copy-fallback",
+    default=True,
+    show_default=True,
+    help="Measure bridges as the proxy serves them (a copied answer asked again directly).",
+)
+@click.option("--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once.")
+@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
+@click.option("--api-key", envvar="OPENAI_API_KEY", help="Bearer token (default: $OPENAI_API_KEY).")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
+@fails_cleanly
+def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
+    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
+    store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
+    from .evaluation import EvalConfig, EvaluationError, parse_pairs, read_index
+    from .routing import all_pairs, calibrate
+
+    try:
+        if (dict_source is None) == (dict_dir is None):
+            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        if top < 1:
+            raise EvaluationError(f"--top must be at least 1, got {top}")
+        if pairs.strip().lower() == "all":
+            chosen = all_pairs(read_index(index).bridges)
+            if not chosen:
+                raise EvaluationError(f"--pairs all: {index} ranks no bridges")
+        else:
+            chosen = parse_pairs(pairs)
+        cfg = EvalConfig(
+            index=index,
+            pairs=chosen,
+            dictionaries="cldr" if dict_source else str(dict_dir),
+            strategies=("direct", "all-bridges"),
+            words="calibration",
+            top_bridges=top,
+            **opts,
+        )
+        cfg.command = _calibrate_command(cfg, pairs, top)
+        done = calibrate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None)
+    except EvaluationError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(
+        f"{'pair':7} {'decision':8} {'n':>4} {'direct':>6} {'bridge':>10} {'gain':>7} {'95% CI':>15} {'p':>8}"
+    )
+    for (s, t), d in done.decisions.items():
+        bridge = f"{d.bridge_accuracy:.3f} {d.bridge}" if d.bridge else "-"
+        gain = f"{d.gain:+.3f}" if d.gain is not None else "-"
+        ci = f"[{d.ci_low:+.2f},{d.ci_high:+.2f}]" if d.ci_low is not None else "-"
+        p = f"{d.p_value:.3g}" if d.p_value is not None else "-"
+        click.echo(
+            f"{s}-{t:4} {d.decision:8} {d.n:>4} {d.direct_accuracy:>6.3f} {bridge:>10} {gain:>7} "
+            f"{ci:>15} {p:>8}"
+        )
+    r = done.result
+    click.echo(
+        f"wrote {len(done.rows)} routing decisions to {index}; {r.upstream_calls} upstream calls, "
+        f"{r.cached_calls} cached"
     )

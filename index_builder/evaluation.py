@@ -6,8 +6,13 @@ For every (source, target) pair and every held-out test word, one *arm* per way 
     bridge b      the proxy's own word prompts (`bridgex_serve.rewrite`), chain or two-step mode
 
 Strategies map to arms: `direct`; `english` (bridge en); `bridgex` (the index's rank-1 bridge);
-`all-bridges` (every candidate the index ranked, so the measured-best "oracle" bridge is known). Arms
-shared by strategies are asked once.
+`calibrated` (what the server routes the pair through: the stored `routing_decisions` decision — direct or
+its bridge — and the HSIC rank-1 bridge for an uncalibrated pair); `all-bridges` (every candidate the index
+ranked, so the measured-best "oracle" bridge is known). Arms shared by strategies are asked once.
+
+`words` picks the test words: `all`, or one half of `calibration.split_words` (keyed `source:word`):
+`calibration` is what `bridgex-index calibrate` decides on, `evaluation` the other half, where a
+calibrated route is judged on words it was not chosen on.
 
 Test words are the index's held-out split (`dictionary_entries.split = 'test'`), checked against the same
 split recomputed from the dictionaries the user names; a word that any probe used is never a test word.
@@ -42,7 +47,8 @@ from . import scoring
 from .dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
 from .schema import OPTIONAL_TABLES
 
-STRATEGIES = ("direct", "english", "bridgex", "all-bridges")
+STRATEGIES = ("direct", "english", "bridgex", "calibrated", "all-bridges")
+WORD_SETS = ("all", "calibration", "evaluation")
 DEFAULT_SHOTS = rewrite.DEFAULT_SHOTS["word"]  # 3: the proxy's default, and chain mode needs them
 DEFAULT_CONCURRENCY = 32
 DEFAULT_TEST_FRACTION = 0.2
@@ -74,6 +80,10 @@ class EvalConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = 300.0  # seconds per request (a busy CPU server queues requests)
     copy_fallback: bool = True  # as the proxy: a bridged answer that is a copy is asked again directly
+    words: str = (
+        "all"  # all | calibration | evaluation: which half of the test words (calibration.split_words)
+    )
+    top_bridges: int | None = None  # all-bridges: only the index's best N candidates (None = every one)
     api_key: str | None = None
     command: str = ""
 
@@ -149,22 +159,38 @@ def stable_order(source: str, target: str, words: Sequence[str]) -> list[str]:
     return sorted(words, key=key)
 
 
+def word_half(pair: Pair, words: Sequence[str], half: str) -> list[str]:
+    """`words` of the pair's source language in one half of `calibration.split_words` (`all`: every one).
+
+    Keyed `source:word`, so a word is in the same half for every target."""
+    from .calibration import split_words
+
+    if half == "all":
+        return list(words)
+    if half not in WORD_SETS:
+        raise EvaluationError(f"--words {half!r} is not one of {', '.join(WORD_SETS)}")
+    calibration, evaluation = split_words(f"{pair[0]}:{w}" for w in words)
+    chosen = {k.split(":", 1)[1] for k in (calibration if half == "calibration" else evaluation)}
+    return [w for w in words if w in chosen]
+
+
 def select_test_words(
     test_entries: Sequence[tuple[str, str]],
     probe_words: Collection[str],
     limit: int | None,
     pair: Pair,
     categories: Mapping[str, str | None] | None = None,
+    half: str = "all",
 ) -> tuple[list[HeldOutWord], int]:
     """Test words of one oriented pair with their gold sets, minus any word a probe used.
 
     `test_entries` are (source word, target word); `probe_words` are the source language's probe words;
-    `categories` maps source words to their category. Returns (words in stable order, capped at `limit`;
-    number of words dropped as probe words).
+    `categories` maps source words to their category; `half` keeps one half of `word_half` (before
+    `limit`). Returns (words in stable order, capped at `limit`; number of words dropped as probe words).
     """
     golds = scoring.gold_sets(test_entries)
     dropped = [w for w in golds if w in probe_words]
-    kept = [w for w in golds if w not in probe_words]
+    kept = word_half(pair, [w for w in golds if w not in probe_words], half)
     ordered = stable_order(*pair, kept)
     if limit is not None:
         ordered = ordered[:limit]
@@ -245,6 +271,8 @@ class PairTask:
     arms: list[str | None]  # None = direct; otherwise a bridge code
     demos: list[dict[str, str]]  # language → word, shared by every arm
     dropped_probe_words: int = 0
+    decision: str | None = None  # the stored routing decision ('direct' or a bridge); None: uncalibrated
+    top: int | None = None  # all-bridges: the best N candidates only
 
     @property
     def pair(self) -> Pair:
@@ -253,6 +281,13 @@ class PairTask:
     @property
     def chosen(self) -> str | None:
         return self.candidates[0].bridge if self.candidates else None
+
+    @property
+    def calibrated(self) -> str | None:
+        """The arm the server routes the pair through: the stored decision, else the HSIC rank-1 bridge."""
+        if self.decision is None:
+            return self.chosen
+        return None if self.decision == "direct" else self.decision
 
     def strategy_arms(self, strategies: Sequence[str]) -> list[tuple[str, str | None]]:
         """(strategy, arm) cells of this pair; `english` is skipped when English is the source or target."""
@@ -264,8 +299,10 @@ class PairTask:
                 cells.append(("english", "en"))
             elif strategy == "bridgex" and self.chosen:
                 cells.append(("bridgex", self.chosen))
+            elif strategy == "calibrated" and (self.decision is not None or self.chosen):
+                cells.append(("calibrated", self.calibrated))
             elif strategy == "all-bridges":
-                cells += [("all-bridges", c.bridge) for c in self.candidates]
+                cells += [("all-bridges", c.bridge) for c in self.candidates[: self.top]]
         return cells
 
 
@@ -277,11 +314,12 @@ class IndexData:
     names: dict[str, str]  # language → prompt name
     bridges: dict[Pair, list[CandidateBridge]]
     entries: list[tuple]  # (source, target, source_word, target_word, concept, category, split)
+    decisions: dict[Pair, str] = field(default_factory=dict)  # routing_decisions: pair → decision
 
 
 def read_index(path: Path) -> IndexData:
     """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
-    from .store import open_index, provenance
+    from .store import open_index, provenance, routing_decisions
 
     con = open_index(path)
     try:
@@ -296,7 +334,8 @@ def read_index(path: Path) -> IndexData:
             "SELECT source, target, source_word, target_word, concept, category, split"
             " FROM dictionary_entries"
         ).fetchall()
-        return IndexData(provenance(con), names, bridges, entries)
+        decisions = {pair: row["decision"] for pair, row in routing_decisions(con).items()}
+        return IndexData(provenance(con), names, bridges, entries, decisions)
     finally:
         con.close()
 
@@ -363,6 +402,8 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
                     f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
                 )
     bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
+    if cfg.top_bridges is not None and cfg.top_bridges < 1:
+        raise EvaluationError(f"--top must be at least 1, got {cfg.top_bridges}")
     params = json.loads(data.provenance.get("parameters") or "{}")
     test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
     recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
@@ -387,12 +428,14 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
             )
         categories = _categories(data.entries, (s, t))
         words, dropped = select_test_words(
-            index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories
+            index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories, cfg.words
         )
+        if not words:
+            raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
         candidates = data.bridges.get((s, t), [])
         if bridged and not candidates:
             raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
-        task = PairTask(s, t, words, candidates, [], [], dropped)
+        task = PairTask(s, t, words, candidates, [], [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
         arms: list[str | None] = []
         for _strategy, arm in task.strategy_arms(cfg.strategies):
             if arm not in arms:
@@ -960,6 +1003,8 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         raise EvaluationError(f"--shots must be 0..{rewrite.MAX_SHOTS}, got {cfg.shots}")
     if cfg.limit is not None and cfg.limit < 1:
         raise EvaluationError(f"--limit must be at least 1, got {cfg.limit}")
+    if cfg.words not in WORD_SETS:
+        raise EvaluationError(f"--words {cfg.words!r} is not one of {', '.join(WORD_SETS)}")
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
     base_url(cfg.endpoint)
@@ -980,7 +1025,8 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
         say(
             f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, "
-            f"{len(task.demos)} shots, chosen bridge {task.chosen or '-'}{note}"
+            f"{len(task.demos)} shots, chosen bridge {task.chosen or '-'}"
+            f"{f', calibrated decision {task.decision}' if task.decision else ''}{note}"
         )
     return data, tasks, jobs
 

@@ -116,7 +116,7 @@ OPTIONAL_TABLES: dict[str, str] = {
             endpoint VARCHAR NOT NULL,
             mode VARCHAR NOT NULL,             -- chain | two-step (direct cells too: the run's mode)
             shots INTEGER NOT NULL,            -- demonstrations in every prompt of the pair
-            strategy VARCHAR NOT NULL,         -- direct | english | bridgex | all-bridges
+            strategy VARCHAR NOT NULL,         -- direct | english | bridgex | calibrated | all-bridges
             source VARCHAR NOT NULL,
             target VARCHAR NOT NULL,
             bridge VARCHAR,                    -- NULL for direct

@@ -1,0 +1,80 @@
+"""`bridgex-index calibrate`: measure direct and the best HSIC bridges on the calibration half of the
+held-out words, decide each pair's route (`index_builder.calibration`), store it in `routing_decisions`.
+
+The measuring is `bridgex-index eval` (`index_builder.evaluation`) with strategies `direct` and
+`all-bridges` limited to the top K candidates and `words="calibration"`: the same prompts, demonstrations,
+copy fallback and answer cache, so a calibration after an evaluation of the same words asks nothing again.
+The run is recorded in `evaluation_runs`/`evaluations` like any evaluation.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from . import scoring
+from .calibration import ALPHA, RouteDecision, decide
+from .evaluation import EvalConfig, EvaluationError, Pair, PairTask, ResultStore, RunResult, evaluate
+
+DEFAULT_TOP = 3
+
+
+@dataclass
+class Calibration:
+    """The decisions of one `calibrate` run and the evaluation run that measured them."""
+
+    result: RunResult
+    decisions: dict[Pair, RouteDecision]
+    rows: list[dict]
+
+
+def all_pairs(index_bridges: Mapping[Pair, Sequence]) -> list[Pair]:
+    """Every (source, target) the index ranks bridges for (`--pairs all`)."""
+    return sorted(index_bridges)
+
+
+def paired_hits(task: PairTask, answers: Mapping, arm: str | None) -> dict[str, bool]:
+    """Source word → hit for one arm of one pair (every word must have an answer)."""
+    return {
+        w.word: scoring.is_hit(answers[(task.pair, i, arm)].answer, w.golds) for i, w in enumerate(task.words)
+    }
+
+
+def decide_tasks(
+    tasks: Sequence[PairTask], answers: Mapping, alpha: float = ALPHA
+) -> dict[Pair, RouteDecision]:
+    """The calibration rule per pair, over the arms `all-bridges` measured (the top candidates)."""
+    out: dict[Pair, RouteDecision] = {}
+    for task in tasks:
+        direct = paired_hits(task, answers, None)
+        bridges = {
+            arm: paired_hits(task, answers, arm)
+            for _strategy, arm in task.strategy_arms(["all-bridges"])
+            if arm is not None
+        }
+        out[task.pair] = decide(direct, bridges, alpha=alpha)
+    return out
+
+
+def calibrate(
+    cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None, alpha: float = ALPHA
+) -> Calibration:
+    """Measure (through `evaluate`), decide and write one `routing_decisions` row per pair, replacing
+    earlier rows of the same pairs. Nothing is written to `routing_decisions` unless every answer came back
+    (an EndpointError propagates after the evaluation saved its cache)."""
+    if cfg.words != "calibration":
+        raise EvaluationError("calibration measures the calibration half of the test words only")
+    result = evaluate(cfg, quiet=quiet, log=log or (lambda msg: print(msg, file=sys.stderr)))
+    decisions = decide_tasks(result.tasks, result.answers, alpha)
+    created = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows = [
+        d.row(s, t, model=cfg.model, endpoint=cfg.endpoint, created_at=created)
+        for (s, t), d in decisions.items()
+    ]
+    from .store import write_routing_decisions
+
+    with ResultStore(cfg.index).connect() as con:
+        write_routing_decisions(con, rows)
+    return Calibration(result, decisions, rows)

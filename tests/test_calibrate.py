@@ -1,0 +1,162 @@
+"""`bridgex-index calibrate` and the `calibrated` evaluation strategy, against the evaluation's oracle stub
+(answers known, so every decision is exact), and calibrate → proxy route on a real tiny vLLM (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from serve_support import (
+    openai_client,
+    running,
+    serve_index,  # noqa: F401 (fixture)
+    vllm_tiny,  # noqa: F401 (fixture)
+)
+from test_eval_run import (
+    accuracies,
+    assert_fails_cleanly,
+    cli,
+    eval_args,
+    free_port,
+    index,  # noqa: F401 (fixture)
+    oracle,  # noqa: F401 (fixture)
+    rows,
+    template_index,  # noqa: F401 (fixture)
+)
+
+from index_builder.calibration import split_words
+
+
+def calibrate_args(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 10,
+                   model: str = "stub") -> list:  # fmt: skip
+    return ["calibrate", "--index", path, "--endpoint", endpoint, "--model", model, "--pairs", pairs,
+            "--dictionaries", "cldr", "--limit", str(limit), "--quiet", *extra]  # fmt: skip
+
+
+def decisions(path: Path) -> dict[tuple[str, str], tuple]:
+    found = rows(path, "SELECT source, target, decision, bridge, n, p_value, model FROM routing_decisions")
+    return {(s, t): tuple(rest) for s, t, *rest in found}
+
+
+def asked_words(prompts: list[str], label: str = "Kiswahili") -> set[str]:
+    """Source words of the questions (the last line of each prompt) asked from the language `label`."""
+    questions = [p.split("\n")[-1].split("→")[0] for p in prompts]
+    return {q.partition(':"')[2].rstrip('"') for q in questions if q.startswith(f'{label}:"')}
+
+
+def test_calibrate_decides_the_bridge_that_wins_significantly(index, oracle):  # noqa: F811
+    result = cli(*calibrate_args(index, oracle.url))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    found = decisions(index)
+    # only English answers right: where it is among the top 3 it wins on every word, significantly
+    assert found[("sw", "he")][:3] == ("en", "en", 10)
+    assert found[("he", "ja")][:3] == ("en", "en", 10)  # English is rank 2 there: measured, not ranked
+    assert all(p < 0.05 and model == "stub" for _d, _b, _n, p, model in found.values())
+    assert "wrote 2 routing decisions" in result.stdout
+    # the calibration half only: every word asked splits to the calibration side
+    words = asked_words(oracle.prompts)
+    calibration, evaluation = split_words(f"sw:{w}" for w in words)
+    assert len(calibration) == 10 and not evaluation
+    runs = rows(index, "SELECT command FROM evaluation_runs")
+    assert len(runs) == 1 and runs[0][0].startswith("bridgex-index calibrate --index")
+
+
+def test_equal_routes_stay_direct(index, oracle):  # noqa: F811
+    oracle.direct_knows = True  # direct is as right as English: no gain
+    assert cli(*calibrate_args(index, oracle.url)).exit_code == 0
+    assert {k: v[0] for k, v in decisions(index).items()} == {("sw", "he"): "direct", ("he", "ja"): "direct"}
+
+
+def test_too_few_words_stay_direct_and_recalibrating_replaces_rows(index, oracle):  # noqa: F811
+    assert cli(*calibrate_args(index, oracle.url, pairs="sw-he", limit=10)).exit_code == 0
+    assert decisions(index)[("sw", "he")][0] == "en"
+    # English wins every word, but 3 words × 3 candidates is no evidence (Holm: 3 × 1/8 > 0.05)
+    result = cli(*calibrate_args(index, oracle.url, limit=3))
+    assert result.exit_code == 0, result.stderr
+    found = decisions(index)
+    assert {k: v[0] for k, v in found.items()} == {("sw", "he"): "direct", ("he", "ja"): "direct"}
+    assert found[("sw", "he")][1] == "en" and found[("sw", "he")][3] > 0.05  # best candidate reported
+    assert rows(index, "SELECT count(*) FROM routing_decisions") == [(2,)]  # replaced, not added
+
+
+def test_calibrated_strategy_follows_the_decision_on_the_evaluation_half(index, oracle, tmp_path):  # noqa: F811
+    assert cli(*calibrate_args(index, oracle.url, "--top", "1")).exit_code == 0
+    # top 1: sw-he tests English (rank 1) and wins; he-ja tests German only and stays direct
+    assert {k: v[0] for k, v in decisions(index).items()} == {("sw", "he"): "en", ("he", "ja"): "direct"}
+    calibration_words = asked_words(oracle.prompts)
+    oracle.prompts.clear()
+    args = eval_args(index, oracle.url, tmp_path / "r", "--strategies", "direct,bridgex,calibrated",
+                     "--words", "evaluation", pairs="sw-he,he-ja,ja-sw")  # fmt: skip
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    acc = accuracies(index)
+    assert acc[("sw", "he", "calibrated", "en")] == 100.0
+    assert acc[("he", "ja", "calibrated", None)] == 0.0  # direct, as decided
+    assert acc[("he", "ja", "bridgex", "de")] == 0.0
+    assert ("ja", "sw", "calibrated", "de") in acc  # uncalibrated: the HSIC rank-1 bridge
+    assert not asked_words(oracle.prompts) & calibration_words  # judged on words not calibrated on
+    assert "calibrated sw→he: 100.0 via en (stored)" in result.stdout
+
+
+def test_bridges_shows_the_stored_decision(index, oracle):  # noqa: F811
+    assert cli(*calibrate_args(index, oracle.url, pairs="sw-he")).exit_code == 0
+    table = cli("bridges", index, "--source", "sw")
+    assert table.exit_code == 0, table.stderr
+    assert "decision" in table.stdout.splitlines()[0]
+    he = [line.split() for line in table.stdout.splitlines()[1:] if line.split()[1] == "he"]
+    ja = [line.split() for line in table.stdout.splitlines()[1:] if line.split()[1] == "ja"]
+    assert he and all(r[-1] == "en" for r in he) and all(r[-1] == "-" for r in ja)
+    data = json.loads(cli("bridges", index, "--source", "sw", "--json").stdout)
+    keys = {"source", "target", "bridge", "score", "probability", "rank", "decision"}
+    assert all(set(r) == keys for r in data)
+    assert {r["decision"] for r in data if r["target"] == "he"} == {"en"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "pairs", "needles"),
+    [
+        (["--top", "0"], "sw-he", ["--top must be at least 1"]),
+        ([], "sw-xx", ["'xx' is not in this index"]),
+        ([], "swhe", ["not a pair like sw-he"]),
+        (["--limit", "0"], "sw-he", ["--limit must be at least 1"]),
+    ],
+)
+def test_bad_calibrate_input_is_one_line_exit_2(index, extra, pairs, needles):  # noqa: F811
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*calibrate_args(index, url, *extra, pairs=pairs)), *needles)
+    assert_fails_cleanly(cli(*calibrate_args(index, url, pairs="sw-he")), "cannot reach")
+    tables = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'evaluations'"
+    assert rows(index, tables)[0][0]
+    assert rows(index, "SELECT count(*) FROM routing_decisions") == [(0,)]  # nothing decided without answers
+
+
+# ------------------------------------------------------------------------------------ real vLLM (slow)
+
+
+@pytest.mark.slow
+def test_calibrate_then_the_proxy_follows_the_decision(vllm_tiny, index, tmp_path):  # noqa: F811
+    from bridgex_serve.app import create_app
+    from bridgex_serve.settings import Settings
+
+    path = Path(shutil.copy(index, tmp_path / "served.duckdb"))
+    with running(create_app(Settings(index=str(path), upstream=vllm_tiny.url))) as proxy:
+        client = openai_client(proxy.url, timeout=120)
+
+        def meta() -> dict:
+            r = client.completions.create(
+                model="tiny", prompt="maji", max_tokens=4,
+                extra_body={"bridgex": {"task": "word", "source": "sw", "target": "he"}},
+            )  # fmt: skip
+            return r.model_extra["bridgex"]
+
+        assert meta()["decision_source"] == "hsic"
+        result = cli(*calibrate_args(path, vllm_tiny.url + "/v1", pairs="sw-he", limit=4, model="tiny"))
+        assert result.exit_code == 0, (result.stderr, result.exception)
+        decided = decisions(path)[("sw", "he")][0]
+        assert httpx.post(proxy.url + "/admin/reload", timeout=60).status_code == 200
+        after = meta()
+    assert after["decision_source"] == "calibrated"
+    assert (after.get("bridge") or "direct") == decided
