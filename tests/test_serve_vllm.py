@@ -22,6 +22,7 @@ from serve_support import (
 )
 
 from bridgex_serve.app import create_app
+from bridgex_serve.rewrite import copy_reason
 from bridgex_serve.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -112,6 +113,32 @@ def test_bridged_streaming(server):
     chunks = list(stream)
     assert chunks[0].model_extra["bridgex"]["bridge"] == "en"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_copy_fallback_on_real_vllm(server):
+    """The random model loops on a few tokens: asked in two steps without demonstrations it writes the same
+    16 tokens ("komkom…" for maji) as the bridge rendering and as the answer, a copy of the bridge that is
+    asked again by the direct route. Every answer's fallback agrees with `copy_reason`."""
+    client = openai_client(server.url, timeout=120)
+    fallbacks = []
+    for word in ("maji", "Kenya", "kitabu"):
+        r = client.completions.create(
+            model="tiny",
+            prompt=word,
+            max_tokens=16,
+            temperature=0,
+            extra_body={"bridgex": dict(WORD, mode="two-step", shots=0)},
+        )
+        meta = r.model_extra["bridgex"]
+        bridged = meta["bridged_answer"] if meta["fallback"] else r.choices[0].text
+        reason = copy_reason(word, meta["bridge_text"], bridged)
+        assert meta["fallback"] == ("copy" if reason else None), (word, meta)
+        if reason:
+            assert (meta["fallback_reason"], meta["route"], meta["calls"]) == (reason, "direct", 3)
+            fallbacks.append(reason)
+    assert fallbacks, "the tiny model copied nothing: pick words it copies (see the docstring)"
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert f'reason="{fallbacks[0]}",task="word"}}' in metrics and "bridgex_copy_fallbacks_total" in metrics
 
 
 def test_auto_detection_bridges_a_swahili_sentence(server):
