@@ -142,7 +142,7 @@ def _show(text: str, source: str, target: str, answer: str, meta: dict | None) -
     rendering = meta.get("bridge_text")
     extra = f' (bridge rendering "{rendering}")' if rendering else ""
     if meta.get("fallback") == "copy":  # a copied bridged answer, replaced by the direct route's
-        extra += f', copy ({meta.get("fallback_reason")}): answered directly'
+        extra += f", copy ({meta.get('fallback_reason')}): answered directly"
     print(f'  {source}→{target} via {via}{extra}: "{text}" → "{answer.strip()}"')
 
 
