@@ -501,7 +501,7 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
         args += ["--no-copy-fallback"]
-    return shlex.join(args)
+    return shlex.join([*args, "--concurrency", str(cfg.concurrency)])
 
 
 @main.command(name="calibrate")
