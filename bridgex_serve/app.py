@@ -306,29 +306,7 @@ async def _metrics(proxy: Proxy, scope, receive, send) -> None:
 
 async def _reload(proxy: Proxy, scope, receive, send) -> None:
     await read_body(receive)
-    try:
-        runtime = await proxy.service.reload()
-    except IndexLoadError as exc:
-        await proxy.reply(
-            send,
-            error_reply(
-                422, f"reload failed, the previous index stays loaded: {exc}", code="index_reload_failed"
-            ),
-        )
-        return
-    await send_reply(
-        send,
-        Reply(
-            200,
-            orjson.dumps(
-                {
-                    "status": "reloaded",
-                    "index": runtime.index.path,
-                    "languages": runtime.index.language_codes(),
-                }
-            ),
-        ),
-    )
+    await proxy.reply(send, await proxy.service.reload_reply())
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
-from .index import BridgeIndex, load_index
+from .index import BridgeIndex, IndexLoadError, load_index
 from .metrics import Metrics
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .protocol import error_body, json_body, response_body, sse_chunks
@@ -129,15 +129,27 @@ class BridgeService:
             self.metrics.reloads.labels("ok").inc()
             return runtime
 
+    async def reload_reply(self) -> Reply:
+        """`POST /admin/reload` for both shells: 200 with the index's languages, or 422 (old index kept)."""
+        try:
+            runtime = await self.reload()
+        except IndexLoadError as exc:
+            return error_reply(
+                422, f"reload failed, the previous index stays loaded: {exc}", code="index_reload_failed"
+            )
+        body = {
+            "status": "reloaded",
+            "index": runtime.index.path,
+            "languages": runtime.index.language_codes(),
+        }
+        return Reply(200, orjson.dumps(body))
+
     # -- chat / completions ------------------------------------------------------------------------------
     async def generation(self, endpoint: str, raw: bytes, call: CallUpstream) -> Reply | Forward:
         """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker."""
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return error_reply(400, f"the request body is not valid JSON: {exc}")
-        if not isinstance(body, dict):
-            return error_reply(400, "the request body must be a JSON object")
+        body = _json_object(raw)
+        if isinstance(body, Reply):
+            return body
         if "bridgex" not in body:
             return Forward(raw, [])
         runtime = self.runtime
@@ -193,12 +205,9 @@ class BridgeService:
     async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "mode"?, "bridge"?, "shots"?}` →
         `{"translations": [{"text", "source", "bridge", ...}], "usage"}` in the order of `q`."""
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return error_reply(400, f"the request body is not valid JSON: {exc}")
-        if not isinstance(body, dict):
-            return error_reply(400, "the request body must be a JSON object")
+        body = _json_object(raw)
+        if isinstance(body, Reply):
+            return body
         texts = body.get("q")
         if isinstance(texts, str):
             texts = [texts]
@@ -332,3 +341,14 @@ def bearer(scope) -> str | None:
             text = value.decode("latin-1")
             return text[7:].strip() if text[:7].lower() == "bearer " else text.strip()
     return None
+
+
+def _json_object(raw: bytes) -> dict | Reply:
+    """The request body as a JSON object, or the 400 reply saying why it is not one."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return error_reply(400, f"the request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return error_reply(400, "the request body must be a JSON object")
+    return body

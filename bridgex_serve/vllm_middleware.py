@@ -207,26 +207,4 @@ class BridgeXMiddleware:
 
     async def _reload(self, scope, receive, send) -> None:
         await read_body(receive)
-        try:
-            runtime = await self.service.reload()
-        except IndexLoadError as exc:
-            await self._reply(
-                send,
-                error_reply(
-                    422, f"reload failed, the previous index stays loaded: {exc}", code="index_reload_failed"
-                ),
-            )
-            return
-        await send_reply(
-            send,
-            Reply(
-                200,
-                orjson.dumps(
-                    {
-                        "status": "reloaded",
-                        "index": runtime.index.path,
-                        "languages": runtime.index.language_codes(),
-                    }
-                ),
-            ),
-        )
+        await self._reply(send, await self.service.reload_reply())
