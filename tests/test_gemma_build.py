@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -20,15 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent / "bridgex-index"
 LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 18, 2048  # Gemma 3 270M: 18 layers, MLP intermediate size 2048
-
-
-@pytest.fixture(scope="session")
-def gemma_folder() -> Path:
-    """The converted Hugging Face folder of Gemma 3 270M (converted once, about a minute, then cached)."""
-    from index_builder.gemma import prepare
-
-    cache = Path(os.environ.get("BRIDGEX_CACHE", REPO / ".cache" / "bridgex"))
-    return prepare(cache)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +87,9 @@ def test_gemma_languages_have_one_percent_of_all_neurons(gemma_index):
 
 
 @pytest.mark.slow
-def test_converted_gemma_tokenizer_adds_bos():
+def test_converted_gemma_tokenizer_adds_bos(gemma_folder):
     """The GGUF asks for <bos>; without it Gemma mostly repeats a demonstration's answer."""
     from transformers import AutoTokenizer
 
-    from index_builder.gemma import prepare
-
-    tok = AutoTokenizer.from_pretrained(prepare())
+    tok = AutoTokenizer.from_pretrained(gemma_folder)
     assert tok('Kiswahili:"maji"')["input_ids"][0] == tok.bos_token_id

@@ -1,31 +1,25 @@
 """The real Gemma 3 270M behind vLLM on the CPU, bridged by the plugin and by the proxy.
 
-Needs the folder written by `bridgex-index convert` (`.cache/models/gemma-3-270m` or
-`.cache/bridgex/models/gemma-3-270m`, or BRIDGEX_GEMMA_DIR); skipped with the reason when it is absent.
+The model folder comes from the shared `gemma_folder` fixture (converted from the PyPI package on first use).
 """
 
 from __future__ import annotations
 
 import pytest
-from serve_support import VllmServer, gemma_dir, openai_client, running, serve_index  # noqa: F401
+from serve_support import VllmServer, openai_client, running, serve_index  # noqa: F401
 
 from bridgex_serve.app import create_app
 from bridgex_serve.settings import Settings
 
 pytestmark = pytest.mark.slow
-GEMMA = gemma_dir()
 
 
 @pytest.fixture(scope="module")
-def gemma(serve_index, tmp_path_factory):  # noqa: F811
-    if GEMMA is None:
-        pytest.skip(
-            "Gemma 3 270M folder absent: run `bridgex-index convert` to create .cache/models/gemma-3-270m"
-        )
+def gemma(serve_index, gemma_folder, tmp_path_factory):  # noqa: F811
     log = tmp_path_factory.mktemp("vllm-gemma") / "vllm-gemma.log"
     with (
         VllmServer(
-            GEMMA,
+            gemma_folder,
             name="gemma-3-270m",
             index=serve_index,
             block_size=16,
