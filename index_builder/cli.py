@@ -326,6 +326,8 @@ def _eval_command(cfg, out: Path) -> str:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
         args += ["--no-copy-fallback"]
+    if cfg.demo_bridges != "gold":
+        args += ["--demo-bridges", cfg.demo_bridges]
     args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
     return shlex.join(args)
 
@@ -380,6 +382,14 @@ def _eval_command(cfg, out: Path) -> str:
     help="As the proxy: answer again directly when the bridged answer is a copy (off: the bridge alone).",
 )
 @click.option(
+    "--demo-bridges",
+    default="gold",
+    show_default=True,
+    type=click.Choice(["gold", "model"]),
+    help="Bridge words of the demonstrations: gold (dictionary) or model (the model's own greedy "
+    'rendering, one zero-shot {S}:"a"→{B}:" call per demonstration word and bridge, cached).',
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Report directory for report.md and accuracy.png (default: ./bli-<model>-<mode>).",
@@ -401,6 +411,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         EvaluationError,
         category_breakdown,
         count_requests,
+        demo_copy_rate,
         evaluate,
         paired_gains,
         parse_pairs,
@@ -440,6 +451,12 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         click.echo(line)
     for line in _calibrated_lines(result):
         click.echo(line)
+    demo_copies, demo_words = demo_copy_rate(result.tasks)
+    demo_note = "gold (dictionary words)"
+    if cfg.demo_bridges == "model":
+        share = 100.0 * demo_copies / demo_words if demo_words else 0.0
+        demo_note = f"model-made: {demo_copies} of {demo_words} ({share:.1f}%) copy the source word"
+        click.echo(f"demonstration bridge words {demo_note}")
     if "calibrated" in cfg.strategies and cfg.words != "evaluation" and any(t.decision for t in result.tasks):
         click.echo(
             "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"
@@ -457,6 +474,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "copy fallback": "on (as the proxy serves)"
         if cfg.copy_fallback
         else "off (the bridged answer as is)",
+        "demonstration bridge words": demo_note,
         "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
         "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
     }

@@ -84,6 +84,7 @@ class EvalConfig:
         "all"  # all | calibration | evaluation: which half of the test words (calibration.split_words)
     )
     top_bridges: int | None = None  # all-bridges: only the index's best N candidates (None = every one)
+    demo_bridges: str = "gold"  # gold | model: demonstration bridge words from the dictionary or the model
     api_key: str | None = None
     command: str = ""
 
@@ -273,6 +274,8 @@ class PairTask:
     dropped_probe_words: int = 0
     decision: str | None = None  # the stored routing decision ('direct' or a bridge); None: uncalibrated
     top: int | None = None  # all-bridges: the best N candidates only
+    # --demo-bridges model: bridge → the model's own rendering of each demonstration's source word
+    model_demos: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def pair(self) -> Pair:
@@ -477,7 +480,8 @@ def make_plan(
         demos = tuple((d[s], d[t]) for d in task.demos)
         mode = "direct"
     else:
-        demos = tuple((d[s], d[arm], d[t]) for d in task.demos)
+        made = task.model_demos.get(arm)
+        demos = tuple((d[s], made[i] if made else d[arm], d[t]) for i, d in enumerate(task.demos))
         mode = cfg.mode
     probability = next((c.probability for c in task.candidates if c.bridge == arm), None)
     return rewrite.Plan(
@@ -995,6 +999,72 @@ def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
 Job = tuple[tuple[Pair, int, "str | None"], rewrite.Plan]
 
 
+DEMO_BRIDGES = ("gold", "model")
+
+
+def demo_bridge_step(
+    task: PairTask, word: str, bridge: str, names: Mapping[str, str], req: rewrite.ClientRequest
+) -> rewrite.Step:
+    """The zero-shot direct request `{S}:"a"→{B}:"` whose greedy answer is the model's own bridge word."""
+    s = task.source
+    plan = rewrite.Plan(
+        task="word",
+        mode="direct",
+        source=s,
+        target=bridge,
+        bridge=None,
+        probability=None,
+        names=(names[s], names[bridge], None),
+        text=rewrite.clean_text(word),
+        demos=(),
+        answer_tokens=rewrite.DEFAULT_ANSWER_TOKENS["word"],
+    )
+    return rewrite.first_step(plan, req)
+
+
+async def make_model_demos(
+    tasks: Sequence[PairTask], names: Mapping[str, str], req: rewrite.ClientRequest, upstream: Upstream
+) -> None:
+    """--demo-bridges model: every bridged arm's demonstration bridge words become the model's own greedy
+    renderings of the demonstration source words (one cached completion per word and bridge)."""
+
+    async def one(task: PairTask, bridge: str) -> None:
+        steps = [demo_bridge_step(task, d[task.source], bridge, names, req) for d in task.demos]
+        replies = await asyncio.gather(*(upstream.complete(step) for step in steps))
+        task.model_demos[bridge] = [rewrite.clean_bridge(r.text) for r in replies]
+
+    await asyncio.gather(*(one(task, arm) for task in tasks for arm in task.arms if arm is not None))
+
+
+def demo_copy_rate(tasks: Sequence[PairTask]) -> tuple[int, int]:
+    """(model-made demonstration bridge words that copy their source word, all of them)."""
+    copies = n = 0
+    for task in tasks:
+        for made in task.model_demos.values():
+            for d, b in zip(task.demos, made, strict=True):
+                n += 1
+                copies += rewrite.is_copy(d[task.source], b)
+    return copies, n
+
+
+def make_jobs(cfg: EvalConfig, tasks: Sequence[PairTask], names: Mapping[str, str]) -> list[Job]:
+    return [
+        ((task.pair, i, arm), make_plan(task, w.word, arm, cfg, names))
+        for task in tasks
+        for arm in task.arms
+        for i, w in enumerate(task.words)
+    ]
+
+
+def prompt_names(data: IndexData) -> dict[str, str]:
+    names = dict(data.names)
+    if "en" not in names:
+        from .languages import prompt_name
+
+        names["en"] = prompt_name("en")
+    return names
+
+
 def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, list[PairTask], list[Job]]:
     """Validate the configuration, read the index and plan every (pair, word, arm) job; no network."""
     if cfg.mode not in rewrite.MODES:
@@ -1007,20 +1077,13 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         raise EvaluationError(f"--words {cfg.words!r} is not one of {', '.join(WORD_SETS)}")
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
+    if cfg.demo_bridges not in DEMO_BRIDGES:
+        raise EvaluationError(f"--demo-bridges {cfg.demo_bridges!r} is not one of {', '.join(DEMO_BRIDGES)}")
     base_url(cfg.endpoint)
     data = read_index(cfg.index)
     tasks = plan_tasks(cfg, data)
-    names = dict(data.names)
-    if "en" not in names:
-        from .languages import prompt_name
-
-        names["en"] = prompt_name("en")
-    jobs = [
-        ((task.pair, i, arm), make_plan(task, w.word, arm, cfg, names))
-        for task in tasks
-        for arm in task.arms
-        for i, w in enumerate(task.words)
-    ]
+    names = prompt_names(data)
+    jobs = make_jobs(cfg, tasks, names)  # with gold demonstrations (model-made ones are made by `evaluate`)
     for task in tasks:
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
         say(
@@ -1063,8 +1126,20 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     created = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     answers: dict = {}
+
+    async def run() -> EndpointError | None:
+        nonlocal jobs
+        if cfg.demo_bridges == "model":
+            try:
+                await make_model_demos(tasks, prompt_names(data), req, upstream)
+            except EndpointError as err:
+                await upstream.close()
+                return err
+            jobs = make_jobs(cfg, tasks, prompt_names(data))
+        return await _run_all(jobs, req, upstream, answers, quiet, cfg.copy_fallback)
+
     try:
-        error = asyncio.run(_run_all(jobs, req, upstream, answers, quiet, cfg.copy_fallback))
+        error = asyncio.run(run())
     finally:
         cache.flush()  # also on Ctrl-C: what was answered stays answered
     cells = build_cells(tasks, cfg.strategies, answers)
