@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from index_builder.schema import SCHEMA_VERSION, TABLES  # noqa: E402
+from index_builder import store  # noqa: E402
 
 LANGS = {"sw": ("Kiswahili", True), "en": ("English", False), "he": ("עברית", True), "de": ("Deutsch", False)}
 
@@ -53,27 +51,32 @@ def cldr_words() -> dict[str, dict[str, str]]:
 
 
 def write_index(path: Path, words: dict[str, dict[str, str]]) -> None:
-    con = duckdb.connect(str(path))
-    for ddl in TABLES.values():
-        con.execute(ddl)
-    con.execute("INSERT INTO provenance VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-    con.executemany(
-        "INSERT INTO languages VALUES (?, ?, ?, ?, 1, 1)",
-        [(c, name, name, low) for c, (name, low) in LANGS.items()],
-    )
+    """A small real index: the LANGS, every concept as a probe entry of every pair, English as the bridge."""
     codes = sorted(LANGS)
-    rows = []
-    for concept, w in words.items():
-        category = concept.split("-")[0]
-        for i, a in enumerate(codes):
-            for b in codes[i + 1 :]:
-                rows.append((a, b, w[a], w[b], concept, category, "probe"))
-    con.executemany("INSERT INTO dictionary_entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    con.executemany(
-        "INSERT INTO bridges VALUES (?, ?, 'en', 1.0, 1.0, 1)",
-        [("sw", "he"), ("he", "sw"), ("sw", "de"), ("de", "sw")],
+    entries = [
+        (a, b, w[a], w[b], concept, concept.split("-")[0], "probe")
+        for concept, w in words.items()
+        for i, a in enumerate(codes)
+        for b in codes[i + 1 :]
+    ]
+    pairs = [("sw", "he"), ("he", "sw"), ("sw", "de"), ("de", "sw")]
+    store.write_index(
+        path,
+        {},
+        {
+            "languages": store.columns_of(
+                [(c, name, name, low, 1, 1) for c, (name, low) in LANGS.items()],
+                ("code", "prompt_name", "english_name", "low_resource", "n_tokens", "n_neurons"),
+            ),
+            "dictionary_entries": store.columns_of(
+                entries, ("source", "target", "source_word", "target_word", "concept", "category", "split")
+            ),
+            "bridges": store.columns_of(
+                [(s, t, "en", 1.0, 1.0, 1) for s, t in pairs],
+                ("source", "target", "bridge", "score", "probability", "rank"),
+            ),
+        },
     )
-    con.close()
 
 
 def direct_prompt(index, source: str, target: str, word: str) -> str:

@@ -23,13 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bridgex_serve.launch import free_port  # noqa: E402
-from index_builder.schema import SCHEMA_VERSION, TABLES  # noqa: E402
+from index_builder import store  # noqa: E402
 
 STUB = r"""
 BODY = (b'{"id":"chatcmpl-stub","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
@@ -55,20 +53,25 @@ REQUEST = (
 
 
 def write_index(path: Path) -> None:
-    con = duckdb.connect(str(path))
-    for ddl in TABLES.values():
-        con.execute(ddl)
-    con.execute("INSERT INTO provenance VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-    con.executemany(
-        "INSERT INTO languages VALUES (?, ?, ?, ?, 1, 1)",
-        [
-            ("en", "English", "English", False),
-            ("sw", "Kiswahili", "Swahili", True),
-            ("he", "עברית", "Hebrew", True),
-        ],
+    """A small real index: sw and he are low-resource, bridged through English."""
+    store.write_index(
+        path,
+        {},
+        {
+            "languages": store.columns_of(
+                [
+                    ("en", "English", "English", False, 1, 1),
+                    ("sw", "Kiswahili", "Swahili", True, 1, 1),
+                    ("he", "עברית", "Hebrew", True, 1, 1),
+                ],
+                ("code", "prompt_name", "english_name", "low_resource", "n_tokens", "n_neurons"),
+            ),
+            "bridges": store.columns_of(
+                [("sw", "he", "en", 1.0, 1.0, 1), ("he", "sw", "en", 1.0, 1.0, 1)],
+                ("source", "target", "bridge", "score", "probability", "rank"),
+            ),
+        },
     )
-    con.executemany("INSERT INTO bridges VALUES (?, ?, 'en', 1.0, 1.0, 1)", [("sw", "he"), ("he", "sw")])
-    con.close()
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:

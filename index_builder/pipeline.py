@@ -29,6 +29,7 @@ from .dictionaries import (
 )
 from .languages import UnknownLanguageError, english_name, low_resource_set, prompt_name, validate_codes
 from .probes import MODES, Probe, build_probes
+from .store import columns_of, write_index
 
 SELECTORS = ("top-rate", "lape")
 Pair = tuple[str, str]
@@ -246,10 +247,6 @@ def score_pair(
     return hsic_rows, bridge_rows
 
 
-def _columns(rows: list[tuple], names: Sequence[str]) -> dict[str, list]:
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
-
-
 def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, progress: bool = True) -> dict:
     """Run the whole build and write `cfg.out`; returns a summary (counts and timings).
 
@@ -351,12 +348,10 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
             "languages": _language_table(plan, tokens, masks),
             "language_neurons": _neuron_table(plan.langs, p, masks),
             **_overlap_tables(plan.langs, p, masks),
-            "layer_hsic": _columns(hsic_rows, HSIC_COLUMNS),
-            "bridges": _columns(bridge_rows, BRIDGE_COLUMNS),
+            "layer_hsic": columns_of(hsic_rows, HSIC_COLUMNS),
+            "bridges": columns_of(bridge_rows, BRIDGE_COLUMNS),
             "dictionary_entries": _entry_table(plan),
         }
-        from .store import write_index
-
         write_index(cfg.out, _provenance(cfg, loaded, plan, len(encoded), str(device), world.size), tables)
         summary["bridge_rows"] = len(bridge_rows)
         summary["written"] = str(cfg.out)

@@ -22,6 +22,11 @@ class IndexReadError(Exception):
     """An index file that is missing, not a DuckDB file, or not a BridgeX index of this schema."""
 
 
+def columns_of(rows: Sequence[tuple], names: Sequence[str]) -> dict[str, list]:
+    """Rows (tuples in `names` order) as the column-wise mapping `write_index` takes."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:
     names = list(columns)
     lengths = {len(v) for v in columns.values()}
