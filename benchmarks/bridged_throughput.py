@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from index_builder import store  # noqa: E402
+from bridgex_index import store  # noqa: E402
 
 LANGS = {"sw": ("Kiswahili", True), "en": ("English", False), "he": ("עברית", True), "de": ("Deutsch", False)}
 

@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bridgex_index import store  # noqa: E402
 from bridgex_serve.launch import free_port  # noqa: E402
-from index_builder import store  # noqa: E402
 
 STUB = r"""
 BODY = (b'{"id":"chatcmpl-stub","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'

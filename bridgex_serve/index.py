@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index_builder.schema import REQUIRED_TABLES, SCHEMA_VERSION
+from bridgex_index.schema import REQUIRED_TABLES, SCHEMA_VERSION
 
 from .demonstrations import Lexicon, copy_key
 from .rewrite import CalibratedRoute
@@ -192,7 +192,7 @@ def _read(con, path: Path) -> BridgeIndex:
 
 def _decisions(con, path: Path, languages: dict[str, Language]) -> dict[tuple[str, str], CalibratedRoute]:
     """The optional `routing_decisions` table; a row the server cannot follow stops the load."""
-    from index_builder.store import routing_decisions
+    from bridgex_index.store import routing_decisions
 
     out: dict[tuple[str, str], CalibratedRoute] = {}
     for (s, t), row in routing_decisions(con).items():

@@ -24,6 +24,7 @@ RUN groupadd --system --gid 10001 bridgex \
 WORKDIR /src
 # README* : the readme when there is one (pyproject names it; the build works without it).
 COPY pyproject.toml README* ./
+COPY bridgex_index/ bridgex_index/
 COPY index_builder/ index_builder/
 COPY bridgex_serve/ bridgex_serve/
 # The check fails the build if pip resolved a CPU-only torch.

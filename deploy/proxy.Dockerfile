@@ -8,7 +8,7 @@ FROM ${PYTHON_IMAGE} AS wheels
 WORKDIR /src
 # README* : the readme when there is one (pyproject names it; the build works without it).
 COPY pyproject.toml README* ./
-COPY index_builder/ index_builder/
+COPY bridgex_index/ bridgex_index/
 COPY bridgex_serve/ bridgex_serve/
 # Wheels of the package and of every dependency of the `serve` extra; the final stage installs them offline.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[serve]"

@@ -12,7 +12,7 @@ ENV BRIDGEX_INDEX=/index/bridgex.duckdb \
 WORKDIR /opt/bridgex
 # README* : the readme when there is one (pyproject names it; the build works without it).
 COPY pyproject.toml README* ./
-COPY index_builder/ index_builder/
+COPY bridgex_index/ bridgex_index/
 COPY bridgex_serve/ bridgex_serve/
 # Our package without its dependencies, then the light dependencies of the `serve` extra (and the core
 # ones) under a constraint file of everything the vLLM image already has: nothing of vLLM's moves.

@@ -91,7 +91,7 @@ class RouteDecision:
         endpoint: str | None = None,
         created_at: object = None,
     ) -> dict:
-        """The decision as a `routing_decisions` row (`index_builder.store.write_routing_decisions`)."""
+        """The decision as a `routing_decisions` row (`bridgex_index.store.write_routing_decisions`)."""
         return {
             "source": source,
             "target": target,

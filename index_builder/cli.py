@@ -21,10 +21,11 @@ EXIT_USAGE = 2
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from bridgex_index.store import IndexReadError
+
     from .dictionaries import DictionaryError
     from .languages import UnknownLanguageError
     from .pipeline import BuildError
-    from .store import IndexReadError
 
     errors: list[type[BaseException]] = [BuildError, DictionaryError, UnknownLanguageError, IndexReadError]
     try:
@@ -195,7 +196,7 @@ def convert(gguf: Path, out: Path, dtype: str) -> None:
 
 
 def _open(index: Path):
-    from .store import open_index
+    from bridgex_index.store import open_index
 
     return open_index(index)
 
@@ -220,7 +221,7 @@ def _check_language(con, code: str | None, flag: str) -> None:
 def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
     """The ranked bridges per (source, target) pair, and the pair's calibrated decision where stored
     (`bridgex-index calibrate`): `direct`, a bridge, or `-` (uncalibrated: the server takes rank 1)."""
-    from .store import records, routing_decisions
+    from bridgex_index.store import records, routing_decisions
 
     con = _open(index)
     _check_language(con, source, "--source")
@@ -256,7 +257,7 @@ def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
 @fails_cleanly
 def similarity(index: Path, as_json: bool) -> None:
     """Overlap neuron counts, Jaccard and similarity per language pair."""
-    from .store import records
+    from bridgex_index.store import records
 
     rows = records(
         _open(index),
@@ -292,8 +293,8 @@ def plot(index: Path, out: Path) -> None:
 @fails_cleanly
 def show(index: Path, as_json: bool) -> None:
     """Provenance (model, parameters, versions) and row counts of an index."""
-    from .schema import TABLES
-    from .store import provenance
+    from bridgex_index.schema import TABLES
+    from bridgex_index.store import provenance
 
     con = _open(index)
     prov = provenance(con)

@@ -40,12 +40,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bridgex_index.schema import OPTIONAL_TABLES
 from bridgex_serve import rewrite
 from bridgex_serve.index import CATEGORY_PREFERENCE
 
 from . import scoring
 from .dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
-from .schema import OPTIONAL_TABLES
 
 STRATEGIES = ("direct", "english", "bridgex", "calibrated", "all-bridges")
 WORD_SETS = ("all", "calibration", "evaluation")
@@ -322,7 +322,7 @@ class IndexData:
 
 def read_index(path: Path) -> IndexData:
     """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
-    from .store import open_index, provenance, routing_decisions
+    from bridgex_index.store import open_index, provenance, routing_decisions
 
     con = open_index(path)
     try:

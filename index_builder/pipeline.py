@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bridgex_index.store import columns_of, write_index
+
 from . import __version__, bridges, hsic, neurons
 from .dictionaries import (
     DictionaryError,
@@ -29,7 +31,6 @@ from .dictionaries import (
 )
 from .languages import UnknownLanguageError, english_name, low_resource_set, prompt_name, validate_codes
 from .probes import MODES, Probe, build_probes
-from .store import columns_of, write_index
 
 SELECTORS = ("top-rate", "lape")
 Pair = tuple[str, str]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import records
+from bridgex_index.store import records
 
 
 def _pyplot():

@@ -73,7 +73,7 @@ def calibrate(
         d.row(s, t, model=cfg.model, endpoint=cfg.endpoint, created_at=created)
         for (s, t), d in decisions.items()
     ]
-    from .store import write_routing_decisions
+    from bridgex_index.store import write_routing_decisions
 
     with ResultStore(cfg.index).connect() as con:
         write_routing_decisions(con, rows)

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from bridgex_index.schema import SCHEMA_VERSION, TABLES
+from bridgex_index.store import write_routing_decisions
 from bridgex_serve.launch import MIDDLEWARE, VllmServer, free_port  # noqa: F401 (re-exported for tests)
-from index_builder.schema import SCHEMA_VERSION, TABLES
-from index_builder.store import write_routing_decisions
 
 # ---------------------------------------------------------------------------------------------------------
 # A small but real index

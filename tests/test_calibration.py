@@ -7,6 +7,7 @@ import hashlib
 import duckdb
 import pytest
 
+from bridgex_index.store import ROUTING_COLUMNS, routing_decisions, write_routing_decisions
 from index_builder.calibration import (
     decide,
     holm,
@@ -15,7 +16,6 @@ from index_builder.calibration import (
     split_words,
     wilson_interval,
 )
-from index_builder.store import ROUTING_COLUMNS, routing_decisions, write_routing_decisions
 
 
 def planted(both: int, bridge_only: int, direct_only: int, neither: int) -> tuple[dict, dict]:

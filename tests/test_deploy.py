@@ -592,8 +592,15 @@ def test_dockerfile_copy_sources_exist(dockerfile):
             assert (REPO / source).exists(), f"{dockerfile.name}: COPY {source}: not in the repository"
 
 
+def serving_copies(path: Path) -> set[str]:
+    """The repository folders an image copies (the first argument of each COPY without --from)."""
+    return {args.split()[0].rstrip("/") for args in instruction_args(path, "COPY") if "--" not in args}
+
+
 def test_proxy_dockerfile():
     path = DEPLOY / "proxy.Dockerfile"
+    assert {"bridgex_index", "bridgex_serve"} <= serving_copies(path)
+    assert "index_builder" not in serving_copies(path), "the proxy image must not copy the builder"
     assert set(base_images(path)) == {"python:3.11-slim"}
     text = " ".join(args for _, args in instructions(path))
     assert "[serve]" in text and "[build]" not in text
@@ -622,6 +629,8 @@ def test_builder_dockerfile():
 
 def test_vllm_plugin_dockerfile():
     path = DEPLOY / "vllm-plugin.Dockerfile"
+    assert {"bridgex_index", "bridgex_serve"} <= serving_copies(path)
+    assert "index_builder" not in serving_copies(path), "the plugin image must not copy the builder"
     [image] = base_images(path)
     assert image.startswith("vllm/vllm-openai:")
     text = " ".join(args for _, args in instructions(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.store import open_index, provenance, records
+from bridgex_index.store import open_index, provenance, records
 
 pytestmark = pytest.mark.slow
 

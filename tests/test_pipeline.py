@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bridgex_index.store import open_index, provenance, records
 from index_builder.bridges import middle_band
 from index_builder.dictionaries import cldr_dictionaries
 from index_builder.models import config_hash
 from index_builder.pipeline import BuildConfig, build_index
-from index_builder.store import open_index, provenance, records
 
 LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 6, 128  # tests/tinymodels.py

@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from index_builder import store
-from index_builder.schema import REQUIRED_TABLES, SCHEMA_VERSION, TABLES
-from index_builder.store import IndexReadError, open_index, provenance, records, write_index
+from bridgex_index import store
+from bridgex_index.schema import REQUIRED_TABLES, SCHEMA_VERSION, TABLES
+from bridgex_index.store import IndexReadError, open_index, provenance, records, write_index
 
 PROVENANCE = {"model": "tiny/ünïcode-模型", "parameters": '{"top_rate": 0.01}'}
 TABLES_IN = {
