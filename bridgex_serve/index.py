@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridgex_index.schema import REQUIRED_TABLES, SCHEMA_VERSION
+from bridgex_index import read
+from bridgex_index.store import IndexReadError, open_index, provenance, routing_decisions
 
 from .demonstrations import Lexicon, copy_key
 from .rewrite import CalibratedRoute
@@ -122,16 +123,15 @@ class BridgeIndex:
 
 
 def load_index(path: str | Path) -> BridgeIndex:
-    """Read the whole index into memory. Raises `IndexLoadError` with a one-line message."""
-    import duckdb
+    """Read the whole index into memory. Raises `IndexLoadError` with a one-line message.
 
+    The file is validated by the contract's one validator (`bridgex_index.store.open_index`: tables and
+    schema version) and read with its shared queries (`bridgex_index.read`)."""
     path = Path(path)
-    if not path.is_file():
-        raise IndexLoadError(f"index file not found: {path}")
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except Exception as exc:
-        raise IndexLoadError(f"{path} is not a readable DuckDB index: {_one_line(exc)}") from None
+        con = open_index(path)
+    except IndexReadError as exc:
+        raise IndexLoadError(_one_line(exc)) from None
     try:
         return _read(con, path)
     except IndexLoadError:
@@ -148,52 +148,28 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _read(con, path: Path) -> BridgeIndex:
-    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    missing = [t for t in REQUIRED_TABLES if t not in present]
-    if missing:
-        raise IndexLoadError(f"{path} is not a BridgeX index: missing tables {', '.join(missing)}")
-    provenance = dict(con.execute("SELECT key, value FROM provenance").fetchall())
-    version = provenance.get("schema_version")
-    if version is not None and str(version) != str(SCHEMA_VERSION):
-        raise IndexLoadError(
-            f"{path} has schema version {version}; this server reads version {SCHEMA_VERSION}"
-        )
-    languages = {
-        code: Language(code, prompt, english, bool(low))
-        for code, prompt, english, low in con.execute(
-            "SELECT code, prompt_name, english_name, low_resource FROM languages ORDER BY code"
-        ).fetchall()
-    }
+    languages = {row.code: Language(*row) for row in read.languages(con)}
     if not languages:
         raise IndexLoadError(f"{path} has no languages")
-    bridges: dict[tuple[str, str], list[BridgeChoice]] = {}
-    for s, t, b, score, prob, rank in con.execute(
-        "SELECT source, target, bridge, score, probability, rank FROM bridges"
-        " ORDER BY source, target, rank, bridge"
-    ).fetchall():
-        bridges.setdefault((s, t), []).append(BridgeChoice(b, float(score), float(prob), int(rank)))
-
+    bridges = {
+        pair: tuple(BridgeChoice(r.bridge, r.score, r.probability, r.rank) for r in rows)
+        for pair, rows in read.ranked_by_pair(read.bridges(con)).items()
+    }
     # Every dictionary entry: probe words make demonstrations, test words are reserved for evaluation.
-    rows = con.execute(
-        """SELECT source, target, source_word, target_word, concept, category, split
-           FROM dictionary_entries"""
-    ).fetchall()
-    lexicon = Lexicon(rows, CATEGORY_PREFERENCE)
+    lexicon = Lexicon(read.dictionary_entries(con), CATEGORY_PREFERENCE)
     decisions = _decisions(con, path, languages)
     return BridgeIndex(
         path=str(path),
         languages=languages,
-        bridges={k: tuple(v) for k, v in bridges.items()},
+        bridges=bridges,
         lexicon=lexicon,
         decisions=decisions,
-        provenance=provenance,
+        provenance=provenance(con),
     )
 
 
 def _decisions(con, path: Path, languages: dict[str, Language]) -> dict[tuple[str, str], CalibratedRoute]:
     """The optional `routing_decisions` table; a row the server cannot follow stops the load."""
-    from bridgex_index.store import routing_decisions
-
     out: dict[tuple[str, str], CalibratedRoute] = {}
     for (s, t), row in routing_decisions(con).items():
         decision = row["decision"]

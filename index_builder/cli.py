@@ -206,7 +206,9 @@ def _check_language(con, code: str | None, flag: str) -> None:
 
     if code is None:
         return
-    known = [r[0] for r in con.execute("SELECT code FROM languages ORDER BY code").fetchall()]
+    from bridgex_index.read import languages
+
+    known = [lang.code for lang in languages(con)]
     if code not in known:
         raise BuildError(f"{flag} {code!r} is not in this index (languages: {', '.join(known)})")
 
@@ -221,18 +223,13 @@ def _check_language(con, code: str | None, flag: str) -> None:
 def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
     """The ranked bridges per (source, target) pair, and the pair's calibrated decision where stored
     (`bridgex-index calibrate`): `direct`, a bridge, or `-` (uncalibrated: the server takes rank 1)."""
-    from bridgex_index.store import records, routing_decisions
+    from bridgex_index.read import bridges
+    from bridgex_index.store import routing_decisions
 
     con = _open(index)
     _check_language(con, source, "--source")
     _check_language(con, target, "--target")
-    rows = records(
-        con,
-        "SELECT source, target, bridge, score, probability, rank FROM bridges"
-        " WHERE ($1 IS NULL OR source = $1) AND ($2 IS NULL OR target = $2) AND ($3 IS NULL OR rank <= $3)"
-        " ORDER BY source, target, rank",
-        [source, target, top],
-    )
+    rows = [row._asdict() for row in bridges(con, source, target, top)]
     decisions = routing_decisions(con)
     for r in rows:
         stored = decisions.get((r["source"], r["target"]))

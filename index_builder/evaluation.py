@@ -322,21 +322,17 @@ class IndexData:
 
 def read_index(path: Path) -> IndexData:
     """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
+    from bridgex_index import read
     from bridgex_index.store import open_index, provenance, routing_decisions
 
     con = open_index(path)
     try:
-        names = dict(con.execute("SELECT code, prompt_name FROM languages").fetchall())
-        bridges: dict[Pair, list[CandidateBridge]] = {}
-        for s, t, b, p, r in con.execute(
-            "SELECT source, target, bridge, probability, rank FROM bridges"
-            " ORDER BY source, target, rank, bridge"
-        ).fetchall():
-            bridges.setdefault((s, t), []).append(CandidateBridge(b, float(p), int(r)))
-        entries = con.execute(
-            "SELECT source, target, source_word, target_word, concept, category, split"
-            " FROM dictionary_entries"
-        ).fetchall()
+        names = {lang.code: lang.prompt_name for lang in read.languages(con)}
+        bridges = {
+            pair: [CandidateBridge(r.bridge, r.probability, r.rank) for r in rows]
+            for pair, rows in read.ranked_by_pair(read.bridges(con)).items()
+        }
+        entries = [tuple(row) for row in read.dictionary_entries(con)]
         decisions = {pair: row["decision"] for pair, row in routing_decisions(con).items()}
         return IndexData(provenance(con), names, bridges, entries, decisions)
     finally:

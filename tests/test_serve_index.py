@@ -49,14 +49,14 @@ def test_direct_demonstrations_use_the_pair(tmp_path):
 
 
 def test_missing_index_is_a_one_line_error(tmp_path):
-    with pytest.raises(IndexLoadError, match="index file not found"):
+    with pytest.raises(IndexLoadError, match="index not found"):
         load_index(tmp_path / "nope.duckdb")
 
 
 def test_a_file_that_is_not_duckdb_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.duckdb"
     bad.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(IndexLoadError, match="not a readable DuckDB index") as info:
+    with pytest.raises(IndexLoadError, match="not a readable DuckDB file") as info:
         load_index(bad)
     assert "\n" not in str(info.value)
 
