@@ -56,7 +56,11 @@ SAMPLING_KEYS = (
     "repetition_penalty",
     "user",
 )
-OPTION_KEYS = ("task", "source", "target", "bridge", "mode", "shots", "passage")
+OPTION_KEYS = ("task", "source", "target", "bridge", "route", "mode", "shots", "passage", "copy_fallback")
+# `route`: `auto` follows the server's policy (calibrated decision, low-resource gate, `uncalibrated`);
+# `direct` forces the direct route; `hsic` takes the index's HSIC rank-1 bridge, ignoring calibrated
+# decisions and the low-resource gate. An explicit `bridge` is its own route.
+ROUTES = ("auto", "direct", "hsic")
 # Where the route of a request came from (metadata `decision_source`).
 DECISION_SOURCES = ("client", "calibrated", "hsic", "default")
 UNCALIBRATED = ("hsic", "direct")  # what an uncalibrated pair gets: the HSIC rank-1 bridge, or direct
@@ -88,6 +92,8 @@ class Options:
     mode: str | None = None
     shots: int | None = None
     passage: str | None = None
+    route: str = "auto"
+    copy_fallback: bool | None = None  # None: the server's setting
 
 
 def _opt_str(raw: dict, key: str) -> str | None:
@@ -132,7 +138,27 @@ def parse_options(raw: Any) -> Options:
     passage = raw.get("passage")
     if passage is not None and not isinstance(passage, str):
         raise RequestError("bridgex.passage must be a string", "bridgex.passage")
-    return Options(task=task, mode=mode, shots=shots, passage=passage, **codes)
+    route = _opt_str(raw, "route") or "auto"
+    if route not in ROUTES:
+        raise RequestError(f"bridgex.route {route!r} is not one of {', '.join(ROUTES)}", "bridgex.route")
+    if route != "auto" and codes["bridge"] is not None:
+        raise RequestError(
+            f"bridgex.bridge and bridgex.route {route!r} contradict each other; give one", "bridgex.route"
+        )
+    copy_fallback = raw.get("copy_fallback")
+    if copy_fallback is not None and not isinstance(copy_fallback, bool):
+        raise RequestError(
+            f"bridgex.copy_fallback must be true or false, got {copy_fallback!r}", "bridgex.copy_fallback"
+        )
+    return Options(
+        task=task,
+        mode=mode,
+        shots=shots,
+        passage=passage,
+        route=route,
+        copy_fallback=copy_fallback,
+        **codes,
+    )
 
 
 class IndexView(Protocol):
@@ -280,7 +306,9 @@ def plan_request(
     else:
         target = target or source
 
-    route = choose_route(options.bridge, source, target, index, low_resource, force, uncalibrated)
+    route = choose_route(
+        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route
+    )
     if isinstance(route, Passthrough):
         return route
     bridge, probability, decision_source, calibration = route
@@ -331,12 +359,14 @@ def choose_route(
     low_resource: frozenset[str],
     force: bool,
     uncalibrated: str,
+    route: str = "auto",
 ) -> Route | Passthrough:
     """The bridge (None: direct) for a pair, and where that choice came from.
 
-    Order: the client's `bridge`; pairs without a low-resource language pass through (unless `force`);
-    the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or direct, per
-    `uncalibrated`. A same-language request (qa, chat) is never calibrated.
+    Order: the client's `bridge`; the client's `route` (`direct`, or `hsic`: the rank-1 bridge whatever
+    the calibration and the low-resource gate say); pairs without a low-resource language pass through
+    (unless `force`); the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or
+    direct, per `uncalibrated`. A same-language request (qa, chat) is never calibrated.
     """
     if uncalibrated not in UNCALIBRATED:
         raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
@@ -346,6 +376,13 @@ def choose_route(
                 f"bridgex.bridge {client_bridge!r} is the source or the target", "bridgex.bridge"
             )
         return client_bridge, None, "client", None
+    if route == "direct":
+        return None, None, "client", None
+    if route == "hsic":
+        ranked = index.best_bridge(source, target)
+        if ranked is None:
+            raise RequestError(f"the index has no bridge for {source}→{target}", "bridgex.route")
+        return ranked[0], ranked[1], "hsic", None
     if not force and source not in low_resource and target not in low_resource:
         return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
     decision = index.decision(source, target) if source != target else None

@@ -20,7 +20,6 @@ from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .protocol import error_body, json_body, response_body, sse_chunks
 from .rewrite import (
     ClientRequest,
-    Options,
     Outcome,
     Passthrough,
     Plan,
@@ -36,6 +35,9 @@ from .settings import Settings
 JSON = "application/json"
 SSE = "text/event-stream"
 MARKER = b'"bridgex"'
+# `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints).
+TRANSLATE_OPTIONS = ("task", "source", "target", "bridge", "route", "mode", "shots", "copy_fallback")
+TRANSLATE_TASKS = ("auto", "word", "translate")
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class BridgeService:
         if isinstance(plan, Passthrough):
             self.metrics.passthrough(plan.label or "other")
             return Forward(orjson.dumps(body), plan.headers())
-        outcomes, usage_or_error = await self._run([plan], req, call)
+        outcomes, usage_or_error = await self._run([plan], req, call, options.copy_fallback)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
         usage = usage_or_error
@@ -181,9 +183,12 @@ class BridgeService:
         return Reply(200, response_body(req, outcome, usage), headers)
 
     async def _run(
-        self, plans: list[Plan], req: ClientRequest, call: CallUpstream
+        self, plans: list[Plan], req: ClientRequest, call: CallUpstream, copy_fallback: bool | None = None
     ) -> tuple[list[Outcome], Usage | UpstreamError]:
-        """Count the plans, run them upstream (with the copy fallback when enabled), count the fallbacks."""
+        """Count the plans, run them upstream (with the copy fallback when the request's option, else the
+        server's setting, enables it), count the fallbacks."""
+        if copy_fallback is None:
+            copy_fallback = self.settings.copy_fallback
         for plan in plans:
             self.metrics.rewrite(plan.task, plan.bridge, plan.mode, plan.decision_source)
         try:
@@ -192,7 +197,7 @@ class BridgeService:
                 req,
                 bounded(call, self.semaphore),
                 max_batch=self.settings.max_batch,
-                copy_fallback=self.settings.copy_fallback,
+                copy_fallback=copy_fallback,
             )
         except UpstreamError as exc:
             return [], exc
@@ -203,8 +208,9 @@ class BridgeService:
 
     # -- batch translation -------------------------------------------------------------------------------
     async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
-        """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "mode"?, "bridge"?, "shots"?}` →
-        `{"translations": [{"text", "source", "bridge", ...}], "usage"}` in the order of `q`."""
+        """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "task"?, "route"?, "bridge"?,
+        "mode"?, "shots"?, "copy_fallback"?}` → `{"translations": [{"text", "source", "bridge", ...}],
+        "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is `word`)."""
         body = _json_object(raw)
         if isinstance(body, Reply):
             return body
@@ -222,8 +228,12 @@ class BridgeService:
             return error_reply(400, "model is required (no default model is known)", param="model")
         runtime = self.runtime
         try:
-            raw_options = {k: body[k] for k in ("source", "target", "bridge", "mode", "shots") if k in body}
+            raw_options = {k: body[k] for k in TRANSLATE_OPTIONS if k in body}
             options = parse_options(raw_options)
+            if options.task not in TRANSLATE_TASKS:
+                raise RequestError(
+                    f"task {options.task!r} is not one of {', '.join(TRANSLATE_TASKS)}", "task"
+                )
             if options.target is None:
                 raise RequestError("target is required", "target")
             req = ClientRequest(
@@ -235,14 +245,7 @@ class BridgeService:
             plans: list[Plan] = []
             for text in texts:
                 plan = plan_request(
-                    Options(
-                        task="auto",
-                        source=options.source,
-                        target=options.target,
-                        bridge=options.bridge,
-                        mode=options.mode,
-                        shots=options.shots,
-                    ),
+                    options,
                     text,
                     index=runtime.index,
                     low_resource=runtime.low_resource,
@@ -255,7 +258,7 @@ class BridgeService:
                 plans.append(plan)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
-        outcomes, usage_or_error = await self._run(plans, req, call)
+        outcomes, usage_or_error = await self._run(plans, req, call, options.copy_fallback)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
         usage = usage_or_error
@@ -276,6 +279,9 @@ class BridgeService:
                             "route": o.route,
                             "decision_source": o.plan.decision_source,
                             "fallback": o.fallback,
+                            "fallback_reason": o.fallback_reason,
+                            "shots": len(o.plan.demos),
+                            "calls": o.calls,
                         }
                         for o in outcomes
                     ],
