@@ -324,8 +324,6 @@ def _eval_command(cfg, out: Path) -> str:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
         args += ["--no-copy-fallback"]
-    if cfg.demo_bridges != "gold":
-        args += ["--demo-bridges", cfg.demo_bridges]
     args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
     return shlex.join(args)
 
@@ -380,14 +378,6 @@ def _eval_command(cfg, out: Path) -> str:
     help="As the proxy: answer again directly when the bridged answer is a copy (off: the bridge alone).",
 )
 @click.option(
-    "--demo-bridges",
-    default="gold",
-    show_default=True,
-    type=click.Choice(["gold", "model"]),
-    help="Bridge words of the demonstrations: gold (dictionary) or model (the model's own greedy "
-    'rendering, one zero-shot {S}:"a"→{B}:" call per demonstration word and bridge, cached).',
-)
-@click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Report directory for report.md and accuracy.png (default: ./bli-<model>-<mode>).",
@@ -409,7 +399,6 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         EvaluationError,
         category_breakdown,
         count_requests,
-        demo_copy_rate,
         evaluate,
         paired_gains,
         parse_pairs,
@@ -435,8 +424,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         log = (lambda _m: None) if quiet else None
         if dry_run:
             needed, cached = count_requests(cfg, log)
-            extra = "one more per bridged word" if cfg.mode == "two-step" else "a few continuation calls"
-            click.echo(f"{needed} first-round requests ({cached} cached), plus {extra}")
+            click.echo(f"{needed} words to ask bridgex-serve ({cached} cached)")
             return
         result = evaluate(cfg, quiet=quiet, log=log)
     except EvaluationError as err:
@@ -449,12 +437,6 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         click.echo(line)
     for line in _calibrated_lines(result):
         click.echo(line)
-    demo_copies, demo_words = demo_copy_rate(result.tasks)
-    demo_note = "gold (dictionary words)"
-    if cfg.demo_bridges == "model":
-        share = 100.0 * demo_copies / demo_words if demo_words else 0.0
-        demo_note = f"model-made: {demo_copies} of {demo_words} ({share:.1f}%) copy the source word"
-        click.echo(f"demonstration bridge words {demo_note}")
     if "calibrated" in cfg.strategies and cfg.words != "evaluation" and any(t.decision for t in result.tasks):
         click.echo(
             "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"
@@ -472,9 +454,9 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "copy fallback": "on (as the proxy serves)"
         if cfg.copy_fallback
         else "off (the bridged answer as is)",
-        "demonstration bridge words": demo_note,
+        "answers": "bridgex-serve /v1/translate (its prompts, demonstrations, routes and copy fallback)",
         "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
-        "upstream calls": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
+        "words asked": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
     }
     breakdown = category_breakdown(result.tasks, cfg.strategies, result.answers)
     report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
@@ -491,8 +473,8 @@ def _calibrated_lines(result) -> list[str]:
         cal, direct = cells.get((*task.pair, "calibrated")), cells.get((*task.pair, "direct"))
         if cal is None:
             continue
-        route = task.decision or f"uncalibrated → {task.chosen}"
-        route = f"{task.decision} (stored)" if task.decision else route
+        served = task.served or "direct"
+        route = f"{served} (stored)" if task.decision else f"uncalibrated → {served}"
         versus = f", direct {direct.accuracy:.1f}" if direct else ""
         lines.append(
             f"calibrated {task.source}→{task.target}: {cal.accuracy:.1f} via {route}{versus} (n={cal.n})"

@@ -1,9 +1,9 @@
 """Tables of docs/results/gemma-3-270m-routing.md, read from the index after `calibrate` and `eval` ran.
 
-No upstream call: every answer comes from the index's `eval_answers` cache (asserted).
+No upstream call: every answer comes from the index's `eval_answers` cache (asserted), through the public
+evaluation API (`prepare`, `served_request`, `make_jobs`, and the client's cache lookup).
 """
 
-import asyncio
 from pathlib import Path
 
 import duckdb
@@ -14,106 +14,132 @@ from index_builder import scoring
 INDEX = Path("artifacts/gemma-3-270m.duckdb")
 PAIRS_ARG = "sw-he,id-ja,sw-ja,he-ar,fi-hu,ar-sw,hu-id,ja-fi,he-de,sw-fr,fi-es,id-zh"
 PAIRS = [tuple(p.split("-")) for p in PAIRS_ARG.split(",")]
-con = duckdb.connect(str(INDEX), read_only=True)
-dec = {
-    (r[0], r[1]): r
-    for r in con.execute(
-        "SELECT source,target,decision,bridge,direct_accuracy,bridge_accuracy,n,gain,ci_low,ci_high,p_value"
-        " FROM routing_decisions"
-    ).fetchall()
-}
-cal_run = con.execute(
-    "SELECT run_id FROM evaluation_runs WHERE command LIKE 'bridgex-index calibrate%'"
-    " ORDER BY created_at DESC LIMIT 1"
-).fetchone()[0]
-cand = {}
-for s, t, b, acc, n, copies in con.execute(
-    "SELECT source,target,bridge,accuracy,n,copies FROM evaluations"
-    " WHERE run_id=? AND strategy='all-bridges'",
-    [cal_run],
-).fetchall():
-    cand.setdefault((s, t), {})[b] = (acc, n, copies)
-direct_cal = {
-    (s, t): a
-    for s, t, a in con.execute(
-        "SELECT source,target,accuracy FROM evaluations WHERE run_id=? AND strategy='direct'", [cal_run]
-    ).fetchall()
-}
-ranks = {}
-for s, t, b, r, p in con.execute(
-    "SELECT source,target,bridge,rank,probability FROM bridges WHERE rank<=3"
-).fetchall():
-    ranks.setdefault((s, t), {})[b] = (r, p)
-con.close()
 
-print("## calibration half")
-print("| pair | n | direct | rank 1 | rank 2 | rank 3 | best measured | decision | gain [95% CI] | Holm p |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-agree = 0
-for pr in PAIRS:
-    d = dec[pr]
-    cs = cand[pr]
-    byrank = sorted(cs, key=lambda b: ranks[pr][b][0])
-    cells = [f"{b} {100 * 0 + cs[b][0]:.1f}" for b in byrank]
-    best = max(cs.values(), key=lambda v: v[0])[0]
-    bests = [b for b in byrank if cs[b][0] == best]
-    agree += byrank[0] in bests
-    gain = f"{100 * d[7]:+.1f} [{100 * d[8]:+.1f}, {100 * d[9]:+.1f}]" if d[7] is not None else "-"
+
+def main() -> None:
+    con = duckdb.connect(str(INDEX), read_only=True)
+    dec = {
+        (r[0], r[1]): r
+        for r in con.execute(
+            "SELECT source,target,decision,bridge,direct_accuracy,bridge_accuracy,n,gain,ci_low,ci_high,"
+            "p_value"
+            " FROM routing_decisions"
+        ).fetchall()
+    }
+    cal_run = con.execute(
+        "SELECT run_id FROM evaluation_runs WHERE command LIKE 'bridgex-index calibrate%'"
+        " ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()[0]
+    cand = {}
+    for s, t, b, acc, n, copies in con.execute(
+        "SELECT source,target,bridge,accuracy,n,copies FROM evaluations"
+        " WHERE run_id=? AND strategy='all-bridges'",
+        [cal_run],
+    ).fetchall():
+        cand.setdefault((s, t), {})[b] = (acc, n, copies)
+    direct_cal = {
+        (s, t): a
+        for s, t, a in con.execute(
+            "SELECT source,target,accuracy FROM evaluations WHERE run_id=? AND strategy='direct'", [cal_run]
+        ).fetchall()
+    }
+    ranks = {}
+    for s, t, b, r, p in con.execute(
+        "SELECT source,target,bridge,rank,probability FROM bridges WHERE rank<=3"
+    ).fetchall():
+        ranks.setdefault((s, t), {})[b] = (r, p)
+    con.close()
+
+    print("## calibration half")
     print(
-        f"| {pr[0]}→{pr[1]} | {d[6]} | {direct_cal[pr]:.1f} | "
-        + " | ".join(cells)
-        + f" | {','.join(bests)} | {d[2]} | {gain} | {d[10]:.3g} |"
+        "| pair | n | direct | rank 1 | rank 2 | rank 3 | best measured | decision | gain [95% CI] | Holm p |"
     )
-print(f"HSIC rank 1 is (one of) the best measured of the top 3 in {agree} of {len(PAIRS)} pairs")
-
-for fb in (True, False):
-    cfg = ev.EvalConfig(
-        index=INDEX,
-        endpoint="http://127.0.0.1:9/v1",
-        model="gemma-3-270m",
-        pairs=PAIRS,
-        dictionaries="cldr",
-        strategies=("direct", "english", "bridgex", "calibrated"),
-        words="evaluation",
-        limit=80,
-        concurrency=64,
-        copy_fallback=fb,
-    )
-    data, tasks, jobs = ev.prepare(cfg, lambda m: None)
-    cache = ev.AnswerCache(ev.ResultStore(INDEX), cfg.model)
-    up = ev.Upstream(cfg, cache)
-    answers = {}
-    err = asyncio.run(ev._run_all(jobs, ev._request(cfg), up, answers, True, fb))
-    assert err is None and cache.misses == 0, (err, cache.misses)
-    print(f"\n## evaluation half, copy fallback {'on' if fb else 'off'}")
-    print("| pair | n | direct | English | BridgeX (rank 1) | calibrated (route) | fallback rate BridgeX |")
-    print("|---|---|---|---|---|---|---|")
-    tot = {k: [0, 0] for k in ("direct", "english", "bridgex", "calibrated")}
-    fbs = [0, 0]
-    for task in tasks:
-        arms = dict(task.strategy_arms(cfg.strategies))
-        row = {}
-        for st, arm in arms.items():
-            res = [answers[(task.pair, i, arm)] for i in range(len(task.words))]
-            h = sum(scoring.is_hit(r.answer, w.golds) for r, w in zip(res, task.words, strict=True))
-            row[st] = 100 * h / len(res)
-            tot[st][0] += h
-            tot[st][1] += len(res)
-            if st == "bridgex":
-                f = sum(r.fallback is not None for r in res)
-                fbs[0] += f
-                fbs[1] += len(res)
-                row["fb"] = 100 * f / len(res)
-        route = arms["calibrated"] or "direct"
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    agree = 0
+    for pr in PAIRS:
+        d = dec[pr]
+        cs = cand[pr]
+        byrank = sorted(cs, key=lambda b: ranks[pr][b][0])
+        cells = [f"{b} {100 * 0 + cs[b][0]:.1f}" for b in byrank]
+        best = max(cs.values(), key=lambda v: v[0])[0]
+        bests = [b for b in byrank if cs[b][0] == best]
+        agree += byrank[0] in bests
+        gain = f"{100 * d[7]:+.1f} [{100 * d[8]:+.1f}, {100 * d[9]:+.1f}]" if d[7] is not None else "-"
         print(
-            f"| {task.source}→{task.target} | {len(task.words)} | {row['direct']:.1f} | "
-            f"{row['english']:.1f} | {row['bridgex']:.1f} ({task.chosen}) | "
-            f"{row['calibrated']:.1f} ({route}) | {row.get('fb', 0):.0f}% |"
+            f"| {pr[0]}→{pr[1]} | {d[6]} | {direct_cal[pr]:.1f} | "
+            + " | ".join(cells)
+            + f" | {','.join(bests)} | {d[2]} | {gain} | {d[10]:.3g} |"
         )
-    print(
-        "| pooled | "
-        + str(tot["direct"][1])
-        + " | "
-        + " | ".join(f"{100 * h / n:.2f}" for h, n in tot.values())
-        + f" | {100 * fbs[0] / fbs[1]:.0f}% |"
-    )
+    print(f"HSIC rank 1 is (one of) the best measured of the top 3 in {agree} of {len(PAIRS)} pairs")
+
+    for fb in (True, False):
+        cfg = ev.EvalConfig(
+            index=INDEX,
+            endpoint="http://127.0.0.1:9/v1",
+            model="gemma-3-270m",
+            pairs=PAIRS,
+            dictionaries="cldr",
+            strategies=("direct", "english", "bridgex", "calibrated"),
+            words="evaluation",
+            limit=80,
+            concurrency=64,
+            copy_fallback=fb,
+        )
+        data, tasks = ev.prepare(cfg, lambda m: None)
+        client = ev.TranslateClient(
+            ev.AnswerCache(ev.ResultStore(INDEX), cfg.model),
+            ev.index_identity(data),
+            endpoint=cfg.endpoint,
+            api_key=None,
+            timeout=cfg.timeout,
+            concurrency=cfg.concurrency,
+        )
+        got = {}
+        served = [ev.served_request(cfg, task) for task in tasks]
+        assert not client.cached(served, got), "run `bridgex-index eval` first: answers are missing"
+        for task, request in zip(tasks, served, strict=True):
+            task.served, task.served_known = got[request].bridge, True
+            task.arms = ev.arms_of(task, cfg.strategies)
+        jobs = ev.make_jobs(cfg, tasks)
+        assert not client.cached([r for _k, r in jobs], got), (
+            "run `bridgex-index eval` first: answers are missing"
+        )
+        answers = {key: got[request] for key, request in jobs}
+        print(f"\n## evaluation half, copy fallback {'on' if fb else 'off'}")
+        print(
+            "| pair | n | direct | English | BridgeX (rank 1) | calibrated (route) | fallback rate BridgeX |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        tot = {k: [0, 0] for k in ("direct", "english", "bridgex", "calibrated")}
+        fbs = [0, 0]
+        for task in tasks:
+            arms = dict(task.strategy_arms(cfg.strategies))
+            row = {}
+            for st, arm in arms.items():
+                res = [answers[(task.pair, i, arm)] for i in range(len(task.words))]
+                h = sum(scoring.is_hit(r.answer, w.golds) for r, w in zip(res, task.words, strict=True))
+                row[st] = 100 * h / len(res)
+                tot[st][0] += h
+                tot[st][1] += len(res)
+                if st == "bridgex":
+                    f = sum(r.fallback is not None for r in res)
+                    fbs[0] += f
+                    fbs[1] += len(res)
+                    row["fb"] = 100 * f / len(res)
+            route = arms["calibrated"] or "direct"
+            print(
+                f"| {task.source}→{task.target} | {len(task.words)} | {row['direct']:.1f} | "
+                f"{row['english']:.1f} | {row['bridgex']:.1f} ({task.chosen}) | "
+                f"{row['calibrated']:.1f} ({route}) | {row.get('fb', 0):.0f}% |"
+            )
+        print(
+            "| pooled | "
+            + str(tot["direct"][1])
+            + " | "
+            + " | ".join(f"{100 * h / n:.2f}" for h, n in tot.values())
+            + f" | {100 * fbs[0] / fbs[1]:.0f}% |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,27 +1,25 @@
-"""The evaluation's pure pieces: parsing, test-word selection, shared demonstrations, plans and cache keys."""
+"""The evaluation's pure pieces: parsing, test-word selection, the server options of each arm, cache keys."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridgex_serve import rewrite
 from index_builder.evaluation import (
     CandidateBridge,
     EvalConfig,
     EvaluationError,
     HeldOutWord,
     PairTask,
-    aligned_demonstrations,
+    arm_options,
     base_url,
-    make_plan,
+    make_jobs,
     parse_pairs,
     parse_strategies,
-    request_key,
     select_test_words,
+    served_request,
     split_disagreement,
 )
-
-NAMES = {"sw": "Kiswahili", "he": "עברית", "en": "English", "de": "Deutsch"}
+from index_builder.serve_client import request_key, word_request
 
 
 def test_parse_pairs_keeps_order_and_drops_repeats():
@@ -74,50 +72,44 @@ def test_split_disagreement_names_the_difference():
     assert message is not None and "1 test entries only in the index" in message and "c → d" in message
 
 
-def test_demonstrations_are_shared_by_every_arm_and_skip_copies_and_gaps():
-    words = {
-        "sw": {"m1": "Januari", "m2": "Februari", "u1": "kilogramu", "d1": "Jumatatu"},
-        "he": {"m1": "ינואר", "m2": "פברואר", "u1": "קילוגרם", "d1": "יום שני"},
-        "en": {"m1": "January", "m2": "February", "u1": "kilogram", "d1": "Monday"},
-        "de": {"m1": "Januar", "m2": "Februari", "u1": "Kilogramm"},  # m2: a copy of the Swahili word
-    }
-    demos = aligned_demonstrations(words, ["u1", "m1", "m2", "d1"], "sw", "he", ["en", "de"], 3)
-    assert [d["sw"] for d in demos] == ["kilogramu", "Januari"]  # m2 copies, d1 has no German word
-    assert aligned_demonstrations(words, ["u1"], "sw", "he", ["en"], 0) == []
-
-
-def _task(demos) -> PairTask:
+def _task() -> PairTask:
     return PairTask(
         "sw",
         "he",
         [HeldOutWord("maji", ("מים",))],
         [CandidateBridge("en", 0.7, 1), CandidateBridge("de", 0.3, 2)],
         [None, "en", "de"],
-        demos,
     )
 
 
-def test_plans_use_the_same_demonstration_words_with_and_without_the_bridge():
-    demos = [{"sw": "Januari", "he": "ינואר", "en": "January", "de": "Januar"}]
-    cfg = EvalConfig(index=None, endpoint="http://x", model="m", pairs=[("sw", "he")], dictionaries="cldr")
-    task = _task(demos)
-    direct = make_plan(task, "maji", None, cfg, NAMES)
-    bridged = make_plan(task, "maji", "en", cfg, NAMES)
-    req = rewrite.ClientRequest("completions", "m", {"temperature": 0.0})
-    assert (
-        rewrite.first_step(direct, req).body["prompt"]
-        == 'Kiswahili:"Januari"→עברית:"ינואר"\nKiswahili:"maji"→עברית:"'
-    )
-    assert rewrite.first_step(bridged, req).body["prompt"] == (
-        'Kiswahili:"Januari"→English:"January"→עברית:"ינואר"\nKiswahili:"maji"→English:"'
-    )
-    assert bridged.probability == 0.7 and direct.probability is None
-    assert make_plan(task, "maji", "de", cfg, NAMES).mode == "chain"
-    assert task.chosen == "en"
+CFG = EvalConfig(index=None, endpoint="http://x", model="m", pairs=[("sw", "he")], dictionaries="cldr")
+
+
+def test_each_arm_is_a_word_request_with_its_route_or_bridge():
+    task = _task()
+    direct, bridged = arm_options(CFG, task, None), arm_options(CFG, task, "en")
+    assert direct == {
+        "model": "m", "task": "word", "source": "sw", "target": "he", "shots": 3, "temperature": 0.0,
+        "route": "direct",
+    }  # fmt: skip
+    assert bridged == {**{k: v for k, v in direct.items() if k != "route"}, "bridge": "en", "mode": "chain",
+                       "copy_fallback": True}  # fmt: skip
+    # the direct arm's request does not depend on the mode or the copy fallback of the run
+    two_step = EvalConfig(**{**CFG.__dict__, "mode": "two-step", "copy_fallback": False})
+    assert arm_options(two_step, task, None) == direct
+    assert arm_options(two_step, task, "en")["mode"] == "two-step"
+    jobs = make_jobs(CFG, [task])
+    assert [key for key, _r in jobs] == [
+        (("sw", "he"), 0, None),
+        (("sw", "he"), 0, "en"),
+        (("sw", "he"), 0, "de"),
+    ]
+    served = served_request(CFG, task)
+    assert dict(served.options)["route"] == "auto" and served.context == "decision=None"
 
 
 def test_strategy_cells_skip_english_when_english_is_an_end():
-    task = _task([])
+    task = _task()
     assert task.strategy_arms(("direct", "english", "bridgex", "all-bridges")) == [
         ("direct", None),
         ("english", "en"),
@@ -130,8 +122,9 @@ def test_strategy_cells_skip_english_when_english_is_an_end():
 
 
 def test_request_key_depends_on_everything_but_key_order():
-    a = rewrite.Step("/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 16})
-    b = rewrite.Step("/v1/completions", {"max_tokens": 16, "prompt": "p", "model": "m"})
+    a = {"path": "/v1/translate", "body": word_request("maji", {"model": "m", "route": "direct"}).body()}
+    b = {"body": word_request("maji", {"route": "direct", "model": "m"}).body(), "path": "/v1/translate"}
     assert request_key(a) == request_key(b)
-    assert request_key(a) != request_key(rewrite.Step("/v1/completions", {**a.body, "model": "other"}))
-    assert request_key(a) != request_key(rewrite.Step("/v1/completions", {**a.body, "prompt": "q"}))
+    assert request_key(a) != request_key({**a, "body": {**a["body"], "model": "other"}})
+    assert request_key(a) != request_key({**a, "body": {**a["body"], "q": ["moto"]}})
+    assert request_key(a) != request_key({**a, "index": "another build"})

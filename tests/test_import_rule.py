@@ -58,20 +58,11 @@ def test_the_server_imports_only_the_index_contract():
     assert bad == {}
 
 
-# Evaluation still runs the serving prompts itself; it leaves this list when it goes through a
-# bridgex-serve process (issue 10, "one answer loop").
-NOT_YET_ONE_WAY = {"index_builder/evaluation.py"}
-
-
 def test_the_builder_does_not_import_the_server():
-    bad = {
-        path: other
-        for path, other in crossings("index_builder").items()
-        if "bridgex_serve" in other and path not in NOT_YET_ONE_WAY
-    }
-    assert bad == {}
-    still = {p for p, other in crossings("index_builder").items() if "bridgex_serve" in other}
-    assert still == NOT_YET_ONE_WAY, "a module left the exception list: shrink NOT_YET_ONE_WAY"
+    """Evaluation reaches the server over HTTP (a child process at most), never by import."""
+    assert {
+        path: other for path, other in crossings("index_builder").items() if "bridgex_serve" in other
+    } == {}
 
 
 @pytest.mark.parametrize("module", ["bridgex_serve.app", "bridgex_serve.service", "bridgex_serve.cli"])

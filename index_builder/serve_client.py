@@ -1,0 +1,392 @@
+"""Evaluation's one way to get answers: the HTTP API of a real `bridgex-serve`, never a copy of its loop.
+
+`bridgex-index eval` and `calibrate` take any OpenAI-compatible `--endpoint`. When it is a BridgeX server
+already (the proxy, or vLLM with the middleware: it answers `GET /v1/languages`), test words go to its
+`/v1/translate`; otherwise a `bridgex-serve --index IDX --upstream ENDPOINT` child process is started
+on a free loopback port (`python -m bridgex_serve`, never an import: the builder does not import the
+server), awaited on `/ready` and stopped at the end. Either way the answer is the one users get, prompts, routing,
+demonstrations and copy fallback included.
+
+Every word's answer is cached in the index file (`eval_answers`), keyed by the canonical one-word
+`/v1/translate` request + the model + the index's identity, and words go out in `/v1/translate` batches of
+`BATCH` (the server merges them into upstream batches), so a re-run makes no call and a run is no slower
+than one request per word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+BATCH = 32  # words per /v1/translate request: one upstream batch of the server's
+FLUSH_EVERY = 64  # answers buffered before they are written to the cache table
+START_TIMEOUT = 120.0  # seconds for a child bridgex-serve to load the index and answer /health
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated (the message is one line meant for the user)."""
+
+
+class EndpointError(EvaluationError):
+    """The endpoint could not be reached or refused a request; answers received so far are cached."""
+
+
+def base_url(endpoint: str) -> str:
+    """The server root of an OpenAI-compatible endpoint (`http://h:8000/v1/` → `http://h:8000`)."""
+    url = endpoint.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise EvaluationError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
+    return url[:-3] if url.endswith("/v1") else url
+
+
+# ------------------------------------------------------------------------------------------ the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def is_bridgex(endpoint: str, api_key: str | None) -> bool:
+    """Whether `endpoint` is a BridgeX server (it lists its index at `/v1/languages`)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url(endpoint)}/v1/languages", headers=_headers(api_key), timeout=10.0)
+    except httpx.HTTPError as err:
+        raise EndpointError(f"cannot reach {endpoint}: {_reason(err)}") from None
+    if response.status_code != 200:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "languages" in body and "pairs" in body
+
+
+@contextlib.contextmanager
+def bridgex_server(
+    endpoint: str,
+    index: Path,
+    api_key: str | None,
+    concurrency: int,
+    say: Callable[[str], None],
+) -> Iterator[str]:
+    """The root URL of a BridgeX server answering for `endpoint`: the endpoint itself when it is one, else a
+    child `bridgex-serve` in front of it (stopped on exit)."""
+    url = base_url(endpoint)
+    if is_bridgex(endpoint, api_key):
+        say(f"{endpoint} is a BridgeX server: asking its /v1/translate")
+        yield url
+        return
+    port = free_port()
+    command = [sys.executable, "-m", "bridgex_serve", "--index", str(index), "--upstream", url]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--max-concurrency", str(concurrency)]
+    if api_key:
+        command += ["--upstream-api-key", api_key]
+    env = {k: v for k, v in os.environ.items() if k not in ("BRIDGEX_API_KEYS", "BRIDGEX_UPSTREAM_API_KEY")}
+    say(f"starting bridgex-serve on 127.0.0.1:{port} in front of {url}")
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        child = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, child, endpoint)
+        yield child
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen, child: str, upstream: str) -> None:
+    """Wait for the child's /health, then require /ready (the index loaded, the upstream answering)."""
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            lines = [ln for ln in (proc.stderr.read() if proc.stderr else "").splitlines() if ln.strip()]
+            raise EvaluationError(lines[-1] if lines else f"bridgex-serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{child}/health", timeout=2.0).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise EndpointError(f"bridgex-serve did not start within {START_TIMEOUT:.0f} s")
+        time.sleep(0.1)
+    ready = httpx.get(f"{child}/ready", timeout=30.0)
+    if ready.status_code != 200:
+        reason = ready.json().get("reason") if ready.headers.get("content-type", "").startswith("app") else ""
+        raise EndpointError(f"cannot reach {upstream}: {reason or ready.status_code}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+# ------------------------------------------------------------------------------------------- the cache
+
+
+@dataclass(frozen=True)
+class WordAnswer:
+    """One word's item of a `/v1/translate` answer, as evaluation keeps it."""
+
+    answer: str
+    bridge: str | None  # the route's bridge (None: direct)
+    bridge_text: str | None
+    bridge_copied: bool
+    fallback: str | None  # "copy": the direct route answered after a copy
+    calls: int
+    shots: int
+    seconds: float
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any], seconds: float) -> WordAnswer:
+        return cls(
+            answer=str(item.get("text") or ""),
+            bridge=item.get("bridge"),
+            bridge_text=item.get("bridge_text"),
+            bridge_copied=bool(item.get("bridge_copied")),
+            fallback=item.get("fallback"),
+            calls=int(item.get("calls") or 1),
+            shots=int(item.get("shots") or 0),
+            seconds=seconds,
+        )
+
+
+class ResultStore(Protocol):
+    def connect(self) -> contextlib.AbstractContextManager: ...
+
+
+class AnswerCache:
+    """`eval_answers` in the index file: every word's answer by request key, written in batches."""
+
+    def __init__(self, store: ResultStore, model: str):
+        self.store = store
+        self.model = model
+        with store.connect() as con:
+            found = con.execute(
+                "SELECT key, response, seconds FROM eval_answers WHERE model = ?", [model]
+            ).fetchall()
+        self.answers: dict[str, WordAnswer] = {}
+        for key, response, seconds in found:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                self.answers[key] = WordAnswer.from_item(json.loads(response), float(seconds or 0.0))
+        self.pending: list[tuple] = []
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> WordAnswer | None:
+        return self.answers.get(key)
+
+    def put(self, key: str, request: Mapping[str, Any], answer: WordAnswer) -> None:
+        self.answers[key] = answer
+        item = {k: v for k, v in asdict(answer).items() if k not in ("answer", "seconds")}
+        item["text"] = answer.answer
+        response = json.dumps(item, ensure_ascii=False)
+        self.pending.append((key, self.model, canonical(request), response, "stop", answer.seconds))
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        cols = list(zip(*self.pending, strict=True))
+        with self.store.connect() as con:
+            con.execute(
+                "INSERT INTO eval_answers"
+                " (key, model, request, response, finish_reason, seconds, created_at)"
+                " SELECT k, m, r, a, f, s, now() FROM (SELECT unnest($1) AS k, unnest($2) AS m,"
+                " unnest($3) AS r, unnest($4) AS a, unnest($5) AS f, unnest($6) AS s) ON CONFLICT DO NOTHING",
+                [list(c) for c in cols],
+            )
+        self.pending = []
+
+
+def canonical(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def request_key(request: Mapping[str, Any]) -> str:
+    """The cache key of one word: sha256 of the canonical one-word request (path, body, index identity)."""
+    return hashlib.sha256(canonical(request).encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ the client
+
+
+@dataclass(frozen=True)
+class WordRequest:
+    """One word asked with one set of `/v1/translate` options (route or bridge, mode, shots, ...)."""
+
+    word: str
+    options: tuple[tuple[str, Any], ...]  # sorted (key, value) pairs of the body without `q`
+    context: str = ""  # what else the answer depends on (e.g. the stored decision a `route: auto` follows)
+
+    def body(self) -> dict[str, Any]:
+        return {**dict(self.options), "q": [self.word]}
+
+
+def word_request(word: str, options: Mapping[str, Any], context: str = "") -> WordRequest:
+    return WordRequest(word, tuple(sorted(options.items())), context)
+
+
+class TranslateClient:
+    """`/v1/translate` batches through the cache; identical requests are asked once."""
+
+    def __init__(
+        self,
+        cache: AnswerCache,
+        index_id: str,
+        *,
+        endpoint: str,
+        api_key: str | None,
+        timeout: float,
+        concurrency: int,
+    ):
+        self.endpoint = endpoint
+        self.cache = cache
+        self.index_id = index_id
+        self.api_key = api_key
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.calls = 0
+
+    def key(self, request: WordRequest) -> str:
+        return request_key(self.record(request))
+
+    def record(self, request: WordRequest) -> dict[str, Any]:
+        record = {"path": "/v1/translate", "body": request.body(), "index": self.index_id}
+        return {**record, "context": request.context} if request.context else record
+
+    def cached(
+        self, requests: Sequence[WordRequest], out: dict[WordRequest, WordAnswer]
+    ) -> list[WordRequest]:
+        """Put the cached answers into `out`; return the distinct requests still to ask."""
+        missing = []
+        for request in dict.fromkeys(requests):
+            found = self.cache.get(self.key(request))
+            if found is None:
+                missing.append(request)
+            else:
+                self.cache.hits += 1
+                out[request] = found
+        return missing
+
+    async def fetch(
+        self,
+        url: str,
+        requests: Sequence[WordRequest],
+        out: dict[WordRequest, WordAnswer],
+        progress: Callable[[int], None] = lambda _n: None,
+    ) -> None:
+        """Ask `requests` at the BridgeX server `url` in batches of `BATCH` words sharing their options, and
+        put the answers into `out` (and the cache). Raises `EndpointError` on the first failed batch: what
+        came back before it stays in `out` and the cache."""
+        import httpx
+
+        groups: dict[tuple, list[WordRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.options, []).append(request)
+        batches = [m[i : i + BATCH] for m in groups.values() for i in range(0, len(m), BATCH)]
+        semaphore = asyncio.Semaphore(self.concurrency)
+        async with httpx.AsyncClient(
+            base_url=url,
+            headers=_headers(self.api_key),
+            timeout=httpx.Timeout(self.timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=self.concurrency),
+        ) as client:
+
+            async def one(batch: list[WordRequest]) -> None:
+                async with semaphore:
+                    answers = await self._post(client, batch)
+                for request, answer in zip(batch, answers, strict=True):
+                    out[request] = answer
+                    self.cache.misses += 1
+                    self.cache.put(self.key(request), self.record(request), answer)
+                progress(len(batch))
+
+            tasks = [asyncio.ensure_future(one(b)) for b in batches]
+            try:
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _post(self, client, batch: list[WordRequest], attempts: int = 3) -> list[WordAnswer]:
+        import httpx
+
+        body = {**dict(batch[0].options), "q": [r.word for r in batch]}
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            t0 = time.perf_counter()
+            try:
+                self.calls += 1
+                response = await client.post("/v1/translate", json=body)
+            except httpx.ConnectError as err:
+                raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+            except (httpx.TransportError, httpx.TimeoutException) as err:
+                if last:
+                    raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            seconds = (time.perf_counter() - t0) / len(batch)
+            if response.status_code in (429, 503, 504) and not last:
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code in (502, 504):  # the server could not reach its upstream
+                raise EndpointError(f"cannot reach {self.endpoint}: {_error_message(response)}")
+            if response.status_code >= 400:
+                raise EndpointError(
+                    f"{self.endpoint} answered {response.status_code}: {_error_message(response)}"
+                )
+            try:
+                items = response.json()["translations"]
+            except (ValueError, KeyError, TypeError):
+                raise EndpointError(f"{self.endpoint} answered /v1/translate unexpectedly") from None
+            if not isinstance(items, list) or len(items) != len(batch):
+                raise EndpointError(f"{self.endpoint} answered {len(items)} of {len(batch)} texts")
+            return [WordAnswer.from_item(item, seconds) for item in items]
+        raise AssertionError("unreachable")
+
+
+def _reason(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _error_message(response) -> str:
+    try:
+        body = response.json()
+        error = body.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        message = message or body.get("message") or body.get("detail") or error
+    except (ValueError, AttributeError):
+        message = response.text
+    return " ".join(str(message or response.reason_phrase).split())[:300]
