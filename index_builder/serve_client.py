@@ -4,8 +4,8 @@
 already (the proxy, or vLLM with the middleware: it answers `GET /v1/languages`), test words go to its
 `/v1/translate`; otherwise a `bridgex-serve --index IDX --upstream ENDPOINT` child process is started
 on a free loopback port (`python -m bridgex_serve`, never an import: the builder does not import the
-server), awaited on `/ready` and stopped at the end. Either way the answer is the one users get, prompts, routing,
-demonstrations and copy fallback included.
+server), awaited on `/ready` and stopped at the end. Either way the answer is the one users get:
+prompts, routing, demonstrations and copy fallback included.
 
 Every word's answer is cached in the index file (`eval_answers`), keyed by the canonical one-word
 `/v1/translate` request + the model + the index's identity, and words go out in `/v1/translate` batches of
