@@ -21,7 +21,7 @@ import itertools
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from .rewrite import normalise_word
+from bridgex_index.words import normalise_word
 
 # source, target, source_word, target_word, concept, category, split: a `dictionary_entries` row
 EntryRow = tuple[str, str, str, str, "str | None", "str | None", str]

@@ -27,10 +27,11 @@ route, with the same demonstrations minus the bridge (`direct_plan`).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from bridgex_index.words import normalise_word
 
 TASKS = ("auto", "word", "translate", "qa", "chat")
 MODES = ("chain", "two-step")
@@ -651,38 +652,6 @@ def clean_answer(text: str) -> str:
 
 def clean_bridge(text: str) -> str:
     return text.split('"', 1)[0].strip()
-
-
-def _optional_mark(ch: str) -> bool:
-    """Hebrew points and cantillation, Arabic harakat (and Quranic marks, tatweel): optional in writing."""
-    o = ord(ch)
-    if 0x0591 <= o <= 0x05C7:  # Hebrew points, excluding the letters and punctuation of the block
-        return unicodedata.category(ch) == "Mn"
-    return (
-        0x0610 <= o <= 0x061A
-        or 0x064B <= o <= 0x065F
-        or o in (0x0640, 0x0670)  # tatweel, superscript alef
-        or (0x06D6 <= o <= 0x06ED and unicodedata.category(ch) == "Mn")
-    )
-
-
-def _edge(ch: str) -> bool:
-    """Trimmed from both ends: whitespace, punctuation (quotes of every script, 「」, 。) and controls."""
-    return ch.isspace() or unicodedata.category(ch)[0] in "PZC"
-
-
-def normalise_word(text: str) -> str:
-    """The comparison form for copy detection: NFC, case-folded, without Hebrew points or Arabic diacritics,
-    surrounding quotes and punctuation stripped, inner whitespace collapsed. Latin accents are kept (they
-    are spelling, not optional vocalisation)."""
-    text = unicodedata.normalize("NFC", text).casefold()
-    text = "".join(ch for ch in text if not _optional_mark(ch))
-    start, end = 0, len(text)
-    while start < end and _edge(text[start]):
-        start += 1
-    while end > start and _edge(text[end - 1]):
-        end -= 1
-    return " ".join(text[start:end].split())
 
 
 def is_copy(source_text: str, bridge_text: str) -> bool:

@@ -77,3 +77,15 @@ def test_loading_the_server_imports_no_torch_and_no_builder(module):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_one_word_normaliser_serves_scoring_and_the_copy_rule():
+    from bridgex_index.words import normalise_word
+    from bridgex_serve import demonstrations, rewrite
+    from index_builder import scoring
+
+    assert scoring.normalise is normalise_word
+    assert rewrite.normalise_word is normalise_word and demonstrations.normalise_word is normalise_word
+    assert rewrite.is_copy("מַיִם", "«מים»")
+    # NFC after case-folding (the server's copy of the rule used to leave ΐ decomposed)
+    assert normalise_word("\u0390") == "\u0390"
