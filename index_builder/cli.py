@@ -328,19 +328,75 @@ def _eval_command(cfg, out: Path) -> str:
     return shlex.join(args)
 
 
+def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
+    """The options `eval` and `calibrate` share (written once, as datasette's publish commands share
+    theirs): the index, the endpoint and model, the pairs, the dictionaries, how the server is asked."""
+    options = [
+        click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file."),
+        click.option(
+            "--endpoint",
+            required=True,
+            help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1: a BridgeX server (proxy, or vLLM "
+            "with the middleware) is asked directly; in front of any other one a bridgex-serve child runs.",
+        ),
+        click.option(
+            "--model", required=True, help="Model name the endpoint serves (the request's `model`)."
+        ),
+        click.option("--pairs", required=True, help=pairs_help),
+        click.option(
+            "--dictionaries",
+            "dict_source",
+            type=click.Choice(["cldr"]),
+            help="The index's CLDR dictionaries.",
+        ),
+        click.option(
+            "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+        ),
+        click.option(
+            "--mode",
+            default="chain",
+            show_default=True,
+            type=click.Choice(["chain", "two-step"]),
+            help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
+        ),
+        click.option(
+            "--shots",
+            default=3,
+            show_default=True,
+            type=int,
+            help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
+        ),
+        click.option(
+            "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
+        ),
+        click.option(
+            "--copy-fallback/--no-copy-fallback",
+            default=True,
+            show_default=True,
+            help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
+        ),
+        click.option(
+            "--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once."
+        ),
+        click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request."),
+        click.option(
+            "--api-key",
+            envvar="OPENAI_API_KEY",
+            help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
+        ),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes."),
+    ]
+
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @main.command(name="eval")
-@click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file (.duckdb).")
-@click.option(
-    "--endpoint", required=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, proxy)."
-)
-@click.option("--model", required=True, help="Model name the endpoint serves (the request's `model`).")
-@click.option("--pairs", required=True, help="Comma-separated source-target pairs, e.g. sw-he,id-ja.")
-@click.option(
-    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="The index's CLDR dictionaries."
-)
-@click.option(
-    "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
-)
+@measuring_options("Comma-separated source-target pairs, e.g. sw-he,id-ja.")
 @click.option(
     "--strategies",
     default="direct,english,bridgex,all-bridges",
@@ -357,38 +413,11 @@ def _eval_command(cfg, out: Path) -> str:
     "`calibrate` did not decide on).",
 )
 @click.option(
-    "--mode",
-    default="chain",
-    show_default=True,
-    type=click.Choice(["chain", "two-step"]),
-    help="Bridged prompt mode, as the proxy serves it (chain: one call; two-step: bridge word first).",
-)
-@click.option(
-    "--shots",
-    default=3,
-    show_default=True,
-    type=int,
-    help="Demonstrations per prompt (probe words, the same for every strategy); chain mode needs some.",
-)
-@click.option("--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all).")
-@click.option(
-    "--copy-fallback/--no-copy-fallback",
-    default=True,
-    show_default=True,
-    help="As the proxy: answer again directly when the bridged answer is a copy (off: the bridge alone).",
-)
-@click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Report directory for report.md and accuracy.png (default: ./bli-<model>-<mode>).",
 )
-@click.option("--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once.")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
-@click.option(
-    "--api-key", envvar="OPENAI_API_KEY", help="Bearer token for hosted APIs (default: $OPENAI_API_KEY)."
-)
 @click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
 @fails_cleanly
 def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, dry_run, **opts) -> None:
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
@@ -503,36 +532,12 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
 
 
 @main.command(name="calibrate")
-@click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file (.duckdb).")
-@click.option("--endpoint", required=True, help="OpenAI-compatible server the decisions are for (vLLM).")
-@click.option("--model", required=True, help="Model name the endpoint serves.")
-@click.option(
-    "--pairs",
-    required=True,
-    help="Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow).",
-)
-@click.option(
-    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="The index's CLDR dictionaries."
-)
-@click.option(
-    "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+@measuring_options(
+    "Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow)."
 )
 @click.option(
     "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
 )
-@click.option("--mode", default="chain", show_default=True, type=click.Choice(["chain", "two-step"]))
-@click.option("--shots", default=3, show_default=True, type=int, help="Demonstrations per prompt.")
-@click.option("--limit", type=int, help="Calibration words per pair (a stable sample; default all).")
-@click.option(
-    "--copy-fallback/--no-copy-fallback",
-    default=True,
-    show_default=True,
-    help="Measure bridges as the proxy serves them (a copied answer asked again directly).",
-)
-@click.option("--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once.")
-@click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request.")
-@click.option("--api-key", envvar="OPENAI_API_KEY", help="Bearer token (default: $OPENAI_API_KEY).")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
 @fails_cleanly
 def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
     """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
