@@ -21,13 +21,20 @@ EXIT_USAGE = 2
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from bridgex_index.results import IndexWriteError
     from bridgex_index.store import IndexReadError
 
     from .dictionaries import DictionaryError
     from .languages import UnknownLanguageError
     from .pipeline import BuildError
 
-    errors: list[type[BaseException]] = [BuildError, DictionaryError, UnknownLanguageError, IndexReadError]
+    errors: list[type[BaseException]] = [
+        BuildError,
+        DictionaryError,
+        UnknownLanguageError,
+        IndexReadError,
+        IndexWriteError,
+    ]
     try:
         from .models import ModelError
 

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bridgex_index.schema import OPTIONAL_TABLES
+from bridgex_index.results import ResultStore, append_run
 
 from . import scoring
 from .dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
@@ -547,62 +547,19 @@ def summarise(tasks: Sequence[PairTask], cells: Sequence[Cell]) -> list[scoring.
     return out
 
 
-class ResultStore:
-    """The index file as the home of `eval_answers` and the results. Each write opens the file briefly
-    (DuckDB lets one process write at a time), so the proxy or `bridgex-index bridges` can still read the
-    index while an evaluation runs."""
-
-    def __init__(self, path: Path, attempts: int = 20):
-        self.path = path
-        self.attempts = attempts
-        self._created = False
-
-    @contextlib.contextmanager
-    def connect(self):
-        import duckdb
-
-        for attempt in range(self.attempts):
-            try:
-                con = duckdb.connect(str(self.path))
-                break
-            except duckdb.IOException as err:  # another process holds the file: wait a little
-                if attempt == self.attempts - 1:
-                    raise EvaluationError(
-                        f"cannot open {self.path} for writing: {_first_line(err)}"
-                    ) from None
-                time.sleep(0.25)
-            except duckdb.Error as err:
-                raise EvaluationError(f"cannot open {self.path} for writing: {_first_line(err)}") from None
-        try:
-            if not self._created:
-                for ddl in OPTIONAL_TABLES.values():
-                    con.execute(ddl)
-                self._created = True
-            yield con
-        finally:
-            con.close()
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).splitlines() or [type(err).__name__])[0]
-
-
 def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
-    con.execute(
-        "INSERT INTO evaluation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            result.run_id,
-            result.created_at,
-            cfg.model,
-            cfg.endpoint,
-            cfg.mode,
-            cfg.command,
-            json.dumps(cfg.parameters(), ensure_ascii=False, sort_keys=True),
-            result.upstream_calls,
-            result.seconds,
-            result.complete,
-        ],
-    )
+    run = [
+        result.run_id,
+        result.created_at,
+        cfg.model,
+        cfg.endpoint,
+        cfg.mode,
+        cfg.command,
+        json.dumps(cfg.parameters(), ensure_ascii=False, sort_keys=True),
+        result.upstream_calls,
+        result.seconds,
+        result.complete,
+    ]
     shots = {t.pair: t.shots for t in result.tasks}
     rows = [
         (
@@ -626,8 +583,7 @@ def _write_results(con, cfg: EvalConfig, result: RunResult) -> None:
         )
         for c in result.cells
     ]
-    if rows:
-        con.executemany(f"INSERT INTO evaluations VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    append_run(con, run, rows)
 
 
 Job = tuple[tuple[Pair, int, "str | None"], WordRequest]

@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from bridgex_index.results import ResultStore
+
 from . import scoring
 from .calibration import ALPHA, RouteDecision, decide
-from .evaluation import EvalConfig, EvaluationError, Pair, PairTask, ResultStore, RunResult, evaluate
+from .evaluation import EvalConfig, EvaluationError, Pair, PairTask, RunResult, evaluate
 
 DEFAULT_TOP = 3
 

@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from bridgex_index.results import ResultStore, append_answers
 
 BATCH = 32  # words per /v1/translate request: one upstream batch of the server's
 FLUSH_EVERY = 64  # answers buffered before they are written to the cache table
@@ -178,10 +180,6 @@ class WordAnswer:
         )
 
 
-class ResultStore(Protocol):
-    def connect(self) -> contextlib.AbstractContextManager: ...
-
-
 class AnswerCache:
     """`eval_answers` in the index file: every word's answer by request key, written in batches."""
 
@@ -215,15 +213,8 @@ class AnswerCache:
     def flush(self) -> None:
         if not self.pending:
             return
-        cols = list(zip(*self.pending, strict=True))
         with self.store.connect() as con:
-            con.execute(
-                "INSERT INTO eval_answers"
-                " (key, model, request, response, finish_reason, seconds, created_at)"
-                " SELECT k, m, r, a, f, s, now() FROM (SELECT unnest($1) AS k, unnest($2) AS m,"
-                " unnest($3) AS r, unnest($4) AS a, unnest($5) AS f, unnest($6) AS s) ON CONFLICT DO NOTHING",
-                [list(c) for c in cols],
-            )
+            append_answers(con, self.pending)
         self.pending = []
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from bridgex_index.results import ResultStore
 from index_builder import evaluation as ev
 from index_builder import scoring
 
@@ -87,7 +88,7 @@ def main() -> None:
         )
         data, tasks = ev.prepare(cfg, lambda m: None)
         client = ev.TranslateClient(
-            ev.AnswerCache(ev.ResultStore(INDEX), cfg.model),
+            ev.AnswerCache(ResultStore(INDEX), cfg.model),
             ev.index_identity(data),
             endpoint=cfg.endpoint,
             api_key=None,

@@ -225,3 +225,14 @@ def test_index_without_schema_version_is_a_read_error(index):
     con.execute("DELETE FROM provenance WHERE key = 'schema_version'")
     con.close()
     assert "schema version none" in _read_error(index)
+
+
+def test_the_results_writer_refuses_an_unwritable_path_in_one_line(tmp_path):
+    from bridgex_index.results import IndexWriteError, ResultStore
+
+    with (
+        pytest.raises(IndexWriteError, match="cannot open .* for writing") as info,
+        ResultStore(tmp_path).connect(),
+    ):
+        pass
+    assert "\n" not in str(info.value)
