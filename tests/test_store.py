@@ -231,7 +231,7 @@ def test_the_results_writer_refuses_an_unwritable_path_in_one_line(tmp_path):
     from bridgex_index.results import IndexWriteError, ResultStore
 
     with (
-        pytest.raises(IndexWriteError, match="cannot open .* for writing") as info,
+        pytest.raises(IndexWriteError, match=r"cannot open .* for writing") as info,
         ResultStore(tmp_path).connect(),
     ):
         pass
