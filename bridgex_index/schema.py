@@ -129,7 +129,7 @@ OPTIONAL_TABLES: dict[str, str] = {
             seconds DOUBLE NOT NULL            -- summed latency of those requests
         )""",
     # The route the server follows per (source, target): a bridge only when its paired gain over direct on
-    # held-out words was significant (index_builder.calibration). One row per pair; re-calibrating
+    # held-out words was significant (index_builder.evaluation.decision). One row per pair; re-calibrating
     # replaces it. Accuracies are fractions in [0, 1] on the same `n` words.
     "routing_decisions": """
         CREATE TABLE IF NOT EXISTS routing_decisions (

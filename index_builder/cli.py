@@ -24,9 +24,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bridgex_index.results import IndexWriteError
     from bridgex_index.store import IndexReadError
 
-    from .dictionaries import DictionaryError
-    from .languages import UnknownLanguageError
-    from .pipeline import BuildError
+    from .build.dictionaries import DictionaryError
+    from .build.languages import UnknownLanguageError
+    from .build.pipeline import BuildError
 
     errors: list[type[BaseException]] = [
         BuildError,
@@ -36,7 +36,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         IndexWriteError,
     ]
     try:
-        from .models import ModelError
+        from .build.models import ModelError
 
         errors.append(ModelError)
     except ImportError:  # torch not installed: the read-only commands still work
@@ -155,7 +155,7 @@ def main() -> None:
 @fails_cleanly
 def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
     """Build a bridge index from a model and bilingual dictionaries."""
-    from .pipeline import BuildConfig, BuildError, build_index
+    from .build.pipeline import BuildConfig, BuildError, build_index
 
     if (dict_source is None) == (dict_dir is None):
         raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")
@@ -197,7 +197,7 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
 @fails_cleanly
 def convert(gguf: Path, out: Path, dtype: str) -> None:
     """Convert a .gguf model once into a Hugging Face folder (which vLLM can serve)."""
-    from .models import DTYPES, convert_gguf
+    from .build.models import DTYPES, convert_gguf
 
     click.echo(str(convert_gguf(gguf, out, DTYPES[dtype])))
 
@@ -209,7 +209,7 @@ def _open(index: Path):
 
 
 def _check_language(con, code: str | None, flag: str) -> None:
-    from .pipeline import BuildError
+    from .build.pipeline import BuildError
 
     if code is None:
         return
@@ -283,7 +283,7 @@ def similarity(index: Path, as_json: bool) -> None:
 @fails_cleanly
 def plot(index: Path, out: Path) -> None:
     """PNG heatmap of language similarity and histogram of overlap neurons per layer."""
-    from .plots import overlap_layer_histogram, similarity_heatmap
+    from .reporting.charts import overlap_layer_histogram, similarity_heatmap
 
     con = _open(index)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,7 +430,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
 
-    from .evaluation import (
+    from .evaluation.run import (
         EvalConfig,
         EvaluationError,
         category_breakdown,
@@ -440,7 +440,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         parse_pairs,
         parse_strategies,
     )
-    from .report import summary_lines, table, write_report
+    from .reporting.markdown import summary_lines, table, write_report
 
     try:
         if (dict_source is None) == (dict_dir is None):
@@ -549,8 +549,8 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
 def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
     """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
     store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
-    from .evaluation import EvalConfig, EvaluationError, parse_pairs, read_index
-    from .routing import all_pairs, calibrate
+    from .evaluation.calibrate import all_pairs, calibrate
+    from .evaluation.run import EvalConfig, EvaluationError, parse_pairs, read_index
 
     try:
         if (dict_source is None) == (dict_dir is None):

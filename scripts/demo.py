@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from index_builder.gemma import prepare
+    from index_builder.build.gemma import prepare
 
     args.out.mkdir(parents=True, exist_ok=True)
     print("== Gemma 3 270M (Gemma Terms of Use): assembling and converting once", flush=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 
 from bridgex_index.results import ResultStore
-from index_builder import evaluation as ev
-from index_builder import scoring
+from index_builder.evaluation import run as ev
+from index_builder.evaluation import scoring
 
 INDEX = Path("artifacts/gemma-3-270m.duckdb")
 PAIRS_ARG = "sw-he,id-ja,sw-ja,he-ar,fi-hu,ar-sw,hu-id,ja-fi,he-de,sw-fr,fi-es,id-zh"

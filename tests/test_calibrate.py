@@ -27,7 +27,7 @@ from test_eval_run import (
     template_index,  # noqa: F401 (fixture)
 )
 
-from index_builder.calibration import split_words
+from index_builder.evaluation.decision import split_words
 
 
 def calibrate_args(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 10,

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from bridgex_index.store import ROUTING_COLUMNS, routing_decisions, write_routing_decisions
-from index_builder.calibration import (
+from index_builder.evaluation.decision import (
     decide,
     holm,
     mcnemar_exact_one_sided,

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from index_builder.capture import (
+from index_builder.build.capture import (
     LanguageCounts,
     ProbeMeans,
     encode_probes,
     length_batches,
     run_pass,
 )
-from index_builder.dictionaries import Entry
-from index_builder.languages import prompt_name
-from index_builder.models import ModelError, activation_modules, load_model
-from index_builder.probes import build_probes
+from index_builder.build.dictionaries import Entry
+from index_builder.build.languages import prompt_name
+from index_builder.build.models import ModelError, activation_modules, load_model
+from index_builder.build.probes import build_probes
 
 LANGS = ["en", "he", "ja", "sw"]
 NAMES = {code: prompt_name(code) for code in LANGS}

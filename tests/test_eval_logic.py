@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from index_builder.evaluation import (
+from index_builder.evaluation.client import request_key, word_request
+from index_builder.evaluation.run import (
     CandidateBridge,
     EvalConfig,
     EvaluationError,
@@ -19,7 +20,6 @@ from index_builder.evaluation import (
     served_request,
     split_disagreement,
 )
-from index_builder.serve_client import request_key, word_request
 
 
 def test_parse_pairs_keeps_order_and_drops_repeats():

@@ -25,9 +25,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bridgex_index.store import write_index
+from index_builder.build.languages import english_name, prompt_name
+from index_builder.build.pipeline import BuildConfig, validate
 from index_builder.cli import main
-from index_builder.languages import english_name, prompt_name
-from index_builder.pipeline import BuildConfig, validate
 
 LANGS = ["de", "en", "he", "ja", "sw"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

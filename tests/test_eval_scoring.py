@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 from scipy.stats import spearmanr
 
-from index_builder.scoring import (
+from index_builder.evaluation.scoring import (
     Candidate,
     PairSummary,
     average_ranks,

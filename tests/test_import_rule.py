@@ -82,7 +82,7 @@ def test_loading_the_server_imports_no_torch_and_no_builder(module):
 def test_one_word_normaliser_serves_scoring_and_the_copy_rule():
     from bridgex_index.words import normalise_word
     from bridgex_serve import demonstrations, rewrite
-    from index_builder import scoring
+    from index_builder.evaluation import scoring
 
     assert scoring.normalise is normalise_word
     assert rewrite.normalise_word is normalise_word and demonstrations.normalise_word is normalise_word

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .scoring import Overall, PairSummary
+from ..evaluation.scoring import Overall, PairSummary
 
 CHART = "accuracy.png"
 REPORT = "report.md"

@@ -1,7 +1,7 @@
 """BLI evaluation of an index's bridges through the HTTP API of a real `bridgex-serve` (`bridgex-index eval`).
 
 For every (source, target) pair and every held-out test word, one *arm* per way of asking, each a
-`/v1/translate` request of task `word` (`index_builder.serve_client`: the endpoint itself when it is a
+`/v1/translate` request of task `word` (`index_builder.evaluation.client`: the endpoint itself when it is a
 BridgeX server, else a child `bridgex-serve` in front of it):
 
     direct        `route: direct`      the server's direct prompt {S}:"w"→{T}:" with its demonstrations
@@ -44,9 +44,9 @@ from pathlib import Path
 
 from bridgex_index.results import ResultStore, append_run
 
+from ..build.dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
 from . import scoring
-from .dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
-from .serve_client import (
+from .client import (
     AnswerCache,
     EndpointError,
     EvaluationError,
@@ -163,7 +163,7 @@ def word_half(pair: Pair, words: Sequence[str], half: str) -> list[str]:
     """`words` of the pair's source language in one half of `calibration.split_words` (`all`: every one).
 
     Keyed `source:word`, so a word is in the same half for every target."""
-    from .calibration import split_words
+    from .decision import split_words
 
     if half == "all":
         return list(words)

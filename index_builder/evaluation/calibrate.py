@@ -1,7 +1,8 @@
 """`bridgex-index calibrate`: measure direct and the best HSIC bridges on the calibration half of the
-held-out words, decide each pair's route (`index_builder.calibration`), store it in `routing_decisions`.
+held-out words, decide each pair's route (`index_builder.evaluation.decision`), store it in
+`routing_decisions`.
 
-The measuring is `bridgex-index eval` (`index_builder.evaluation`) with strategies `direct` and
+The measuring is `bridgex-index eval` (`index_builder.evaluation.run`) with strategies `direct` and
 `all-bridges` limited to the top K candidates and `words="calibration"`: the same prompts, demonstrations,
 copy fallback and answer cache, so a calibration after an evaluation of the same words asks nothing again.
 The run is recorded in `evaluation_runs`/`evaluations` like any evaluation.
@@ -17,8 +18,8 @@ from datetime import datetime, timezone
 from bridgex_index.results import ResultStore
 
 from . import scoring
-from .calibration import ALPHA, RouteDecision, decide
-from .evaluation import EvalConfig, EvaluationError, Pair, PairTask, RunResult, evaluate
+from .decision import ALPHA, RouteDecision, decide
+from .run import EvalConfig, EvaluationError, Pair, PairTask, RunResult, evaluate
 
 DEFAULT_TOP = 3
 

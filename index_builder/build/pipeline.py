@@ -20,7 +20,8 @@ import numpy as np
 
 from bridgex_index.store import columns_of, write_index
 
-from . import __version__, bridges, hsic, neurons
+from .. import __version__
+from . import bridges, hsic, neurons
 from .dictionaries import (
     DictionaryError,
     PairDictionary,

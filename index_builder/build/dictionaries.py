@@ -17,7 +17,7 @@ from pathlib import Path
 
 from babel import Locale
 
-from index_builder.languages import validate_codes
+from index_builder.build.languages import validate_codes
 
 
 class DictionaryError(ValueError):

@@ -1,0 +1,2 @@
+"""The build: dictionaries and probes → model capture → language neurons → HSIC → ranked bridges → the index
+file (`pipeline.build_index`, written through `bridgex_index.store`). Modules needing torch import it."""

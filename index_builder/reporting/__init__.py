@@ -1,0 +1,2 @@
+"""Reporting: the evaluation report in markdown with its chart (`markdown`) and the index's PNG charts
+(`charts`)."""
