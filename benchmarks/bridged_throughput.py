@@ -80,7 +80,8 @@ def write_index(path: Path, words: dict[str, dict[str, str]]) -> None:
 
 
 def direct_prompt(index, source: str, target: str, word: str) -> str:
-    from bridgex_serve.rewrite import Options, plan_request
+    from bridgex_serve.options import Options
+    from bridgex_serve.plan import plan_request
 
     plan = plan_request(
         Options(task="word", source=source, target=target),
@@ -98,7 +99,7 @@ def direct_prompt(index, source: str, target: str, word: str) -> str:
             "demos": index.demonstrations((source, target), 3, exclude=word),
         }
     )
-    from bridgex_serve.rewrite import bridge_prompt
+    from bridgex_serve.prompts import bridge_prompt
 
     return bridge_prompt(plan)
 

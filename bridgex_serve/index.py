@@ -14,7 +14,7 @@ from bridgex_index import read
 from bridgex_index.store import IndexReadError, open_index, provenance, routing_decisions
 
 from .demonstrations import Lexicon, copy_key
-from .rewrite import CalibratedRoute
+from .plan import CalibratedRoute
 
 # Demonstrations come from common-noun categories first (CLDR names are mostly proper nouns).
 CATEGORY_PREFERENCE = ("unit", "month", "weekday", "day", "currency", "territory", "language")
@@ -52,7 +52,7 @@ class BridgeIndex:
     _demo_cache: dict = field(default_factory=dict, repr=False)
     _from_source: dict = field(default_factory=dict, repr=False)
 
-    # -- lookups used by rewrite.plan_request ------------------------------------------------------------
+    # -- lookups used by plan.plan_request ---------------------------------------------------------------
     def has_language(self, code: str) -> bool:
         return code in self.languages
 

@@ -7,7 +7,7 @@ list of prompts (vLLM schedules them as one batch), in chunks of `max_batch`, ru
 
 A plan takes at most three rounds: the bridged call (chain, or two-step's first), the answer call (two-step,
 or a chain that stopped after the bridge), and the copy fallback: the direct route for word and translate
-answers that copy the source or the bridge rendering (`rewrite.copy_reason`).
+answers that copy the source or the bridge rendering (`words.copy_reason`).
 """
 
 from __future__ import annotations
@@ -18,22 +18,11 @@ from typing import Any
 
 import orjson
 
-from .rewrite import (
-    COPY_FALLBACK_TASKS,
-    ClientRequest,
-    Outcome,
-    Plan,
-    Step,
-    Usage,
-    answer_step,
-    choice_text,
-    clean_answer,
-    clean_bridge,
-    copy_reason,
-    direct_plan,
-    first_step,
-    parse_chain,
-)
+from .outcome import Outcome
+from .plan import Plan, direct_plan
+from .protocol import ClientRequest, Usage
+from .steps import Step, answer_step, choice_text, clean_answer, clean_bridge, first_step, parse_chain
+from .words import COPY_FALLBACK_TASKS, copy_reason
 
 CallUpstream = Callable[[str, dict], Awaitable[dict]]
 

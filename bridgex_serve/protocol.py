@@ -1,17 +1,122 @@
-"""The OpenAI protocol as BridgeX answers it: error bodies (built only here) and bridged responses.
+"""The OpenAI protocol as BridgeX reads and answers it: the client body's parts a bridged request needs
+(`ClientRequest`), token usage, error bodies (built only here) and bridged responses.
 
-Pure: dicts and bytes in, bytes out.
+Pure: dicts and bytes in, bytes out. Wire shapes only: no prompt or routing logic (an `Outcome` is read
+through its `answer`, `finish_reason` and `metadata()`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .rewrite import ClientRequest, Outcome, Usage
+from .options import RequestError
+
+if TYPE_CHECKING:
+    from .outcome import Outcome
+
+# Client sampling parameters copied onto every upstream call of a bridged request.
+SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "user",
+)
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """The parts of the client's body the bridged calls need."""
+
+    endpoint: str  # "chat" | "completions"
+    model: str
+    sampling: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int | None = None
+    messages: tuple[dict, ...] = ()  # chat history, the last user turn included
+    stream: bool = False
+    include_usage: bool = False
+
+
+def client_request(endpoint: str, body: dict) -> tuple[ClientRequest, str]:
+    """Validate a parsed chat/completions body and return it with the input text."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("model must be a non-empty string", "model")
+    n = body.get("n", 1)
+    if n not in (1, None):
+        raise RequestError("bridged requests support n=1 only", "n")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise RequestError(f"max_tokens must be a positive integer, got {max_tokens!r}", "max_tokens")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise RequestError("stream must be a boolean", "stream")
+    stream_options = body.get("stream_options") or {}
+    include_usage = bool(isinstance(stream_options, dict) and stream_options.get("include_usage"))
+    sampling = {k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None}
+    if endpoint == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise RequestError("messages must be a non-empty list of objects", "messages")
+        text = last_user_text(messages)
+        req = ClientRequest("chat", model, sampling, max_tokens, tuple(messages), stream, include_usage)
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise RequestError(
+                "a bridged completion takes one prompt string (use /v1/translate for many texts)", "prompt"
+            )
+        text = prompt
+        req = ClientRequest("completions", model, sampling, max_tokens, (), stream, include_usage)
+    return req, text
+
+
+def last_user_text(messages: Sequence[dict]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                parts = [
+                    p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+                ]
+                return "\n".join(parts)
+            raise RequestError("the last user message has no text content", "messages")
+    raise RequestError("messages contain no user turn", "messages")
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
 
 ERROR_TYPES = {
     400: "invalid_request_error",

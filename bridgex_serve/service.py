@@ -16,20 +16,11 @@ import orjson
 from .detect import make_detector
 from .index import BridgeIndex, IndexLoadError, load_index
 from .metrics import Metrics
+from .options import RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
-from .protocol import error_body, json_body, response_body, sse_chunks
-from .rewrite import (
-    ClientRequest,
-    Outcome,
-    Passthrough,
-    Plan,
-    RequestError,
-    Usage,
-    client_request,
-    headers_for,
-    parse_options,
-    plan_request,
-)
+from .outcome import Outcome, headers_for
+from .plan import Passthrough, Plan, plan_request
+from .protocol import ClientRequest, Usage, client_request, error_body, json_body, response_body, sse_chunks
 from .settings import Settings
 
 JSON = "application/json"

@@ -14,7 +14,8 @@ from serve_support import (
 
 from bridgex_serve.app import create_app
 from bridgex_serve.index import load_index
-from bridgex_serve.rewrite import Options, RequestError, parse_options, plan_request
+from bridgex_serve.options import Options, RequestError, parse_options
+from bridgex_serve.plan import plan_request
 from bridgex_serve.settings import Settings
 
 

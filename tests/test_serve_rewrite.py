@@ -1,4 +1,5 @@
-"""The pure rewrite core and the async orchestration, with an in-memory index and a scripted upstream."""
+"""The pure rewrite core (options, plan, prompts, steps, words, outcome) and the async orchestration,
+with an in-memory index and a scripted upstream."""
 
 from __future__ import annotations
 
@@ -9,18 +10,11 @@ from typing import ClassVar
 
 import pytest
 
-from bridgex_serve import rewrite
+from bridgex_serve import prompts, steps, words
+from bridgex_serve.options import Options, RequestError, parse_options
 from bridgex_serve.orchestrate import UpstreamError, run_plans
-from bridgex_serve.rewrite import (
-    ClientRequest,
-    Options,
-    Passthrough,
-    Plan,
-    RequestError,
-    client_request,
-    parse_options,
-    plan_request,
-)
+from bridgex_serve.plan import Passthrough, Plan, plan_request
+from bridgex_serve.protocol import ClientRequest, client_request
 
 
 class FakeIndex:
@@ -76,10 +70,10 @@ def test_word_plan_uses_the_index_bridge_and_three_probe_demonstrations():
 def test_prompt_is_the_bli_chain_ending_in_colon_quote():
     p = plan(task="word", target="he", shots=1)
     assert (
-        rewrite.bridge_prompt(p)
+        prompts.bridge_prompt(p)
         == 'Kiswahili:"maji"→English:"water"→עברית:"מים"\nKiswahili:"kitabu"→English:"'
     )
-    assert rewrite.answer_prompt(p, "book").endswith('Kiswahili:"kitabu"→English:"book"→עברית:"')
+    assert prompts.answer_prompt(p, "book").endswith('Kiswahili:"kitabu"→English:"book"→עברית:"')
 
 
 def test_the_query_word_is_never_its_own_demonstration():
@@ -155,8 +149,8 @@ def test_qa_splits_passage_and_question_at_the_last_blank_line():
 def test_chain_output_is_split_into_bridge_and_answer():
     p = plan(task="word", target="he")
     req = ClientRequest("completions", "m")
-    assert rewrite.parse_chain(p, req, 'book"→עברית:"ספר"') == ("book", "ספר")
-    assert rewrite.parse_chain(p, req, 'book"') == ("book", None)
+    assert steps.parse_chain(p, req, 'book"→עברית:"ספר"') == ("book", "ספר")
+    assert steps.parse_chain(p, req, 'book"') == ("book", None)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +170,7 @@ def test_chain_output_is_split_into_bridge_and_answer():
     ],
 )
 def test_copies_are_detected_in_every_script(a, b):
-    assert rewrite.is_copy(a, b) and rewrite.is_copy(b, a)
+    assert words.is_copy(a, b) and words.is_copy(b, a)
 
 
 @pytest.mark.parametrize(
@@ -193,15 +187,15 @@ def test_copies_are_detected_in_every_script(a, b):
     ],
 )
 def test_different_words_are_not_copies(a, b):
-    assert not rewrite.is_copy(a, b)
+    assert not words.is_copy(a, b)
 
 
 def test_copy_reasons_in_order_of_precedence():
-    assert rewrite.copy_reason("kitabu", "Kitabu", "kitabu") == "bridge_is_source"
-    assert rewrite.copy_reason("rafiki", "friend", "Rafiki") == "answer_is_source"
-    assert rewrite.copy_reason("simu", "phone", "Phone.") == "answer_is_bridge"
-    assert rewrite.copy_reason("maji", "water", "מים") is None
-    assert rewrite.copy_reason("maji", None, "") is None
+    assert words.copy_reason("kitabu", "Kitabu", "kitabu") == "bridge_is_source"
+    assert words.copy_reason("rafiki", "friend", "Rafiki") == "answer_is_source"
+    assert words.copy_reason("simu", "phone", "Phone.") == "answer_is_bridge"
+    assert words.copy_reason("maji", "water", "מים") is None
+    assert words.copy_reason("maji", None, "") is None
 
 
 def test_client_request_rejects_bodies_it_cannot_bridge():
@@ -344,8 +338,11 @@ def test_upstream_errors_propagate():
 
 
 def test_rewrite_core_is_pure():
+    modules = "bridgex_serve.options, bridgex_serve.plan, bridgex_serve.prompts, bridgex_serve.steps, " + (
+        "bridgex_serve.words, bridgex_serve.outcome, bridgex_serve.protocol, bridgex_serve.orchestrate"
+    )
     code = (
-        "import sys, bridgex_serve.rewrite; bad = {'starlette', 'httpx', 'aiohttp', 'duckdb', 'torch'} & "
+        f"import sys, {modules}; bad = {{'starlette', 'httpx', 'aiohttp', 'duckdb', 'torch'}} & "
         "set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

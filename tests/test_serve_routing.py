@@ -17,7 +17,8 @@ from serve_support import (
 
 from bridgex_serve.app import create_app
 from bridgex_serve.index import IndexLoadError, load_index
-from bridgex_serve.rewrite import Options, Passthrough, Plan, plan_request
+from bridgex_serve.options import Options
+from bridgex_serve.plan import Passthrough, Plan, plan_request
 from bridgex_serve.settings import Settings
 
 DECISIONS = [

@@ -22,8 +22,8 @@ from serve_support import (
 )
 
 from bridgex_serve.app import create_app
-from bridgex_serve.rewrite import copy_reason
 from bridgex_serve.settings import Settings
+from bridgex_serve.words import copy_reason
 
 pytestmark = pytest.mark.slow
 WORD = {"task": "word", "source": "sw", "target": "he"}

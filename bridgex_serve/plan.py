@@ -1,0 +1,316 @@
+"""Planning: options + input text → a bridging `Plan` (task, languages, route, mode, demonstrations) or a
+`Passthrough`.
+
+Pure: no I/O, no web framework, no database. The index and the language detector come in as arguments
+(anything with the few methods `plan_request` calls), so the proxy and the vLLM plugin share this module.
+
+Routing (which bridge, or none): an explicit `bridgex.bridge` wins; then `bridgex.route` (`direct`, or
+`hsic`: the rank-1 bridge whatever the calibration says); else a calibrated decision stored in the index for
+the pair (`routing_decisions`); else, for uncalibrated pairs, the HSIC rank-1 bridge or the direct route
+(the `uncalibrated` setting). The direct route of a `word` request is the prompt `{S}:"w"→{T}:"`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from .options import (
+    DEFAULT_ANSWER_TOKENS,
+    DEFAULT_MODE,
+    DEFAULT_SHOTS,
+    UNCALIBRATED,
+    WORD_BRIDGE_TOKENS,
+    Options,
+    RequestError,
+)
+
+
+class IndexView(Protocol):
+    """What planning needs from the index (`bridgex_serve.index.BridgeIndex` provides it)."""
+
+    def has_language(self, code: str) -> bool: ...
+    def prompt_name(self, code: str) -> str: ...
+    def language_codes(self) -> list[str]: ...
+    def best_bridge(self, source: str, target: str) -> tuple[str, float] | None: ...
+    def bridge_probability(self, source: str, target: str, bridge: str) -> float | None: ...
+    def decision(self, source: str, target: str) -> CalibratedRoute | None: ...
+    def demonstrations(
+        self, langs: tuple[str, ...], k: int, exclude: str | None = None
+    ) -> tuple[tuple[str, ...], ...]: ...
+
+
+@dataclass(frozen=True)
+class CalibratedRoute:
+    """A stored routing decision for one (source, target) pair (`routing_decisions` in the index)."""
+
+    source: str
+    target: str
+    decision: str  # "direct" or a bridge code
+    direct_accuracy: float | None = None
+    bridge_accuracy: float | None = None
+    n: int | None = None  # paired held-out words
+    gain: float | None = None  # bridge_accuracy - direct_accuracy
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+
+    @property
+    def bridge(self) -> str | None:
+        return None if self.decision == "direct" else self.decision
+
+    def summary(self) -> dict[str, Any]:
+        """What the response metadata shows of the calibration."""
+        return {
+            "decision": self.decision,
+            "direct_accuracy": self.direct_accuracy,
+            "bridge_accuracy": self.bridge_accuracy,
+            "gain": self.gain,
+            "p_value": self.p_value,
+            "n": self.n,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One bridged (or, for batch translation, direct) generation, fully decided."""
+
+    task: str  # word | translate | qa | chat
+    mode: str  # chain | two-step | direct
+    source: str
+    target: str
+    bridge: str | None  # None: direct translation without a bridge (batch endpoint only)
+    probability: float | None  # the index's selection probability of the bridge; None when overridden
+    names: tuple[str, str, str | None]  # prompt names of source, target, bridge
+    text: str  # what is rendered into the bridge: the word, sentence, passage or user turn
+    question: str | None = None  # qa only
+    demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct plans
+    answer_tokens: int = 16
+    decision_source: str = "default"  # client | calibrated | hsic | default
+    calibration: CalibratedRoute | None = None  # the stored decision followed, if any
+
+    @property
+    def bridge_tokens(self) -> int:
+        if self.task == "word":
+            return WORD_BRIDGE_TOKENS
+        return max(32, min(256, len(self.text) // 2 + 16))
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """The request goes upstream unchanged (minus the `bridgex` field); `reason` is reported in headers."""
+
+    reason: str
+    source: str | None = None
+    target: str | None = None
+    decision_source: str = "default"
+    label: str = ""  # the metrics label of the reason
+
+    def headers(self) -> list[tuple[str, str]]:
+        reason = self.reason.replace("→", "->").encode("ascii", "replace").decode()
+        return [
+            ("x-bridgex-bridged", "false"),
+            ("x-bridgex-reason", reason),
+            ("x-bridgex-decision-source", self.decision_source),
+        ]
+
+
+def is_single_word(text: str) -> bool:
+    return bool(text) and len(text) <= 40 and not any(ch.isspace() for ch in text.strip())
+
+
+def plan_request(
+    options: Options,
+    text: str,
+    *,
+    index: IndexView,
+    low_resource: frozenset[str],
+    detect: Callable[[str], str | None],
+    answer_tokens: int | None = None,
+    force: bool = False,
+    uncalibrated: str = "hsic",
+) -> Plan | Passthrough:
+    """Decide task, languages, route, mode and demonstrations for one input text.
+
+    `force` (batch translation) never passes through: a pair that is not low-resource or has no bridge is
+    translated directly. `uncalibrated` ("hsic" or "direct") routes pairs without a stored decision.
+    Raises `RequestError` for unknown languages and impossible combinations.
+    """
+    for key in ("source", "target", "bridge"):
+        code = getattr(options, key)
+        if code is not None and not index.has_language(code):
+            raise RequestError(
+                f"unknown language {code!r} in bridgex.{key}; "
+                f"the index has {', '.join(index.language_codes())}",
+                f"bridgex.{key}",
+            )
+    task = options.task
+    passage, question = options.passage, None
+    if task == "qa":
+        passage, question = split_qa(text, options.passage)
+    text = clean_text(passage if task == "qa" else text)
+    if not text:
+        raise RequestError("the input text is empty", "messages")
+
+    source = options.source or detect(text)
+    if source is None:
+        if task == "auto" and not force:
+            return Passthrough("source language not detected", None, options.target, label="undetected")
+        raise RequestError(
+            "could not detect the source language of the input; pass bridgex.source", "bridgex"
+        )
+    target = options.target
+    if task == "auto":
+        task = ("word" if is_single_word(text) else "translate") if target and target != source else "chat"
+    if task in ("word", "translate"):
+        if target is None:
+            raise RequestError(f"bridgex.target is required for task {task}", "bridgex.target")
+        if target == source:
+            raise RequestError(f"source and target are both {source!r}", "bridgex.target")
+    else:
+        target = target or source
+
+    route = choose_route(
+        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route
+    )
+    if isinstance(route, Passthrough):
+        return route
+    bridge, probability, decision_source, calibration = route
+    if bridge is None and not force and task != "word":
+        # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
+        return _direct_passthrough(source, target, decision_source)
+
+    mode = options.mode or DEFAULT_MODE
+    shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]
+    if bridge is None:
+        mode = "direct"
+        langs: tuple[str, ...] = (source, target)
+    else:
+        langs = (source, bridge, target)
+    demos = (
+        index.demonstrations(langs, shots, exclude=text) if shots and task in ("word", "translate") else ()
+    )
+    names = (
+        index.prompt_name(source),
+        index.prompt_name(target),
+        index.prompt_name(bridge) if bridge else None,
+    )
+    return Plan(
+        task=task,
+        mode=mode,
+        source=source,
+        target=target,
+        bridge=bridge,
+        probability=probability,
+        names=names,
+        text=text,
+        question=question,
+        demos=demos,
+        answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
+        decision_source=decision_source,
+        calibration=calibration,
+    )
+
+
+Route = tuple[str | None, float | None, str, CalibratedRoute | None]  # bridge, probability, source, decision
+
+
+def choose_route(
+    client_bridge: str | None,
+    source: str,
+    target: str,
+    index: IndexView,
+    low_resource: frozenset[str],
+    force: bool,
+    uncalibrated: str,
+    route: str = "auto",
+) -> Route | Passthrough:
+    """The bridge (None: direct) for a pair, and where that choice came from.
+
+    Order: the client's `bridge`; the client's `route` (`direct`, or `hsic`: the rank-1 bridge whatever
+    the calibration and the low-resource gate say); pairs without a low-resource language pass through
+    (unless `force`); the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or
+    direct, per `uncalibrated`. A same-language request (qa, chat) is never calibrated.
+    """
+    if uncalibrated not in UNCALIBRATED:
+        raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
+    if client_bridge is not None:
+        if client_bridge in (source, target):
+            raise RequestError(
+                f"bridgex.bridge {client_bridge!r} is the source or the target", "bridgex.bridge"
+            )
+        return client_bridge, None, "client", None
+    if route == "direct":
+        return None, None, "client", None
+    if route == "hsic":
+        ranked = index.best_bridge(source, target)
+        if ranked is None:
+            raise RequestError(f"the index has no bridge for {source}→{target}", "bridgex.route")
+        return ranked[0], ranked[1], "hsic", None
+    if not force and source not in low_resource and target not in low_resource:
+        return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
+    decision = index.decision(source, target) if source != target else None
+    if decision is not None:
+        bridge = decision.bridge
+        probability = index.bridge_probability(source, target, bridge) if bridge else None
+        return bridge, probability, "calibrated", decision
+    if uncalibrated == "direct":
+        return None, None, "default", None
+    found = index.best_bridge(source, target)
+    if found is None:
+        if force:
+            return None, None, "default", None
+        return Passthrough(
+            f"no bridge in the index for {source}→{target}", source, target, "hsic", label="no_bridge"
+        )
+    return found[0], found[1], "hsic", None
+
+
+def _direct_passthrough(source: str, target: str, decision_source: str) -> Passthrough:
+    if decision_source == "calibrated":
+        return Passthrough(
+            f"calibrated decision for {source}→{target}: direct",
+            source,
+            target,
+            decision_source,
+            label="calibrated_direct",
+        )
+    return Passthrough(
+        f"uncalibrated pair {source}→{target}: direct by configuration",
+        source,
+        target,
+        decision_source,
+        label="uncalibrated_direct",
+    )
+
+
+def direct_plan(plan: Plan) -> Plan:
+    """The direct route for a bridged plan: `{S}:"w"→{T}:"` with the same demonstrations minus the bridge."""
+    s, t, _b = plan.names
+    demos = tuple((d[0], d[-1]) for d in plan.demos) if plan.bridge is not None else plan.demos
+    return replace(plan, mode="direct", bridge=None, probability=None, names=(s, t, None), demos=demos)
+
+
+def split_qa(text: str, passage: str | None) -> tuple[str, str]:
+    """(passage, question) from `bridgex.passage` or from a user turn "passage<blank line>question"."""
+    if passage:
+        return passage, text.strip()
+    head, sep, tail = text.strip().rpartition("\n\n")
+    if not sep or not head.strip() or not tail.strip():
+        raise RequestError(
+            "task qa needs a passage: pass bridgex.passage, or put the passage and then the question in the "
+            "user turn separated by a blank line",
+            "bridgex.passage",
+        )
+    return head.strip(), tail.strip()
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """One line: the chain format is line-based and every call stops at a newline."""
+    return _SPACE.sub(" ", text).strip()

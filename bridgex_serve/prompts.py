@@ -1,0 +1,43 @@
+"""Prompt text (method §6), one line per chain, the model's answer always opened by `:"` (one Gemma token):
+
+{S}:"{w}"→{B}:"{b}"→{T}:"{t}"        word (BLI) and sentence translation
+Question:"{q}"                      qa only: the question comes first so one call can answer it
+{S}:"{p}"→{B}:"{b}"→{T} answer:"{a}"
+{S}:"{x}"→{B}:"{b}"→{T} reply:"{a}"   chat through the completions endpoint
+"""
+
+from __future__ import annotations
+
+from .plan import Plan, clean_text
+
+ARROW = "→"
+
+
+def _answer_label(plan: Plan) -> str:
+    t = plan.names[1]
+    return {"qa": f"{t} answer", "chat": f"{t} reply"}.get(plan.task, t)
+
+
+def demo_lines(plan: Plan) -> str:
+    s, t, b = plan.names
+    if plan.bridge is None:
+        return "".join(f'{s}:"{d[0]}"{ARROW}{t}:"{d[1]}"\n' for d in plan.demos)
+    return "".join(f'{s}:"{d[0]}"{ARROW}{b}:"{d[1]}"{ARROW}{t}:"{d[2]}"\n' for d in plan.demos)
+
+
+def bridge_prompt(plan: Plan) -> str:
+    """The prompt whose continuation is the bridge rendering (two-step call 1, chain's single call)."""
+    s, _t, b = plan.names
+    head = f'Question:"{clean_text(plan.question)}"\n' if plan.question else ""
+    if plan.bridge is None:
+        return f'{demo_lines(plan)}{head}{s}:"{plan.text}"{ARROW}{_answer_label(plan)}:"'
+    return f'{demo_lines(plan)}{head}{s}:"{plan.text}"{ARROW}{b}:"'
+
+
+def bridge_close(plan: Plan) -> str:
+    """What follows the bridge rendering and opens the answer."""
+    return f'"{ARROW}{_answer_label(plan)}:"'
+
+
+def answer_prompt(plan: Plan, bridge_text: str) -> str:
+    return bridge_prompt(plan) + bridge_text + bridge_close(plan)
