@@ -1,0 +1,133 @@
+"""`bridgex-index build` and `convert`: parse and validate, then hand over to `build.pipeline` and
+`build.models`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .common import _band, _codes, fails_cleanly
+
+
+@click.command()
+@click.option(
+    "--model", required=True, help="Model folder, .gguf file (converted once and cached) or hub id."
+)
+@click.option("--langs", required=True, help="Comma-separated ISO 639-1 codes, e.g. en,de,sw,he.")
+@click.option(
+    "--dictionaries", "dict_source", type=click.Choice(["cldr"]), help="Built-in CLDR dictionaries."
+)
+@click.option(
+    "--dict-dir",
+    type=click.Path(path_type=Path),
+    help="Directory of MUSE files <src>-<trg>.txt (instead of --dictionaries cldr).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Index file to write (.duckdb).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    help="Model dtype; auto is float32 on CPU, bfloat16 on CUDA.",
+)
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Probes per forward pass.")
+@click.option(
+    "--max-batch-tokens", default=8192, show_default=True, type=int, help="Padded tokens per forward pass."
+)
+@click.option(
+    "--top-rate", default=0.01, show_default=True, type=float, help="Share of neurons per language."
+)
+@click.option(
+    "--selector",
+    default="top-rate",
+    show_default=True,
+    type=click.Choice(["top-rate", "lape"]),
+    help="How language neurons are chosen.",
+)
+@click.option(
+    "--middle-band",
+    default="0.3,0.7",
+    show_default=True,
+    callback=_band,
+    help="Depth fractions of the layers that score bridges.",
+)
+@click.option(
+    "--bridges", "bridge_list", help="Comma-separated candidate bridges (default: every other language)."
+)
+@click.option(
+    "--mode",
+    default="teacher-forced",
+    show_default=True,
+    type=click.Choice(["teacher-forced", "generate"]),
+    help="Probe mode: one forward pass per probe, or the model's greedy continuation (paper-faithful).",
+)
+@click.option(
+    "--max-pairs", default=100, show_default=True, type=int, help="Probe entries per language pair."
+)
+@click.option(
+    "--test-fraction", default=0.2, show_default=True, type=float, help="Held-out share per dictionary."
+)
+@click.option(
+    "--temperature", default=1.0, show_default=True, type=float, help="Selection softmax temperature."
+)
+@click.option(
+    "--low-resource", help="Comma-separated languages to mark low-resource (default: all but major ones)."
+)
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Where converted models are cached.")
+@click.option(
+    "--device-map",
+    type=click.Choice(["auto"]),
+    help="auto: spread a model larger than one GPU over all visible GPUs (accelerate).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@fails_cleanly
+def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
+    """Build a bridge index from a model and bilingual dictionaries."""
+    from ..build.pipeline import BuildConfig, BuildError, build_index
+
+    if (dict_source is None) == (dict_dir is None):
+        raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+    if not out.parent.is_dir():
+        raise BuildError(f"output directory does not exist: {out.parent}")
+    if out.is_dir():
+        raise BuildError(
+            f"--out {out} is a directory; give the index file's path, e.g. {out / 'index.duckdb'}"
+        )
+    if not os.access(out.parent, os.W_OK):
+        raise BuildError(f"cannot write to {out.parent}")
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    cfg = BuildConfig(
+        model=model,
+        langs=_codes(langs) or [],
+        out=out,
+        dictionaries="cldr" if dict_source else str(dict_dir),
+        bridges=_codes(bridge_list),
+        low_resource=_codes(low_resource),
+        **opts,
+    )
+    summary = build_index(cfg, progress=not quiet)
+    if "written" not in summary:  # other ranks of a torchrun build: rank 0 reports
+        return
+    click.echo(
+        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']}"
+    )
+
+
+@click.command()
+@click.argument("gguf", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face folder to write.")
+@click.option(
+    "--dtype", default="bfloat16", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"])
+)
+@fails_cleanly
+def convert(gguf: Path, out: Path, dtype: str) -> None:
+    """Convert a .gguf model once into a Hugging Face folder (which vLLM can serve)."""
+    from ..build.models import DTYPES, convert_gguf
+
+    click.echo(str(convert_gguf(gguf, out, DTYPES[dtype])))

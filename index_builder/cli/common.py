@@ -1,0 +1,134 @@
+"""What every `bridgex-index` command shares: clean failures (one line, exit 2), parsing helpers, and the
+options `eval` and `calibrate` both take (written once, as datasette's publish commands share theirs)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+
+import click
+
+EXIT_USAGE = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from bridgex_index.results import IndexWriteError
+    from bridgex_index.store import IndexReadError
+
+    from ..build.dictionaries import DictionaryError
+    from ..build.languages import UnknownLanguageError
+    from ..build.pipeline import BuildError
+
+    errors: list[type[BaseException]] = [
+        BuildError,
+        DictionaryError,
+        UnknownLanguageError,
+        IndexReadError,
+        IndexWriteError,
+    ]
+    try:
+        from ..build.models import ModelError
+
+        errors.append(ModelError)
+    except ImportError:  # torch not installed: the read-only commands still work
+        pass
+    return tuple(errors)
+
+
+def fails_cleanly(fn: Callable) -> Callable:
+    """Turn the package's user-facing errors into `error: <message>` on stderr and exit code 2."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return run
+
+
+def _codes(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+def _band(_ctx, _param, value: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not two fractions like 0.3,0.7") from None
+    if not 0 <= lo < hi <= 1:
+        raise click.BadParameter(f"{value!r}: expected 0 <= start < end <= 1")
+    return lo, hi
+
+
+def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
+    """The options `eval` and `calibrate` share (written once, as datasette's publish commands share
+    theirs): the index, the endpoint and model, the pairs, the dictionaries, how the server is asked."""
+    options = [
+        click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file."),
+        click.option(
+            "--endpoint",
+            required=True,
+            help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1: a BridgeX server (proxy, or vLLM "
+            "with the middleware) is asked directly; in front of any other one a bridgex-serve child runs.",
+        ),
+        click.option(
+            "--model", required=True, help="Model name the endpoint serves (the request's `model`)."
+        ),
+        click.option("--pairs", required=True, help=pairs_help),
+        click.option(
+            "--dictionaries",
+            "dict_source",
+            type=click.Choice(["cldr"]),
+            help="The index's CLDR dictionaries.",
+        ),
+        click.option(
+            "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+        ),
+        click.option(
+            "--mode",
+            default="chain",
+            show_default=True,
+            type=click.Choice(["chain", "two-step"]),
+            help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
+        ),
+        click.option(
+            "--shots",
+            default=3,
+            show_default=True,
+            type=int,
+            help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
+        ),
+        click.option(
+            "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
+        ),
+        click.option(
+            "--copy-fallback/--no-copy-fallback",
+            default=True,
+            show_default=True,
+            help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
+        ),
+        click.option(
+            "--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once."
+        ),
+        click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request."),
+        click.option(
+            "--api-key",
+            envvar="OPENAI_API_KEY",
+            help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
+        ),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes."),
+    ]
+
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate

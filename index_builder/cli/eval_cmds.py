@@ -1,0 +1,225 @@
+"""`bridgex-index eval` and `calibrate`: parse, hand over to `evaluation.run` / `evaluation.calibrate`, and
+print and write what they measured (`reporting.markdown`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import EXIT_USAGE, fails_cleanly, measuring_options
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def _eval_command(cfg, out: Path) -> str:
+    """The canonical command line of an evaluation (what the report quotes to reproduce it)."""
+    import shlex
+
+    args = ["bridgex-index", "eval", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
+    args += ["--model", cfg.model, "--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
+    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
+    if cfg.words != "all":
+        args += ["--words", cfg.words]
+    if cfg.limit is not None:
+        args += ["--limit", str(cfg.limit)]
+    if not cfg.copy_fallback:
+        args += ["--no-copy-fallback"]
+    args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
+    return shlex.join(args)
+
+
+@click.command(name="eval")
+@measuring_options("Comma-separated source-target pairs, e.g. sw-he,id-ja.")
+@click.option(
+    "--strategies",
+    default="direct,english,bridgex,all-bridges",
+    show_default=True,
+    help="Any of direct (no bridge), english (pivot), bridgex (the index's best bridge), calibrated (the "
+    "route the server takes: the stored decision, else the best bridge), all-bridges.",
+)
+@click.option(
+    "--words",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", "calibration", "evaluation"]),
+    help="Test words: all, or a half of the salted split; judge `calibrated` on `evaluation` (words "
+    "`calibrate` did not decide on).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Report directory for report.md and accuracy.png (default: ./bli-<model>-<mode>).",
+)
+@click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
+@fails_cleanly
+def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, dry_run, **opts) -> None:
+    """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
+    import re
+
+    from ..evaluation.run import (
+        EvalConfig,
+        EvaluationError,
+        category_breakdown,
+        count_requests,
+        evaluate,
+        paired_gains,
+        parse_pairs,
+        parse_strategies,
+    )
+    from ..reporting.markdown import summary_lines, table, write_report
+
+    try:
+        if (dict_source is None) == (dict_dir is None):
+            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        cfg = EvalConfig(
+            index=index,
+            pairs=parse_pairs(pairs),
+            dictionaries="cldr" if dict_source else str(dict_dir),
+            strategies=parse_strategies(strategies),
+            **opts,
+        )
+        safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.model)
+        out = out or Path(f"bli-{safe_model}-{cfg.mode}")
+        if out.exists() and not out.is_dir():
+            raise EvaluationError(f"--out {out} exists and is not a directory")
+        cfg.command = _eval_command(cfg, out)
+        log = (lambda _m: None) if quiet else None
+        if dry_run:
+            needed, cached = count_requests(cfg, log)
+            click.echo(f"{needed} words to ask bridgex-serve ({cached} cached)")
+            return
+        result = evaluate(cfg, quiet=quiet, log=log)
+    except EvaluationError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    gains = paired_gains(result.tasks, cfg.strategies, result.answers)
+    click.echo(table(result.summaries, result.overall))
+    click.echo("")
+    for line in summary_lines(result.overall, gains):
+        click.echo(line)
+    for line in _calibrated_lines(result):
+        click.echo(line)
+    if "calibrated" in cfg.strategies and cfg.words != "evaluation" and any(t.decision for t in result.tasks):
+        click.echo(
+            "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"
+        )
+    prov = result.provenance
+    meta = {
+        "model": cfg.model,
+        "endpoint": cfg.endpoint,
+        "index": f"{index.name} (built from {prov.get('model', '?')}, {prov.get('created_at', '?')})",
+        "dictionaries": cfg.dictionaries,
+        "mode": cfg.mode,
+        "shots": str(cfg.shots),
+        "test words per pair": str(cfg.limit) if cfg.limit else "all",
+        "strategies": ", ".join(cfg.strategies),
+        "copy fallback": "on (as the proxy serves)"
+        if cfg.copy_fallback
+        else "off (the bridged answer as is)",
+        "answers": "bridgex-serve /v1/translate (its prompts, demonstrations, routes and copy fallback)",
+        "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
+        "words asked": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
+    }
+    breakdown = category_breakdown(result.tasks, cfg.strategies, result.answers)
+    report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
+    click.echo(
+        f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
+    )
+
+
+def _calibrated_lines(result) -> list[str]:
+    """Per pair and pooled: the calibrated strategy's accuracy next to direct's (empty when not asked)."""
+    cells = {(c.source, c.target, c.strategy): c for c in result.cells}
+    lines, hits, direct_hits, n = [], 0, 0, 0
+    for task in result.tasks:
+        cal, direct = cells.get((*task.pair, "calibrated")), cells.get((*task.pair, "direct"))
+        if cal is None:
+            continue
+        served = task.served or "direct"
+        route = f"{served} (stored)" if task.decision else f"uncalibrated → {served}"
+        versus = f", direct {direct.accuracy:.1f}" if direct else ""
+        lines.append(
+            f"calibrated {task.source}→{task.target}: {cal.accuracy:.1f} via {route}{versus} (n={cal.n})"
+        )
+        hits, n = hits + cal.hits, n + cal.n
+        direct_hits += direct.hits if direct else 0
+    if n:
+        lines.append(
+            f"calibrated pooled: {100 * hits / n:.2f} over {n} words (direct {100 * direct_hits / n:.2f})"
+        )
+    return lines
+
+
+def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
+    import shlex
+
+    args = ["bridgex-index", "calibrate", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
+    args += ["--model", cfg.model, "--pairs", pairs_arg, "--top", str(top)]
+    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--mode", cfg.mode, "--shots", str(cfg.shots)]
+    if cfg.limit is not None:
+        args += ["--limit", str(cfg.limit)]
+    if not cfg.copy_fallback:
+        args += ["--no-copy-fallback"]
+    return shlex.join([*args, "--concurrency", str(cfg.concurrency)])
+
+
+@click.command(name="calibrate")
+@measuring_options(
+    "Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow)."
+)
+@click.option(
+    "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
+)
+@fails_cleanly
+def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
+    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
+    store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
+    from ..evaluation.calibrate import all_pairs, calibrate
+    from ..evaluation.run import EvalConfig, EvaluationError, parse_pairs, read_index
+
+    try:
+        if (dict_source is None) == (dict_dir is None):
+            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        if top < 1:
+            raise EvaluationError(f"--top must be at least 1, got {top}")
+        if pairs.strip().lower() == "all":
+            chosen = all_pairs(read_index(index).bridges)
+            if not chosen:
+                raise EvaluationError(f"--pairs all: {index} ranks no bridges")
+        else:
+            chosen = parse_pairs(pairs)
+        cfg = EvalConfig(
+            index=index,
+            pairs=chosen,
+            dictionaries="cldr" if dict_source else str(dict_dir),
+            strategies=("direct", "all-bridges"),
+            words="calibration",
+            top_bridges=top,
+            **opts,
+        )
+        cfg.command = _calibrate_command(cfg, pairs, top)
+        done = calibrate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None)
+    except EvaluationError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(
+        f"{'pair':7} {'decision':8} {'n':>4} {'direct':>6} {'bridge':>10} {'gain':>7} {'95% CI':>15} {'p':>8}"
+    )
+    for (s, t), d in done.decisions.items():
+        bridge = f"{d.bridge_accuracy:.3f} {d.bridge}" if d.bridge else "-"
+        gain = f"{d.gain:+.3f}" if d.gain is not None else "-"
+        ci = f"[{d.ci_low:+.2f},{d.ci_high:+.2f}]" if d.ci_low is not None else "-"
+        p = f"{d.p_value:.3g}" if d.p_value is not None else "-"
+        click.echo(
+            f"{s}-{t:4} {d.decision:8} {d.n:>4} {d.direct_accuracy:>6.3f} {bridge:>10} {gain:>7} "
+            f"{ci:>15} {p:>8}"
+        )
+    r = done.result
+    click.echo(
+        f"wrote {len(done.rows)} routing decisions to {index}; {r.upstream_calls} upstream calls, "
+        f"{r.cached_calls} cached"
+    )
