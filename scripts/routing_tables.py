@@ -9,8 +9,11 @@ from pathlib import Path
 import duckdb
 
 from bridgex_index.results import ResultStore
-from index_builder.evaluation import run as ev
 from index_builder.evaluation import scoring
+from index_builder.evaluation.client import AnswerCache, TranslateClient
+from index_builder.evaluation.config import EvalConfig
+from index_builder.evaluation.run import index_identity, prepare
+from index_builder.evaluation.tasks import arms_of, make_jobs, served_request
 
 INDEX = Path("artifacts/gemma-3-270m.duckdb")
 PAIRS_ARG = "sw-he,id-ja,sw-ja,he-ar,fi-hu,ar-sw,hu-id,ja-fi,he-de,sw-fr,fi-es,id-zh"
@@ -74,7 +77,7 @@ def main() -> None:
     print(f"HSIC rank 1 is (one of) the best measured of the top 3 in {agree} of {len(PAIRS)} pairs")
 
     for fb in (True, False):
-        cfg = ev.EvalConfig(
+        cfg = EvalConfig(
             index=INDEX,
             endpoint="http://127.0.0.1:9/v1",
             model="gemma-3-270m",
@@ -86,22 +89,22 @@ def main() -> None:
             concurrency=64,
             copy_fallback=fb,
         )
-        data, tasks = ev.prepare(cfg, lambda m: None)
-        client = ev.TranslateClient(
-            ev.AnswerCache(ResultStore(INDEX), cfg.model),
-            ev.index_identity(data),
+        data, tasks = prepare(cfg, lambda m: None)
+        client = TranslateClient(
+            AnswerCache(ResultStore(INDEX), cfg.model),
+            index_identity(data),
             endpoint=cfg.endpoint,
             api_key=None,
             timeout=cfg.timeout,
             concurrency=cfg.concurrency,
         )
         got = {}
-        served = [ev.served_request(cfg, task) for task in tasks]
+        served = [served_request(cfg, task) for task in tasks]
         assert not client.cached(served, got), "run `bridgex-index eval` first: answers are missing"
         for task, request in zip(tasks, served, strict=True):
             task.served, task.served_known = got[request].bridge, True
-            task.arms = ev.arms_of(task, cfg.strategies)
-        jobs = ev.make_jobs(cfg, tasks)
+            task.arms = arms_of(task, cfg.strategies)
+        jobs = make_jobs(cfg, tasks)
         assert not client.cached([r for _k, r in jobs], got), (
             "run `bridgex-index eval` first: answers are missing"
         )

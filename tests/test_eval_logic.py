@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from index_builder.evaluation.client import request_key, word_request
-from index_builder.evaluation.run import (
-    CandidateBridge,
-    EvalConfig,
-    EvaluationError,
-    HeldOutWord,
-    PairTask,
-    arm_options,
-    base_url,
-    make_jobs,
-    parse_pairs,
-    parse_strategies,
-    select_test_words,
-    served_request,
-    split_disagreement,
-)
+from index_builder.evaluation.client import EvaluationError, base_url, request_key, word_request
+from index_builder.evaluation.config import EvalConfig, parse_pairs, parse_strategies
+from index_builder.evaluation.tasks import CandidateBridge, PairTask, arm_options, make_jobs, served_request
+from index_builder.evaluation.words import HeldOutWord, select_test_words, split_disagreement
 
 
 def test_parse_pairs_keeps_order_and_drops_repeats():

@@ -59,16 +59,10 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
 
-    from ..evaluation.run import (
-        EvalConfig,
-        EvaluationError,
-        category_breakdown,
-        count_requests,
-        evaluate,
-        paired_gains,
-        parse_pairs,
-        parse_strategies,
-    )
+    from ..evaluation.client import EvaluationError
+    from ..evaluation.config import EvalConfig, parse_pairs, parse_strategies
+    from ..evaluation.results import category_breakdown, paired_gains
+    from ..evaluation.run import count_requests, evaluate
     from ..reporting.markdown import summary_lines, table, write_report
 
     try:
@@ -179,7 +173,9 @@ def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quie
     """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
     store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
     from ..evaluation.calibrate import all_pairs, calibrate
-    from ..evaluation.run import EvalConfig, EvaluationError, parse_pairs, read_index
+    from ..evaluation.client import EvaluationError
+    from ..evaluation.config import EvalConfig, parse_pairs
+    from ..evaluation.tasks import read_index
 
     try:
         if (dict_source is None) == (dict_dir is None):

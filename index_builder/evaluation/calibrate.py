@@ -18,8 +18,12 @@ from datetime import datetime, timezone
 from bridgex_index.results import ResultStore
 
 from . import scoring
+from .client import EvaluationError
+from .config import EvalConfig, Pair
 from .decision import ALPHA, RouteDecision, decide
-from .run import EvalConfig, EvaluationError, Pair, PairTask, RunResult, evaluate
+from .results import RunResult
+from .run import evaluate
+from .tasks import PairTask
 
 DEFAULT_TOP = 3
 

@@ -1,0 +1,201 @@
+"""Per pair: its test words, the arms its strategies need, and the `/v1/translate` request of every
+(word, arm) job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import (
+    EvaluationError,
+    WordRequest,
+    word_request,
+)
+from .config import DEFAULT_TEST_FRACTION, EvalConfig, Pair
+from .words import (
+    HeldOutWord,
+    _categories,
+    _oriented,
+    recompute_entries,
+    select_test_words,
+    split_disagreement,
+)
+
+
+@dataclass(frozen=True)
+class CandidateBridge:
+    bridge: str
+    probability: float
+    rank: int
+
+
+@dataclass
+class PairTask:
+    """Everything one pair needs: its test words, arms and candidates."""
+
+    source: str
+    target: str
+    words: list[HeldOutWord]
+    candidates: list[CandidateBridge]  # the index's ranking for source → target
+    arms: list[str | None]  # None = direct; otherwise a bridge code
+    dropped_probe_words: int = 0
+    decision: str | None = None  # the stored routing decision ('direct' or a bridge); None: uncalibrated
+    top: int | None = None  # all-bridges: the best N candidates only
+    served: str | None = None  # the route the server takes (`route: auto`): a bridge, or None for direct
+    served_known: bool = False  # `served` was asked (only when the `calibrated` strategy is)
+    shots: int = 0  # demonstrations the server's prompts had (reported per pair)
+
+    @property
+    def pair(self) -> Pair:
+        return self.source, self.target
+
+    @property
+    def chosen(self) -> str | None:
+        return self.candidates[0].bridge if self.candidates else None
+
+    @property
+    def calibrated(self) -> str | None:
+        """The arm the server routes the pair through (as it answered `route: auto`)."""
+        return self.served
+
+    def strategy_arms(self, strategies: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(strategy, arm) cells of this pair; `english` is skipped when English is the source or target."""
+        cells: list[tuple[str, str | None]] = []
+        for strategy in strategies:
+            if strategy == "direct":
+                cells.append(("direct", None))
+            elif strategy == "english" and "en" not in self.pair:
+                cells.append(("english", "en"))
+            elif strategy == "bridgex" and self.chosen:
+                cells.append(("bridgex", self.chosen))
+            elif strategy == "calibrated" and self.served_known:
+                cells.append(("calibrated", self.served))
+            elif strategy == "all-bridges":
+                cells += [("all-bridges", c.bridge) for c in self.candidates[: self.top]]
+        return cells
+
+
+@dataclass
+class IndexData:
+    """What evaluation reads from the index file."""
+
+    provenance: dict[str, str]
+    names: dict[str, str]  # language → prompt name
+    bridges: dict[Pair, list[CandidateBridge]]
+    entries: list[tuple]  # (source, target, source_word, target_word, concept, category, split)
+    decisions: dict[Pair, str] = field(default_factory=dict)  # routing_decisions: pair → decision
+
+
+def read_index(path: Path) -> IndexData:
+    """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
+    from bridgex_index import read
+    from bridgex_index.store import open_index, provenance, routing_decisions
+
+    con = open_index(path)
+    try:
+        names = {lang.code: lang.prompt_name for lang in read.languages(con)}
+        bridges = {
+            pair: [CandidateBridge(r.bridge, r.probability, r.rank) for r in rows]
+            for pair, rows in read.ranked_by_pair(read.bridges(con)).items()
+        }
+        entries = [tuple(row) for row in read.dictionary_entries(con)]
+        decisions = {pair: row["decision"] for pair, row in routing_decisions(con).items()}
+        return IndexData(provenance(con), names, bridges, entries, decisions)
+    finally:
+        con.close()
+
+
+def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
+    """Validate the pairs against the index and build every pair's task (no network)."""
+    known = sorted(data.names)
+    for s, t in cfg.pairs:
+        for code in (s, t):
+            if code not in data.names:
+                raise EvaluationError(
+                    f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
+                )
+    bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
+    if cfg.top_bridges is not None and cfg.top_bridges < 1:
+        raise EvaluationError(f"--top must be at least 1, got {cfg.top_bridges}")
+    params = json.loads(data.provenance.get("parameters") or "{}")
+    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
+    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
+    probe_words: dict[str, set[str]] = {}
+    for a, b, wa, wb, *_rest, split in data.entries:
+        if split == "probe":
+            probe_words.setdefault(a, set()).add(wa)
+            probe_words.setdefault(b, set()).add(wb)
+
+    tasks = []
+    for s, t in cfg.pairs:
+        index_test = _oriented(data.entries, (s, t), "test")
+        if not index_test:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
+        differs = split_disagreement(set(index_test), set(_oriented(recomputed, (s, t), "test")))
+        if differs:
+            source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
+            raise EvaluationError(
+                f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
+                "give the dictionaries the index was built from"
+            )
+        categories = _categories(data.entries, (s, t))
+        words, dropped = select_test_words(
+            index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories, cfg.words
+        )
+        if not words:
+            raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
+        candidates = data.bridges.get((s, t), [])
+        if bridged and not candidates:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
+        task = PairTask(s, t, words, candidates, [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
+        task.arms = arms_of(task, cfg.strategies)
+        tasks.append(task)
+    return tasks
+
+
+def arms_of(task: PairTask, strategies: Sequence[str]) -> list[str | None]:
+    """The distinct arms of the pair's strategy cells, in order."""
+    arms: list[str | None] = []
+    for _strategy, arm in task.strategy_arms(strategies):
+        if arm not in arms:
+            arms.append(arm)
+    return arms
+
+
+Job = tuple[tuple[Pair, int, "str | None"], WordRequest]
+
+
+def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | None = None) -> dict:
+    """The `/v1/translate` options of one arm: `route: direct` (None), `bridge: b`, or `route: auto`.
+
+    The direct route's options leave out what does not change its prompt (mode, copy fallback), so its
+    answers are shared across runs of either mode."""
+    options = {
+        "model": cfg.model,
+        "task": "word",
+        "source": task.source,
+        "target": task.target,
+        "shots": cfg.shots,
+        "temperature": 0.0,
+    }
+    if route is None and arm is None:
+        return {**options, "route": "direct"}
+    options |= {"mode": cfg.mode, "copy_fallback": cfg.copy_fallback}
+    return {**options, "route": route} if route else {**options, "bridge": arm}
+
+
+def served_request(cfg: EvalConfig, task: PairTask) -> WordRequest:
+    """`route: auto` for the pair's first test word: the server's own route (its answer names the bridge).
+    The stored decision is part of the cache key: a new calibration asks again."""
+    return word_request(task.words[0].word, arm_options(cfg, task, None, "auto"), f"decision={task.decision}")
+
+
+def make_jobs(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[Job]:
+    return [
+        ((task.pair, i, arm), word_request(w.word, arm_options(cfg, task, arm)))
+        for task in tasks
+        for arm in task.arms
+        for i, w in enumerate(task.words)
+    ]
