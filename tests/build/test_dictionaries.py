@@ -279,7 +279,7 @@ def test_split_does_not_depend_on_python_hash_seed(tmp_path):
             text=True,
             check=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         ).stdout
         for seed in ("1", "2")
     }

@@ -15,7 +15,7 @@ from bridgex_index.store import open_index, provenance, records
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent / "bridgex-index"
 LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 18, 2048  # Gemma 3 270M: 18 layers, MLP intermediate size 2048

@@ -28,7 +28,7 @@ from bridgex_serve.app import create_app
 from bridgex_serve.index import IndexLoadError
 from bridgex_serve.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
