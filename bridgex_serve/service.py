@@ -16,7 +16,7 @@ import orjson
 from .detect import make_detector
 from .index import BridgeIndex, IndexLoadError, load_index
 from .metrics import Metrics
-from .options import RequestError, parse_options
+from .options import Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .outcome import Outcome, headers_for
 from .plan import Passthrough, Plan, plan_request
@@ -149,15 +149,7 @@ class BridgeService:
         try:
             options = parse_options(body.pop("bridgex"))
             req, text = client_request(endpoint, body)
-            plan = plan_request(
-                options,
-                text,
-                index=runtime.index,
-                low_resource=runtime.low_resource,
-                detect=runtime.detect,
-                answer_tokens=req.max_tokens,
-                uncalibrated=self.settings.uncalibrated,
-            )
+            plan = self._plan(runtime, options, text, req)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
         if isinstance(plan, Passthrough):
@@ -172,6 +164,21 @@ class BridgeService:
         if req.stream:
             return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
         return Reply(200, response_body(req, outcome, usage), headers)
+
+    def _plan(
+        self, runtime: Runtime, options: Options, text: str, req: ClientRequest, force: bool = False
+    ) -> Plan | Passthrough:
+        """`plan_request` against the runtime's index and detector and the server's routing setting."""
+        return plan_request(
+            options,
+            text,
+            index=runtime.index,
+            low_resource=runtime.low_resource,
+            detect=runtime.detect,
+            answer_tokens=req.max_tokens,
+            force=force,
+            uncalibrated=self.settings.uncalibrated,
+        )
 
     async def _run(
         self, plans: list[Plan], req: ClientRequest, call: CallUpstream, copy_fallback: bool | None = None
@@ -235,16 +242,7 @@ class BridgeService:
             )
             plans: list[Plan] = []
             for text in texts:
-                plan = plan_request(
-                    options,
-                    text,
-                    index=runtime.index,
-                    low_resource=runtime.low_resource,
-                    detect=runtime.detect,
-                    answer_tokens=req.max_tokens,
-                    force=True,
-                    uncalibrated=self.settings.uncalibrated,
-                )
+                plan = self._plan(runtime, options, text, req, force=True)
                 assert isinstance(plan, Plan)
                 plans.append(plan)
         except RequestError as exc:
