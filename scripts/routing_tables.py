@@ -6,9 +6,9 @@ evaluation API (`prepare`, `served_request`, `make_jobs`, and the client's cache
 
 from pathlib import Path
 
-import duckdb
-
+from bridgex_index.read import bridges
 from bridgex_index.results import ResultStore
+from bridgex_index.store import open_index, routing_decisions
 from index_builder.evaluation import scoring
 from index_builder.evaluation.client import AnswerCache, TranslateClient
 from index_builder.evaluation.config import EvalConfig
@@ -21,14 +21,11 @@ PAIRS = [tuple(p.split("-")) for p in PAIRS_ARG.split(",")]
 
 
 def main() -> None:
-    con = duckdb.connect(str(INDEX), read_only=True)
+    con = open_index(INDEX)
+    columns = ("decision", "bridge", "direct_accuracy", "bridge_accuracy", "n", "gain", "ci_low", "ci_high")
     dec = {
-        (r[0], r[1]): r
-        for r in con.execute(
-            "SELECT source,target,decision,bridge,direct_accuracy,bridge_accuracy,n,gain,ci_low,ci_high,"
-            "p_value"
-            " FROM routing_decisions"
-        ).fetchall()
+        pair: (*pair, *(row[c] for c in columns), row["p_value"])
+        for pair, row in routing_decisions(con).items()
     }
     cal_run = con.execute(
         "SELECT run_id FROM evaluation_runs WHERE command LIKE 'bridgex-index calibrate%'"
@@ -48,10 +45,8 @@ def main() -> None:
         ).fetchall()
     }
     ranks = {}
-    for s, t, b, r, p in con.execute(
-        "SELECT source,target,bridge,rank,probability FROM bridges WHERE rank<=3"
-    ).fetchall():
-        ranks.setdefault((s, t), {})[b] = (r, p)
+    for row in bridges(con, top=3):
+        ranks.setdefault((row.source, row.target), {})[row.bridge] = (row.rank, row.probability)
     con.close()
 
     print("## calibration half")
