@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridgex_index.read import languages
 from bridgex_index.store import records
 
 
@@ -32,7 +33,7 @@ def similarity_heatmap(con, out: Path) -> Path:
     """Two heatmaps over the index's languages: Jaccard of the language-neuron sets, and Similarity(a, b)
     (cosine of activation probabilities on the overlap neurons), each with its own colour range."""
     plt = _pyplot()
-    langs = [r["code"] for r in records(con, "SELECT code FROM languages ORDER BY code")]
+    langs = [lang.code for lang in languages(con)]
     rows = records(con, "SELECT lang_a, lang_b, jaccard, similarity FROM language_similarity")
     off_diagonal = ~np.eye(len(langs), dtype=bool)
     size = 1.2 + 0.45 * len(langs)
