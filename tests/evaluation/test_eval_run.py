@@ -318,6 +318,22 @@ def test_limit_takes_a_stable_sample(index, oracle, tmp_path):
     assert sorted(oracle.prompts) == sorted(first)
 
 
+def test_a_bridgex_endpoint_is_asked_directly_without_a_child_server(index, oracle, tmp_path, monkeypatch):
+    from bridgex_serve.app import create_app
+    from bridgex_serve.settings import Settings
+    from index_builder.evaluation import client
+
+    def no_child(*_args, **_kwargs):
+        raise AssertionError("a BridgeX endpoint needs no child server")
+
+    monkeypatch.setattr(client.subprocess, "Popen", no_child)
+    with running(create_app(Settings(index=str(index), upstream=oracle.url.removesuffix("/v1")))) as proxy:
+        result = cli(*eval_args(index, proxy.url + "/v1", tmp_path / "r"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert len(oracle.prompts) == 48  # the same upstream calls as through a child server
+    assert accuracies(index)[("sw", "he", "english", "en")] == 100.0
+
+
 # ------------------------------------------------------------------------------------------ the cache
 
 
