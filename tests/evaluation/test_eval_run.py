@@ -334,6 +334,13 @@ def test_a_bridgex_endpoint_is_asked_directly_without_a_child_server(index, orac
     assert accuracies(index)[("sw", "he", "english", "en")] == 100.0
 
 
+def test_a_child_server_that_cannot_start_is_one_line_and_exit_2(index, oracle, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRIDGEX_LOW_RESOURCE", "xx")  # the child reads its settings from the environment
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r"))
+    assert_fails_cleanly(result, "bridgex-serve: cannot start", "'xx'")
+    assert oracle.prompts == [] and rows(index, "SELECT count(*) FROM eval_answers") == [(0,)]
+
+
 # ------------------------------------------------------------------------------------------ the cache
 
 
