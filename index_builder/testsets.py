@@ -218,12 +218,12 @@ def read_muse_test_dir(
             )
     else:
         found = {pair: directory / f"{pair[0]}-{pair[1]}.txt" for pair in _parse_pairs(pairs)}
-        for pair, path in found.items():
-            if not path.is_file():
-                raise TestSetError(f"{path}: no such file (pair {pair[0]}-{pair[1]} asked for)")
         if not found:
             raise TestSetError(f"{directory}: no pairs asked for")
     _check_languages(found, allowed, {pair: str(path) for pair, path in found.items()})
+    for pair, path in found.items():
+        if not path.is_file():
+            raise TestSetError(f"{path}: no such file (pair {pair[0]}-{pair[1]} asked for)")
     dictionaries: dict[Pair, PairDictionary] = {}
     for (source, target), path in found.items():
         try:

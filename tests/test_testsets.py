@@ -58,6 +58,8 @@ def test_muse_explicit_pairs_read_only_those_and_need_their_file(muse_dir):
         read_muse_test_dir(muse_dir, INDEX_LANGS, pairs=[("he", "sw")])
     with pytest.raises(TestSetError, match="expected SOURCE-TARGET"):
         read_muse_test_dir(muse_dir, INDEX_LANGS, pairs=["sw_he"])
+    with pytest.raises(TestSetError, match="language 'ja' is not in the index"):  # before the missing file
+        read_muse_test_dir(muse_dir, INDEX_LANGS, pairs=["sw-ja"])
 
 
 def test_muse_language_outside_the_index_is_an_error_naming_file_and_language(muse_dir):
