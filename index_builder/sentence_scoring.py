@@ -12,7 +12,7 @@ The copy normaliser and the language detector are passed in, so the evaluation u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,3 +177,47 @@ def diagnose(
     reference_chars = sum(len(r) for r in references)
     ratio = sum(len(a.strip()) for a in answers) / reference_chars if reference_chars else None
     return Diagnostics(len(answers), empty, copies, wrong, undetected, ratio)
+
+
+@dataclass(frozen=True)
+class StrategyScore:
+    """One strategy on one pair: its corpus scores, diagnostics and, except for direct, both comparisons
+    with direct (`vs_direct[metric]`)."""
+
+    strategy: str
+    n: int
+    scores: dict[str, float]  # metric → corpus score
+    diagnostics: Diagnostics
+    vs_direct: dict[str, Comparison]
+
+
+def score_strategies(
+    sources: Sequence[str],
+    references: Sequence[str],
+    answers: Mapping[str, Sequence[str]],
+    target: str,
+    normalise: Callable[[str], str],
+    detect: Callable[[str], str | None] | None = None,
+    baseline: str = "direct",
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> list[StrategyScore]:
+    """Score every strategy's answers to the same sentences of one pair (strategy → answers, in order).
+
+    Every strategy other than `baseline` is compared with it on both metrics when the baseline was asked.
+    """
+    rows: list[StrategyScore] = []
+    for strategy, said in answers.items():
+        _check(said, references)
+        scores = {name: corpus_score(name, said, references, target) for name in METRICS}
+        vs_direct = (
+            {
+                name: paired_bootstrap(name, said, answers[baseline], references, target, n_boot, seed)
+                for name in METRICS
+            }
+            if strategy != baseline and baseline in answers
+            else {}
+        )
+        diagnostics = diagnose(sources, said, references, target, normalise, detect)
+        rows.append(StrategyScore(strategy, len(references), scores, diagnostics, vs_direct))
+    return rows

@@ -125,3 +125,24 @@ def test_diagnostics_without_a_detector_count_no_language():
     assert (d.wrong_language, d.undetected, d.copies, d.empty) == (0, 0, 0, 0)
     with pytest.raises(ValueError, match="as many sources, answers and references"):
         ss.diagnose(["a"], ["b", "c"], ["d"], "fr", normalise_word)
+
+
+def test_score_strategies_compares_every_strategy_with_direct_on_the_same_sentences():
+    references, strategy, direct = _planted(20)
+    sources = [f"chanzo {i}" for i in range(20)]
+    rows = ss.score_strategies(
+        sources, references, {"direct": direct, "english": strategy}, "en", normalise_word, n_boot=100
+    )
+    by_name = {row.strategy: row for row in rows}
+    assert by_name["direct"].vs_direct == {}
+    english = by_name["english"]
+    assert set(english.scores) == set(english.vs_direct) == {ss.CHRF_PP, ss.BLEU_METRIC}
+    assert english.scores[ss.CHRF_PP] == pytest.approx(
+        ss.corpus_score(ss.CHRF_PP, strategy, references, "en")
+    )
+    comparison = english.vs_direct[ss.CHRF_PP]
+    assert comparison.direct == pytest.approx(by_name["direct"].scores[ss.CHRF_PP])
+    assert comparison.significant and comparison.delta > 0
+    assert english.diagnostics.n == 20 and english.diagnostics.empty == 0
+    with pytest.raises(ValueError, match="19 answers for 20 references"):
+        ss.score_strategies(sources, references, {"direct": direct[:19]}, "en", normalise_word)
