@@ -7,7 +7,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
-from index_builder.testsets import (
+from index_builder.evaluation.testsets import (
     FLORES_CODES,
     TestSetError,
     flores_code,
@@ -17,7 +17,7 @@ from index_builder.testsets import (
     shipped_sentences,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INDEX_LANGS = {"en", "sw", "he", "fr"}
 DEMO_LANGS = ["ar", "de", "en", "es", "fi", "fr", "he", "hu", "id", "it", "ja", "pt", "sw", "zh"]
 

@@ -2,7 +2,7 @@ import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
 from bridgex_serve.rewrite import normalise_word
-from index_builder import sentence_scoring as ss
+from index_builder.evaluation import sentence_scoring as ss
 
 REFERENCES = [
     "The cat sat on the mat.",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .dictionaries import DictionaryError, PairDictionary, read_muse
+from ..build.dictionaries import DictionaryError, PairDictionary, read_muse
 
 Pair = tuple[str, str]
 
