@@ -1,7 +1,7 @@
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
-from bridgex_serve.rewrite import normalise_word
+from bridgex_index.words import normalise_word
 from index_builder.evaluation import sentence_scoring as ss
 
 REFERENCES = [
