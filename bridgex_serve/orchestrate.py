@@ -48,6 +48,35 @@ class UpstreamError(Exception):
         self.message = message or f"upstream answered {status}"
 
 
+def checked(response: Any) -> dict:
+    """`response` if it has the shape of a completion (a `choices` list of objects whose `text` or
+    `message.content` are strings or null), else a 502: the upstream is not speaking OpenAI."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    ok = isinstance(choices, list)
+    for choice in choices if ok else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        ok = ok and isinstance(choice, dict) and isinstance(choice.get("text"), str | None)
+        ok = ok and (
+            message is None or (isinstance(message, dict) and isinstance(message.get("content"), str | None))
+        )
+        ok = (
+            ok
+            and isinstance(choice.get("index", 0), int)
+            and isinstance(choice.get("finish_reason"), str | None)
+        )
+    usage = response.get("usage") if ok else None
+    if usage is not None:
+        counts = (
+            (usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens"))
+            if isinstance(usage, dict)
+            else [None]
+        )
+        ok = all(isinstance(n, int) and not isinstance(n, bool) for n in counts)
+    if not ok:
+        raise UpstreamError(502, message="the upstream answered JSON that is not a completion")
+    return response
+
+
 async def dispatch(
     steps: Sequence[Step], call: CallUpstream, usage: Usage, *, max_batch: int = 32
 ) -> list[tuple[str, str]]:
@@ -67,7 +96,7 @@ async def dispatch(
             singles.append(i)
 
     async def run_single(i: int) -> None:
-        response = await call(steps[i].path, steps[i].body)
+        response = checked(await call(steps[i].path, steps[i].body))
         usage.add(response.get("usage"))
         results[i] = choice_text(steps[i], response)
 
@@ -75,7 +104,7 @@ async def dispatch(
         first = steps[members[0]]
         prompts = [steps[i].body["prompt"] for i in members]
         body = dict(first.body, prompt=prompts if len(prompts) > 1 else prompts[0])
-        response = await call(first.path, body)
+        response = checked(await call(first.path, body))
         usage.add(response.get("usage"))
         for j, i in enumerate(members):
             results[i] = choice_text(first, response, j)

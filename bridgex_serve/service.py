@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
+from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
+from .limits import DEADLINE, ClientFault, check_generation, off_loop, positive_int
 from .metrics import Metrics
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .protocol import error_body, json_body, response_body, sse_chunks
@@ -80,20 +82,47 @@ class Forward:
 
     body: bytes
     headers: list[tuple[str, str]]
+    timeout: float | None = None  # the client's bridgex.timeout (seconds)
 
 
 def error_reply(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Reply:
     return Reply(status, error_body(status, message, param=param, code=code))
 
 
+def fault_reply(exc: ClientFault) -> Reply:
+    return Reply(exc.status, error_body(exc.status, exc.message, param=exc.param, code=exc.code), exc.headers)
+
+
 def upstream_error_reply(exc: UpstreamError) -> Reply:
-    """4xx from the upstream is relayed (vLLM's body is already OpenAI-shaped); the rest is 502/504."""
-    if 400 <= exc.status < 500 and exc.body:
-        body = exc.body if isinstance(exc.body, bytes) else orjson.dumps(exc.body)
-        return Reply(exc.status, body)
+    """An upstream error answer re-shaped by `errors.upstream_error`; a failure to reach it is 502/504."""
+    if exc.body is not None and exc.status not in (502, 504):
+        return Reply(*upstream_error(exc.status, exc.body))
     if exc.status == 504:
         return error_reply(504, exc.message, code="upstream_timeout")
     return error_reply(502, exc.message, code="upstream_error")
+
+
+def request_timeout(options: object) -> float | None:
+    """Pop the per-request deadline (`bridgex.timeout`, seconds) from the options; a 400 if malformed."""
+    if not isinstance(options, dict) or "timeout" not in options:
+        return None
+    value = options.pop("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise ClientFault(
+            400, f"bridgex.timeout must be seconds in (0, 86400], got {value!r}", param="bridgex.timeout"
+        )
+    return float(value)
+
+
+def shorten_deadline(seconds: float | None) -> None:
+    """Make the current request's deadline at most `seconds` from now."""
+    if seconds is None:
+        return
+    when = asyncio.get_running_loop().time() + seconds
+    current = DEADLINE.get()
+    DEADLINE.set(when if current is None else min(current, when))
 
 
 class BridgeService:
@@ -146,7 +175,29 @@ class BridgeService:
 
     # -- chat / completions ------------------------------------------------------------------------------
     async def generation(self, endpoint: str, raw: bytes, call: CallUpstream) -> Reply | Forward:
-        """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker."""
+        """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker. Parsing and planning
+        run in a worker thread for big bodies, so the event loop keeps serving."""
+        prepared = await off_loop(self._prepare, len(raw), endpoint, raw)
+        if isinstance(prepared, Forward):
+            shorten_deadline(prepared.timeout)
+        if not isinstance(prepared, tuple):
+            return prepared
+        plan, req, timeout = prepared
+        shorten_deadline(timeout)
+        outcomes, usage_or_error = await self._run([plan], req, call)
+        if isinstance(usage_or_error, UpstreamError):
+            return upstream_error_reply(usage_or_error)
+        usage = usage_or_error
+        outcome = outcomes[0]
+        headers = headers_for(outcome.metadata())
+        if req.stream:
+            return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
+        return Reply(200, response_body(req, outcome, usage), headers)
+
+    def _prepare(
+        self, endpoint: str, raw: bytes
+    ) -> Reply | Forward | tuple[Plan, ClientRequest, float | None]:
+        """Blocking: parse, check the limits and plan one bridged request."""
         body = _json_object(raw)
         if isinstance(body, Reply):
             return body
@@ -154,7 +205,10 @@ class BridgeService:
             return Forward(raw, [])
         runtime = self.runtime
         try:
-            options = parse_options(body.pop("bridgex"))
+            check_generation(endpoint, body, self.settings)
+            raw_options = body.pop("bridgex")
+            timeout = request_timeout(raw_options)
+            options = parse_options(raw_options)
             req, text = client_request(endpoint, body)
             plan = plan_request(
                 options,
@@ -165,20 +219,14 @@ class BridgeService:
                 answer_tokens=req.max_tokens,
                 uncalibrated=self.settings.uncalibrated,
             )
+        except ClientFault as exc:
+            return fault_reply(exc)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
         if isinstance(plan, Passthrough):
             self.metrics.passthrough(plan.label or "other")
-            return Forward(orjson.dumps(body), plan.headers())
-        outcomes, usage_or_error = await self._run([plan], req, call)
-        if isinstance(usage_or_error, UpstreamError):
-            return upstream_error_reply(usage_or_error)
-        usage = usage_or_error
-        outcome = outcomes[0]
-        headers = headers_for(outcome.metadata())
-        if req.stream:
-            return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
-        return Reply(200, response_body(req, outcome, usage), headers)
+            return Forward(orjson.dumps(body), plan.headers(), timeout)
+        return plan, req, timeout
 
     async def _run(
         self, plans: list[Plan], req: ClientRequest, call: CallUpstream
@@ -205,7 +253,7 @@ class BridgeService:
     async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "mode"?, "bridge"?, "shots"?}` →
         `{"translations": [{"text", "source", "bridge", ...}], "usage"}` in the order of `q`."""
-        body = _json_object(raw)
+        body = await off_loop(_json_object, len(raw), raw)
         if isinstance(body, Reply):
             return body
         texts = body.get("q")
@@ -220,41 +268,21 @@ class BridgeService:
         model = body.get("model") or default_model
         if not isinstance(model, str) or not model:
             return error_reply(400, "model is required (no default model is known)", param="model")
-        runtime = self.runtime
         try:
-            raw_options = {k: body[k] for k in ("source", "target", "bridge", "mode", "shots") if k in body}
-            options = parse_options(raw_options)
-            if options.target is None:
-                raise RequestError("target is required", "target")
-            req = ClientRequest(
-                "completions",
-                model,
-                {k: body[k] for k in ("temperature", "seed") if k in body},
-                body.get("max_tokens"),
-            )
-            plans: list[Plan] = []
-            for text in texts:
-                plan = plan_request(
-                    Options(
-                        task="auto",
-                        source=options.source,
-                        target=options.target,
-                        bridge=options.bridge,
-                        mode=options.mode,
-                        shots=options.shots,
-                    ),
-                    text,
-                    index=runtime.index,
-                    low_resource=runtime.low_resource,
-                    detect=runtime.detect,
-                    answer_tokens=req.max_tokens,
-                    force=True,
-                    uncalibrated=self.settings.uncalibrated,
-                )
-                assert isinstance(plan, Plan)
-                plans.append(plan)
+            positive_int(body.get("max_tokens"), "max_tokens", self.settings.max_tokens_limit)
+            shorten_deadline(request_timeout(body))
+        except ClientFault as exc:
+            return fault_reply(exc)
+        try:
+            plans = await off_loop(self._plan_texts, sum(map(len, texts)), body, texts)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
+        req = ClientRequest(
+            "completions",
+            model,
+            {k: body[k] for k in ("temperature", "seed") if k in body},
+            body.get("max_tokens"),
+        )
         outcomes, usage_or_error = await self._run(plans, req, call)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
@@ -283,6 +311,37 @@ class BridgeService:
                 }
             ),
         )
+
+    def _plan_texts(self, body: dict, texts: list[str]) -> list[Plan]:
+        """Blocking: one forced plan per text of a batch translation (raises `RequestError`)."""
+        runtime = self.runtime
+        raw_options = {k: body[k] for k in ("source", "target", "bridge", "mode", "shots") if k in body}
+        options = parse_options(raw_options)
+        if options.target is None:
+            raise RequestError("target is required", "target")
+        per_text = Options(
+            task="auto",
+            source=options.source,
+            target=options.target,
+            bridge=options.bridge,
+            mode=options.mode,
+            shots=options.shots,
+        )
+        plans: list[Plan] = []
+        for text in texts:
+            plan = plan_request(
+                per_text,
+                text,
+                index=runtime.index,
+                low_resource=runtime.low_resource,
+                detect=runtime.detect,
+                answer_tokens=body.get("max_tokens"),
+                force=True,
+                uncalibrated=self.settings.uncalibrated,
+            )
+            assert isinstance(plan, Plan)
+            plans.append(plan)
+        return plans
 
     def languages(self) -> Reply:
         index = self.runtime.index
