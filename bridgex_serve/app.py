@@ -297,6 +297,10 @@ def create_app(settings: Settings) -> Guard:
     ]
 
     async def internal(request, exc):
+        """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
+        if isinstance(exc, ClientFault):
+            reply = fault_reply(exc)
+            return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
         return Response(
             error_body(500, "internal error in the proxy", code="internal_error"),
             500,

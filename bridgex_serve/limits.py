@@ -20,6 +20,7 @@ from .settings import Settings
 # shortened by a client's `bridgex.timeout`, read by every upstream call.
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("bridgex_deadline", default=None)
 BIG_BODY = 64 * 1024  # bridged bodies from this size are parsed and planned in a worker thread
+CLOSE = (("connection", "close"),)  # sent with answers given before the body was read to its end
 
 
 class ClientFault(Exception):
@@ -77,7 +78,10 @@ async def read_body(receive, scope, settings: Settings) -> bytes:
                     break
     except TimeoutError:
         raise ClientFault(
-            408, f"the request body did not arrive within {settings.body_timeout:g} s", code="timeout"
+            408,
+            f"the request body did not arrive within {settings.body_timeout:g} s",
+            code="timeout",
+            headers=CLOSE,
         ) from None
     if declared is not None and size != declared:
         raise ClientFault(400, f"the body has {size} bytes but Content-Length says {declared}")
