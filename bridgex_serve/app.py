@@ -22,6 +22,7 @@ from starlette.routing import Route
 from .index import IndexLoadError
 from .limits import DEADLINE, ClientFault, ClientGone, Gate, cancel_on_disconnect, key_matches, read_body
 from .metrics import Metrics
+from .openapi import DOCUMENT
 from .orchestrate import UpstreamError
 from .protocol import error_body
 from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
@@ -237,6 +238,10 @@ async def _metrics(proxy: Proxy, scope, send) -> None:
     await send_reply(send, Reply(200, proxy.metrics.render(), content_type=proxy.metrics.content_type))
 
 
+async def _openapi(proxy: Proxy, scope, send) -> None:
+    await send_reply(send, Reply(200, DOCUMENT))
+
+
 async def _reload(proxy: Proxy, scope, send) -> None:
     await proxy.reply(send, await proxy.service.reload_reply())
 
@@ -294,6 +299,7 @@ def create_app(settings: Settings) -> Guard:
         Route("/ready", Endpoint(proxy, _ready, "ready"), methods=["GET"]),
         Route("/metrics", Endpoint(proxy, _metrics, "metrics"), methods=["GET"]),
         Route("/admin/reload", Endpoint(proxy, _reload, "reload"), methods=["POST"]),
+        Route("/openapi.json", Endpoint(proxy, _openapi, "openapi"), methods=["GET"]),
     ]
 
     async def internal(request, exc):

@@ -39,7 +39,10 @@ def event(chat: bool, text: str) -> bytes:
 
 
 class FaultUpstream:
-    def __init__(self) -> None:
+    """`faults=False`: every model answers normally, and a body that is not a JSON object gets vLLM's 400."""
+
+    def __init__(self, faults: bool = True) -> None:
+        self.faults = faults
         self.requests: list[dict] = []
         self.gone: list[tuple[str, float]] = []  # (path, time the client was seen gone)
         self.app = Starlette(
@@ -54,10 +57,16 @@ class FaultUpstream:
         return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
     async def generate(self, request: Request) -> Response:
-        body = json.loads(await request.body())
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            error = {"message": "not a JSON object", "type": "BadRequestError", "code": 400}
+            return JSONResponse({"error": error}, 400)
         path = request.url.path
         chat = path.endswith("/chat/completions")
-        model = body.get("model")
+        model = body.get("model") if self.faults else "m"
         self.requests.append({"path": path, "model": model, "body": body})
         if model == "hold":
             while not await request.is_disconnected():
