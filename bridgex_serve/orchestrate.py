@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from .limits import off_loop
 from .rewrite import (
     COPY_FALLBACK_TASKS,
     ClientRequest,
@@ -163,14 +164,14 @@ async def fall_back_on_copies(
 ) -> None:
     """Answer again by the direct route where a bridged word or translation copied (one call per outcome,
     batched); the outcome records the fallback, its reason and the replaced answer."""
-    redo: list[tuple[Outcome, str]] = []
-    for outcome in outcomes:
-        plan = outcome.plan
-        if plan.bridge is None or plan.task not in COPY_FALLBACK_TASKS:
-            continue
-        reason = copy_reason(plan.text, outcome.bridge_text, outcome.answer)
-        if reason is not None:
-            redo.append((outcome, reason))
+    checked_outcomes = [
+        o for o in outcomes if o.plan.bridge is not None and o.plan.task in COPY_FALLBACK_TASKS
+    ]
+    size = sum(len(o.plan.text) for o in checked_outcomes)  # normalising long texts is CPU work: off the loop
+    reasons = await off_loop(
+        lambda: [copy_reason(o.plan.text, o.bridge_text, o.answer) for o in checked_outcomes], size
+    )
+    redo = [(o, r) for o, r in zip(checked_outcomes, reasons, strict=True) if r is not None]
     if not redo:
         return
     steps = [first_step(direct_plan(o.plan), req) for o, _ in redo]

@@ -102,6 +102,34 @@ def upstream_error_reply(exc: UpstreamError) -> Reply:
     return error_reply(502, exc.message, code="upstream_error")
 
 
+def _answer(req: ClientRequest, outcome: Outcome, usage: Usage) -> Reply:
+    """The 200 reply to a bridged chat or completion request (plain or server-sent events)."""
+    headers = headers_for(outcome.metadata())
+    if req.stream:
+        return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
+    return Reply(200, response_body(req, outcome, usage), headers)
+
+
+def _translations(model: str, outcomes: list[Outcome], usage: Usage) -> Reply:
+    """The 200 reply to `/v1/translate`, in the order of the texts."""
+    translations = [
+        {
+            "text": o.answer,
+            "source": o.plan.source,
+            "target": o.plan.target,
+            "bridge": o.plan.bridge,
+            "mode": o.plan.mode,
+            "bridge_text": o.bridge_text,
+            "bridge_copied": o.bridge_copied,
+            "route": o.route,
+            "decision_source": o.plan.decision_source,
+            "fallback": o.fallback,
+        }
+        for o in outcomes
+    ]
+    return Reply(200, json_body({"model": model, "translations": translations, "usage": usage.as_dict()}))
+
+
 def request_timeout(options: object) -> float | None:
     """Pop the per-request deadline (`bridgex.timeout`, seconds) from the options; a 400 if malformed."""
     if not isinstance(options, dict) or "timeout" not in options:
@@ -187,12 +215,8 @@ class BridgeService:
         outcomes, usage_or_error = await self._run([plan], req, call)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
-        usage = usage_or_error
-        outcome = outcomes[0]
-        headers = headers_for(outcome.metadata())
-        if req.stream:
-            return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
-        return Reply(200, response_body(req, outcome, usage), headers)
+        # the metadata compares the (possibly long) source text with the bridge rendering: CPU work
+        return await off_loop(_answer, len(raw), req, outcomes[0], usage_or_error)
 
     def _prepare(
         self, endpoint: str, raw: bytes
@@ -286,31 +310,7 @@ class BridgeService:
         outcomes, usage_or_error = await self._run(plans, req, call)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
-        usage = usage_or_error
-        return Reply(
-            200,
-            json_body(
-                {
-                    "model": model,
-                    "translations": [
-                        {
-                            "text": o.answer,
-                            "source": o.plan.source,
-                            "target": o.plan.target,
-                            "bridge": o.plan.bridge,
-                            "mode": o.plan.mode,
-                            "bridge_text": o.bridge_text,
-                            "bridge_copied": o.bridge_copied,
-                            "route": o.route,
-                            "decision_source": o.plan.decision_source,
-                            "fallback": o.fallback,
-                        }
-                        for o in outcomes
-                    ],
-                    "usage": usage.as_dict(),
-                }
-            ),
-        )
+        return await off_loop(_translations, len(raw), model, outcomes, usage_or_error)
 
     def _plan_texts(self, body: dict, texts: list[str]) -> list[Plan]:
         """Blocking: one forced plan per text of a batch translation (raises `RequestError`)."""
