@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import socket
 import threading
 import time
@@ -278,25 +277,6 @@ def _ignore(fn, *args, **kw) -> None:
 # -- the vLLM middleware deployment -----------------------------------------------------------------------
 
 
-class FakeVllmAuth:
-    """vLLM's AuthenticationMiddleware as the BridgeX middleware finds it: `api_tokens` hashes and `app`."""
-
-    def __init__(self, app, tokens: list[str]):
-        self.app = app
-        self.api_tokens = [hashlib.sha256(t.encode()).digest() for t in tokens]
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith("/v1"):
-            given = dict(scope["headers"]).get(b"authorization", b"").decode()
-            digest = hashlib.sha256(given.partition(" ")[2].encode()).digest()
-            if digest not in self.api_tokens:
-                body = b'{"error":"Unauthorized"}'
-                await send({"type": "http.response.start", "status": 401, "headers": []})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
 def middleware_server(
     index_path,  # noqa: F811
     monkeypatch,
@@ -309,7 +289,10 @@ def middleware_server(
     else:
         monkeypatch.setenv("BRIDGEX_API_KEYS", bridgex_keys)
     upstream = StubUpstream()
-    inner = FakeVllmAuth(upstream.app, vllm_keys) if vllm_keys else upstream.app
+    inner = upstream.app
+    if vllm_keys:  # vLLM's own key check, as `vllm serve --api-key` stacks it inside the BridgeX middleware
+        auth = pytest.importorskip("vllm.entrypoints.serve.middleware.authenticate")
+        inner = auth.AuthenticationMiddleware(upstream.app, tokens=vllm_keys)
     return running(BridgeXMiddleware(inner))
 
 
