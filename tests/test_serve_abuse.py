@@ -357,3 +357,18 @@ def test_gate_refuses_beyond_its_queue():
         return out
 
     assert asyncio.run(run()) == ["429", "done", "done"]
+
+
+def test_limit_settings_come_from_the_environment_and_are_checked():
+    env = {
+        "BRIDGEX_MAX_BODY_BYTES": "1000",
+        "BRIDGEX_REQUEST_TIMEOUT": "7.5",
+        "BRIDGEX_PUBLIC_METRICS": "1",
+        "BRIDGEX_MAX_QUEUE": "0",
+    }
+    s = Settings.from_env(env)
+    assert (s.max_body_bytes, s.request_timeout, s.public_metrics, s.max_queue) == (1000, 7.5, True, 0)
+    with pytest.raises(ValueError, match="ttfb_timeout"):
+        Settings.from_env({"BRIDGEX_TTFB_TIMEOUT": "0"})
+    with pytest.raises(ValueError, match="BRIDGEX_MAX_BODY_BYTES"):
+        Settings.from_env({"BRIDGEX_MAX_BODY_BYTES": "lots"})
