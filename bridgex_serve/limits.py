@@ -101,23 +101,27 @@ async def until_disconnect(receive) -> None:
 
 
 async def cancel_on_disconnect(work: Awaitable[Any], receive) -> Any:
-    """Run `work`; if the client disconnects first, cancel it (and with it every upstream call it made,
-    which closes those connections) and raise `ClientGone`."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(until_disconnect(receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
+    """Await `work` in this task; if the client disconnects first, cancel it (and with it every upstream
+    call it made, which closes those connections) and raise `ClientGone`."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await until_disconnect(receive)
+        gone = True
         task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            raise ClientGone() from None
         raise
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise ClientGone()
-    return task.result()
 
 
 class Gate:
