@@ -30,6 +30,7 @@ from .limits import (
     DEADLINE,
     ClientFault,
     ClientGone,
+    Gate,
     cancel_on_disconnect,
     key_matches,
     read_body,
@@ -102,6 +103,7 @@ class BridgeXMiddleware:
         self.vllm_hashes, inner = _vllm_key_check(app)
         self.inner = inner if inner is not None else app  # where authenticated in-process calls go
         self.service = BridgeService(settings, _metrics())
+        self.gate = Gate(settings.max_upstream, settings.max_queue)  # bridged requests; vLLM queues the rest
         self._model: str | None = settings.default_model
         log.info(
             "BridgeX middleware: index %s (%d languages)",
@@ -236,7 +238,8 @@ class BridgeXMiddleware:
         if MARKER not in body:
             await self.app(scope, _replay(body, receive), send)
             return
-        result = await self.service.generation(endpoint, body, self._caller(scope))
+        async with self.gate.slot():
+            result = await self.service.generation(endpoint, body, self._caller(scope))
         if isinstance(result, Forward):
             extra = [(k.encode(), v.encode("latin-1")) for k, v in result.headers]
 
@@ -264,7 +267,9 @@ class BridgeXMiddleware:
                 self._model = (await call("/v1/models", None, "GET"))["data"][0]["id"]
             except (UpstreamError, KeyError, IndexError, TypeError):
                 self._model = None
-        await self._reply(send, await self.service.translate(body, call, self._model))
+        async with self.gate.slot():
+            reply = await self.service.translate(body, call, self._model)
+        await self._reply(send, reply)
 
     async def _languages(self, endpoint, body: bytes, scope, receive, send) -> None:
         self.service.metrics.request("languages")

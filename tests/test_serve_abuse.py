@@ -372,3 +372,19 @@ def test_limit_settings_come_from_the_environment_and_are_checked():
         Settings.from_env({"BRIDGEX_TTFB_TIMEOUT": "0"})
     with pytest.raises(ValueError, match="BRIDGEX_MAX_BODY_BYTES"):
         Settings.from_env({"BRIDGEX_MAX_BODY_BYTES": "lots"})
+
+
+def test_middleware_bridged_requests_beyond_the_queue_get_429(index_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BRIDGEX_MAX_UPSTREAM", "1")
+    monkeypatch.setenv("BRIDGEX_MAX_QUEUE", "0")
+    with middleware_server(index_path, monkeypatch, [], None) as server:
+        slow = dict(chat(bridgex=WORD), model="slow")  # the stub sleeps 2 s
+        first = threading.Thread(
+            target=_ignore, args=(httpx.post, server.url + "/v1/chat/completions"), kwargs={"json": slow}
+        )
+        first.start()
+        time.sleep(0.5)
+        r = httpx.post(server.url + "/v1/chat/completions", json=chat(bridgex=WORD))
+        assert error_of(r, 429) and r.headers["retry-after"] == "1"
+        first.join()
+        assert httpx.post(server.url + "/v1/chat/completions", json=chat(bridgex=WORD)).status_code == 200
