@@ -180,7 +180,8 @@ def main() -> None:
     print(f"large bridged requests: {sent} sent, {ok} answered 200, body {len(body)} bytes")
     print(f"large request latency: p50 {float(big50) * 1000:.0f} ms, max {float(bigmax) * 1000:.0f} ms")
     print(
-        f"/health idle:   p50 {pct(idle, 0.5):.2f} ms  p99 {pct(idle, 0.99):.2f} ms  max {max(idle) * 1000:.2f} ms"
+        f"/health idle:   p50 {pct(idle, 0.5):.2f} ms  p99 {pct(idle, 0.99):.2f} ms  "
+        f"max {max(idle) * 1000:.2f} ms"
     )
     print(
         f"/health loaded: p50 {pct(loaded, 0.5):.2f} ms  p99 {pct(loaded, 0.99):.2f} ms  "

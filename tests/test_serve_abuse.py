@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import threading
 import time
@@ -393,7 +394,7 @@ def test_middleware_bridged_requests_beyond_the_queue_get_429(index_path, monkey
 
 def test_a_large_bridged_body_does_not_block_the_event_loop(index_path):  # noqa: F811
     """1 MB of text through parsing, planning, the copy check and the answer: the loop keeps ticking (done on
-    the loop, these steps took over a second here; the bound leaves a wide margin for a busy machine)."""
+    the loop, these steps blocked it for several seconds here; the bound leaves room for a busy machine)."""
     from fault_upstream import completion
 
     from bridgex_serve.service import BridgeService
@@ -406,22 +407,20 @@ def test_a_large_bridged_body_does_not_block_the_event_loop(index_path):  # noqa
         return completion(path.endswith("/chat/completions"))
 
     async def run() -> tuple[int, float]:
-        gaps: list[float] = []
+        ticks = [time.perf_counter()]
         done = asyncio.Event()
 
         async def tick() -> None:
-            last = time.perf_counter()
             while not done.is_set():
                 await asyncio.sleep(0.001)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
+                ticks.append(time.perf_counter())
 
         ticker = asyncio.create_task(tick())
         reply = await service.generation("chat", body, call)
+        ticks.append(time.perf_counter())
         done.set()
         await ticker
-        return reply.status, max(gaps)
+        return reply.status, max(b - a for a, b in itertools.pairwise(ticks))
 
     status, worst = asyncio.run(run())
-    assert status == 200 and worst < 0.25, worst
+    assert status == 200 and worst < 0.5, worst
