@@ -1,9 +1,10 @@
-"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server.
+"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server, behind a raw-ASGI guard.
 
-Requests without a `bridgex` field are relayed as bytes (no JSON parsing, streaming relayed chunk by
-chunk); bridged ones go through `service.BridgeService`. One pooled aiohttp session talks to the upstream:
-measured on this 2-core machine against a loopback stub, httpx.AsyncClient reached ~470 requests/s and
-aiohttp ~6,500–13,900, so the relay uses aiohttp.
+The guard (`Guard`) runs first for every HTTP request: the key check (every route but /health, and
+/ready and /metrics when configured public), the per-request deadline, the body read (size limit, read
+timeout, a body cut short is never forwarded), cancellation of all work when the client disconnects, and
+one error contract (OpenAI-shaped JSON for every non-2xx). Requests without a `bridgex` field are relayed
+as bytes (`upstream.Upstream`); bridged ones go through `service.BridgeService`.
 """
 
 from __future__ import annotations
@@ -12,139 +13,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
-from collections.abc import Iterable
 
-import aiohttp
 import orjson
 from starlette.applications import Starlette
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .index import IndexLoadError
+from .limits import DEADLINE, ClientFault, ClientGone, Gate, cancel_on_disconnect, key_matches, read_body
 from .metrics import Metrics
+from .openapi import DOCUMENT
 from .orchestrate import UpstreamError
 from .protocol import error_body
-from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, read_body, send_reply
+from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
 from .settings import Settings
+from .upstream import Upstream
 
 log = logging.getLogger("bridgex_serve")
-HOP_HEADERS = {
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"keep-alive",
-    b"content-encoding",
-    b"date",
-    b"server",
-}
-
-
-class Upstream:
-    """The pooled client to vLLM: byte relay for passthrough, JSON calls for bridged steps."""
-
-    def __init__(self, settings: Settings, metrics: Metrics):
-        base = settings.upstream.rstrip("/")
-        self.base = base[:-3] if base.endswith("/v1") else base
-        self.settings = settings
-        self.metrics = metrics
-        self.session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1024, keepalive_timeout=60, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=self.settings.connect_timeout, sock_read=self.settings.upstream_timeout
-            ),
-            skip_auto_headers=("User-Agent",),
-        )
-
-    async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-
-    def headers(self, client_key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        key = self.settings.upstream_api_key
-        if key is None and not self.settings.api_keys:
-            key = client_key  # transparent proxy: the client's key is the upstream's
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
-
-    def error(self, exc: BaseException) -> UpstreamError:
-        if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-            return UpstreamError(504, message=f"the upstream {self.base} did not answer in time")
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamError(502, message=f"the upstream {self.base} refused the connection")
-        return UpstreamError(502, message=f"the upstream {self.base} failed: {type(exc).__name__}")
-
-    async def call_json(self, path: str, body: dict, client_key: str | None) -> dict:
-        assert self.session is not None
-        start = time.perf_counter()
-        try:
-            async with self.session.post(
-                self.base + path, data=orjson.dumps(body), headers=self.headers(client_key)
-            ) as resp:
-                data = await resp.read()
-                self.metrics.latency(path, time.perf_counter() - start)
-                status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise self.error(exc) from None
-        if status >= 400:
-            raise UpstreamError(status, data)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(502, message="the upstream answered with invalid JSON") from None
-
-    async def relay(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        client_key: str | None,
-        send,
-        extra: Iterable[tuple[str, str]] = (),
-        query: bytes = b"",
-    ) -> int:
-        """Send the request upstream and the answer to the client unchanged; returns the status sent."""
-        assert self.session is not None
-        url = self.base + path + (("?" + query.decode("latin-1")) if query else "")
-        started = False
-        start = time.perf_counter()
-        try:
-            async with self.session.request(method, url, data=body, headers=self.headers(client_key)) as resp:
-                self.metrics.latency(path, time.perf_counter() - start)
-                headers = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
-                headers += [(k.encode(), v.encode("latin-1")) for k, v in extra]
-                if resp.content_type == "text/event-stream":
-                    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-                    started = True
-                    async for chunk in resp.content.iter_any():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b""})
-                else:
-                    data = await resp.read()
-                    headers.append((b"content-length", str(len(data)).encode()))
-                    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-                    await send({"type": "http.response.body", "body": data})
-                return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            if started:  # mid-stream: the status is gone; end the body
-                with contextlib.suppress(Exception):
-                    await send({"type": "http.response.body", "body": b""})
-                return 502
-            err = self.error(exc)
-            self.metrics.error(err.status)
-            await send_reply(
-                send,
-                error_reply(
-                    err.status,
-                    err.message,
-                    code="upstream_timeout" if err.status == 504 else "upstream_error",
-                ),
-            )
-            return err.status
+BODY = "bridgex.body"  # the scope key under which the guard hands the read body to the routes
+TIMEOUT_HEADER = b"x-bridgex-timeout"
 
 
 class Proxy:
@@ -155,11 +42,17 @@ class Proxy:
         self.metrics = Metrics()
         self.service = BridgeService(settings, self.metrics)  # raises IndexLoadError before serving
         self.upstream = Upstream(settings, self.metrics)
-        self.keys = frozenset(settings.api_keys)
+        self.keys = tuple(settings.api_keys)
+        self.gate = Gate(settings.max_upstream, settings.max_queue)
         self._model: str | None = settings.default_model
+        self.public = {"/health"}
+        if settings.public_ready:
+            self.public.add("/ready")
+        if settings.public_metrics:
+            self.public.add("/metrics")
 
     def authorized(self, scope) -> bool:
-        return not self.keys or bearer(scope) in self.keys
+        return not self.keys or scope["path"] in self.public or key_matches(bearer(scope), self.keys)
 
     async def deny(self, send) -> None:
         self.metrics.error(401)
@@ -183,23 +76,76 @@ class Proxy:
     async def default_model(self, key: str | None) -> str | None:
         if self._model is None:
             with contextlib.suppress(UpstreamError, KeyError, IndexError, TypeError):
-                models = await self._get_json("/v1/models", key)
+                models = await self.upstream.get_json("/v1/models", key, self.settings.ready_timeout)
                 self._model = models["data"][0]["id"]
         return self._model
 
-    async def _get_json(self, path: str, key: str | None) -> dict:
-        assert self.upstream.session is not None
+
+class Guard:
+    """Raw ASGI around the router: keys, deadline, body, disconnects and the error contract."""
+
+    def __init__(self, proxy: Proxy, router):
+        self.proxy, self.router = proxy, router
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        proxy = self.proxy
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            async with self.upstream.session.get(
-                self.upstream.base + path,
-                headers=self.upstream.headers(key),
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as resp:
-                if resp.status >= 400:
-                    raise UpstreamError(resp.status, await resp.read())
-                return await resp.json(loads=orjson.loads)
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise self.upstream.error(exc) from None
+            if not proxy.authorized(scope):
+                await proxy.deny(send)
+                return
+            DEADLINE.set(asyncio.get_running_loop().time() + self.timeout(scope))
+            body = await read_body(receive, scope, proxy.settings)
+            scope[BODY] = body
+            await cancel_on_disconnect(self.router(scope, _body_once(body), tracked), receive)
+        except ClientGone:
+            proxy.metrics.error(499)
+        except ClientFault as exc:
+            if not started:
+                await proxy.reply(send, fault_reply(exc))
+        except Exception:  # a bug, not bad input: log it, answer JSON without a traceback
+            log.exception("bridgex: %s %s failed", scope["method"], scope["path"])
+            if not started:
+                await proxy.reply(
+                    send, error_reply(500, "internal error in the proxy", code="internal_error")
+                )
+
+    def timeout(self, scope) -> float:
+        """The request's deadline in seconds: the setting, or less via the X-BridgeX-Timeout header."""
+        limit = self.proxy.settings.request_timeout
+        for key, value in scope.get("headers", ()):
+            if key == TIMEOUT_HEADER:
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    seconds = -1.0
+                if not 0 < seconds <= 86400:
+                    raise ClientFault(400, "X-BridgeX-Timeout must be seconds in (0, 86400]", param="timeout")
+                return min(limit, seconds)
+        return limit
+
+
+def _body_once(body: bytes):
+    """A `receive` for the routes: the body already read, then nothing (the guard watches disconnects)."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+
+    return receive
 
 
 class Generation:
@@ -213,61 +159,47 @@ class Generation:
     async def __call__(self, scope, receive, send) -> None:
         proxy = self.proxy
         proxy.metrics.request(self.label)
-        if not proxy.authorized(scope):
-            await proxy.deny(send)
-            return
-        body = await read_body(receive)
+        body = scope[BODY]
         key = bearer(scope)
         path = scope["path"]
-        if MARKER not in body:
-            await proxy.upstream.relay("POST", path, body, key, send)
-            return
+        async with proxy.gate.slot():
+            if MARKER not in body:
+                await proxy.upstream.relay("POST", path, body, key, send)
+                return
 
-        async def call(p: str, b: dict) -> dict:
-            return await proxy.upstream.call_json(p, b, key)
+            async def call(p: str, b: dict) -> dict:
+                return await proxy.upstream.call_json(p, b, key)
 
-        try:
             result = await proxy.service.generation(self.endpoint, body, call)
-        except Exception:  # a bug, not bad input: log it, answer JSON without a traceback
-            log.exception("bridgex: bridged request failed")
-            await proxy.reply(
-                send, error_reply(500, "internal error in the bridging proxy", code="internal_error")
-            )
-            return
-        if isinstance(result, Forward):
-            await proxy.upstream.relay("POST", path, result.body, key, send, result.headers)
-        else:
-            await proxy.reply(send, result)
+            if isinstance(result, Forward):
+                await proxy.upstream.relay("POST", path, result.body, key, send, result.headers)
+            else:
+                await proxy.reply(send, result)
 
 
 class Endpoint:
-    """A small ASGI endpoint around an async handler(proxy, scope, receive, send)."""
+    """A small ASGI endpoint around an async handler(proxy, scope, send); `gated` ones take a gate slot."""
 
-    def __init__(self, proxy: Proxy, handler, label: str, auth: bool = True):
-        self.proxy, self.handler, self.label, self.auth = proxy, handler, label, auth
+    def __init__(self, proxy: Proxy, handler, label: str, gated: bool = False):
+        self.proxy, self.handler, self.label, self.gated = proxy, handler, label, gated
 
     async def __call__(self, scope, receive, send) -> None:
         self.proxy.metrics.request(self.label)
-        if self.auth and not self.proxy.authorized(scope):
-            await self.proxy.deny(send)
+        if not self.gated:
+            await self.handler(self.proxy, scope, send)
             return
-        try:
-            await self.handler(self.proxy, scope, receive, send)
-        except Exception:
-            log.exception("bridgex: %s failed", self.label)
-            await self.proxy.reply(
-                send, error_reply(500, f"internal error in {self.label}", code="internal_error")
-            )
+        async with self.proxy.gate.slot():
+            await self.handler(self.proxy, scope, send)
 
 
-async def _models(proxy: Proxy, scope, receive, send) -> None:
+async def _models(proxy: Proxy, scope, send) -> None:
     await proxy.upstream.relay(
         "GET", "/v1/models", None, bearer(scope), send, query=scope.get("query_string", b"")
     )
 
 
-async def _translate(proxy: Proxy, scope, receive, send) -> None:
-    body = await read_body(receive)
+async def _translate(proxy: Proxy, scope, send) -> None:
+    body = scope[BODY]
     key = bearer(scope)
 
     async def call(p: str, b: dict) -> dict:
@@ -279,19 +211,21 @@ async def _translate(proxy: Proxy, scope, receive, send) -> None:
     await proxy.reply(send, await proxy.service.translate(body, call, model))
 
 
-async def _languages(proxy: Proxy, scope, receive, send) -> None:
+async def _languages(proxy: Proxy, scope, send) -> None:
     await proxy.reply(send, proxy.service.languages())
 
 
-async def _health(proxy: Proxy, scope, receive, send) -> None:
+async def _health(proxy: Proxy, scope, send) -> None:
     await send_reply(send, Reply(200, b'{"status":"ok"}'))
 
 
-async def _ready(proxy: Proxy, scope, receive, send) -> None:
+async def _ready(proxy: Proxy, scope, send) -> None:
     index = proxy.service.runtime.index
-    status = {"index": index.path, "languages": len(index.languages), "upstream": proxy.upstream.base}
+    status = {"index": index.path, "languages": len(index.languages), "upstream": proxy.upstream.shown}
     try:
-        await proxy._get_json("/v1/models", proxy.settings.upstream_api_key)
+        await proxy.upstream.get_json(
+            "/v1/models", proxy.settings.upstream_api_key, proxy.settings.ready_timeout
+        )
     except UpstreamError as exc:
         status.update(status="not ready", reason=exc.message)
         await send_reply(send, Reply(503, orjson.dumps(status)))
@@ -300,16 +234,19 @@ async def _ready(proxy: Proxy, scope, receive, send) -> None:
     await send_reply(send, Reply(200, orjson.dumps(status)))
 
 
-async def _metrics(proxy: Proxy, scope, receive, send) -> None:
+async def _metrics(proxy: Proxy, scope, send) -> None:
     await send_reply(send, Reply(200, proxy.metrics.render(), content_type=proxy.metrics.content_type))
 
 
-async def _reload(proxy: Proxy, scope, receive, send) -> None:
-    await read_body(receive)
+async def _openapi(proxy: Proxy, scope, send) -> None:
+    await send_reply(send, Reply(200, DOCUMENT))
+
+
+async def _reload(proxy: Proxy, scope, send) -> None:
     await proxy.reply(send, await proxy.service.reload_reply())
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> Guard:
     """Build the proxy. Loads the index now: a missing or corrupt index raises `IndexLoadError`."""
     proxy = Proxy(settings)
 
@@ -344,8 +281,6 @@ def create_app(settings: Settings) -> Starlette:
             await proxy.upstream.close()
 
     async def not_found(request, exc):
-        from starlette.responses import Response
-
         status = getattr(exc, "status_code", 404)
         message = "not found" if status == 404 else "method not allowed"
         return Response(
@@ -357,14 +292,33 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/v1/chat/completions", Generation(proxy, "chat"), methods=["POST"]),
         Route("/v1/completions", Generation(proxy, "completions"), methods=["POST"]),
-        Route("/v1/models", Endpoint(proxy, _models, "models"), methods=["GET"]),
-        Route("/v1/translate", Endpoint(proxy, _translate, "translate"), methods=["POST"]),
+        Route("/v1/models", Endpoint(proxy, _models, "models", gated=True), methods=["GET"]),
+        Route("/v1/translate", Endpoint(proxy, _translate, "translate", gated=True), methods=["POST"]),
         Route("/v1/languages", Endpoint(proxy, _languages, "languages"), methods=["GET"]),
-        Route("/health", Endpoint(proxy, _health, "health", auth=False), methods=["GET"]),
-        Route("/ready", Endpoint(proxy, _ready, "ready", auth=False), methods=["GET"]),
-        Route("/metrics", Endpoint(proxy, _metrics, "metrics", auth=False), methods=["GET"]),
+        Route("/health", Endpoint(proxy, _health, "health"), methods=["GET"]),
+        Route("/ready", Endpoint(proxy, _ready, "ready"), methods=["GET"]),
+        Route("/metrics", Endpoint(proxy, _metrics, "metrics"), methods=["GET"]),
         Route("/admin/reload", Endpoint(proxy, _reload, "reload"), methods=["POST"]),
+        Route("/openapi.json", Endpoint(proxy, _openapi, "openapi"), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
-    app.state.proxy = proxy
+
+    async def internal(request, exc):
+        """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
+        if isinstance(exc, ClientFault):
+            reply = fault_reply(exc)
+            return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
+        return Response(
+            error_body(500, "internal error in the proxy", code="internal_error"),
+            500,
+            media_type="application/json",
+        )
+
+    router = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_found, Exception: internal},
+    )
+    router.state.proxy = proxy
+    app = Guard(proxy, router)
+    app.state = router.state  # type: ignore[attr-defined]
     return app

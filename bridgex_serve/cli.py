@@ -99,6 +99,46 @@ def _loop_and_http() -> tuple[str, str]:
     "(env BRIDGEX_UNCALIBRATED; default hsic).",
 )
 @click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1),
+    default=None,
+    show_default=False,
+    help="Largest request body; above it 413 (env BRIDGEX_MAX_BODY_BYTES; default 4 MiB).",
+)
+@click.option(
+    "--max-upstream",
+    type=click.IntRange(1),
+    default=None,
+    show_default=False,
+    help="Client requests served upstream at once (env BRIDGEX_MAX_UPSTREAM; default 256).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0),
+    default=None,
+    show_default=False,
+    help="Requests waiting for an upstream slot; one more gets 429 (env BRIDGEX_MAX_QUEUE; default 1024).",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    show_default=False,
+    help="Total seconds per request → 504 (env BRIDGEX_REQUEST_TIMEOUT; default 600).",
+)
+@click.option(
+    "--public-metrics/--no-public-metrics",
+    default=None,
+    show_default=False,
+    help="Serve /metrics without a key when keys are set (env BRIDGEX_PUBLIC_METRICS; default off).",
+)
+@click.option(
+    "--public-ready/--no-public-ready",
+    default=None,
+    show_default=False,
+    help="Serve /ready without a key when keys are set (env BRIDGEX_PUBLIC_READY; default off).",
+)
+@click.option(
     "--log-level",
     default="warning",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -116,13 +156,21 @@ def main(
     default_model,
     copy_fallback,
     uncalibrated,
+    max_body_bytes,
+    max_upstream,
+    max_queue,
+    request_timeout,
+    public_metrics,
+    public_ready,
     log_level,
 ):
     """Serve the OpenAI-compatible bridging proxy in front of a vLLM server."""
     import uvicorn
 
     from .app import create_app
+    from .errors import redact_url
     from .index import IndexLoadError
+    from .protocols import guarded_protocol
 
     overrides = dict(
         index=index,
@@ -134,6 +182,12 @@ def main(
         default_model=default_model,
         copy_fallback=copy_fallback,
         uncalibrated=uncalibrated,
+        max_body_bytes=max_body_bytes,
+        max_upstream=max_upstream,
+        max_queue=max_queue,
+        request_timeout=request_timeout,
+        public_metrics=public_metrics,
+        public_ready=public_ready,
     )
     if api_keys:
         overrides["api_keys"] = tuple(api_keys)
@@ -149,10 +203,18 @@ def main(
         sys.exit(2)
     loop, http = _loop_and_http()
     click.echo(
-        f"bridgex-serve: {settings.index} → {settings.upstream}, listening on http://{host}:{port}", err=True
+        f"bridgex-serve: {settings.index} → {redact_url(settings.upstream)}, listening on http://{host}:{port}",
+        err=True,
     )
     uvicorn.run(
-        app, host=host, port=port, loop=loop, http=http, log_level=log_level, access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http=guarded_protocol(settings.header_timeout, http),
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
     )
 
 

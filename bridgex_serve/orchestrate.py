@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from .limits import off_loop
 from .outcome import Outcome
 from .plan import Plan, direct_plan
 from .protocol import ClientRequest, Usage
@@ -35,6 +36,35 @@ class UpstreamError(Exception):
         self.status = status
         self.body = body
         self.message = message or f"upstream answered {status}"
+
+
+def checked(response: Any) -> dict:
+    """`response` if it has the shape of a completion (a `choices` list of objects whose `text` or
+    `message.content` are strings or null), else a 502: the upstream is not speaking OpenAI."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    ok = isinstance(choices, list)
+    for choice in choices if ok else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        ok = ok and isinstance(choice, dict) and isinstance(choice.get("text"), str | None)
+        ok = ok and (
+            message is None or (isinstance(message, dict) and isinstance(message.get("content"), str | None))
+        )
+        ok = (
+            ok
+            and isinstance(choice.get("index", 0), int)
+            and isinstance(choice.get("finish_reason"), str | None)
+        )
+    usage = response.get("usage") if ok else None
+    if usage is not None:
+        counts = (
+            (usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens"))
+            if isinstance(usage, dict)
+            else [None]
+        )
+        ok = all(isinstance(n, int) and not isinstance(n, bool) for n in counts)
+    if not ok:
+        raise UpstreamError(502, message="the upstream answered JSON that is not a completion")
+    return response
 
 
 async def dispatch(
@@ -56,7 +86,7 @@ async def dispatch(
             singles.append(i)
 
     async def run_single(i: int) -> None:
-        response = await call(steps[i].path, steps[i].body)
+        response = checked(await call(steps[i].path, steps[i].body))
         usage.add(response.get("usage"))
         results[i] = choice_text(steps[i], response)
 
@@ -64,7 +94,7 @@ async def dispatch(
         first = steps[members[0]]
         prompts = [steps[i].body["prompt"] for i in members]
         body = dict(first.body, prompt=prompts if len(prompts) > 1 else prompts[0])
-        response = await call(first.path, body)
+        response = checked(await call(first.path, body))
         usage.add(response.get("usage"))
         for j, i in enumerate(members):
             results[i] = choice_text(first, response, j)
@@ -123,14 +153,14 @@ async def fall_back_on_copies(
 ) -> None:
     """Answer again by the direct route where a bridged word or translation copied (one call per outcome,
     batched); the outcome records the fallback, its reason and the replaced answer."""
-    redo: list[tuple[Outcome, str]] = []
-    for outcome in outcomes:
-        plan = outcome.plan
-        if plan.bridge is None or plan.task not in COPY_FALLBACK_TASKS:
-            continue
-        reason = copy_reason(plan.text, outcome.bridge_text, outcome.answer)
-        if reason is not None:
-            redo.append((outcome, reason))
+    checked_outcomes = [
+        o for o in outcomes if o.plan.bridge is not None and o.plan.task in COPY_FALLBACK_TASKS
+    ]
+    size = sum(len(o.plan.text) for o in checked_outcomes)  # normalising long texts is CPU work: off the loop
+    reasons = await off_loop(
+        lambda: [copy_reason(o.plan.text, o.bridge_text, o.answer) for o in checked_outcomes], size
+    )
+    redo = [(o, r) for o, r in zip(checked_outcomes, reasons, strict=True) if r is not None]
     if not redo:
         return
     steps = [first_step(direct_plan(o.plan), req) for o, _ in redo]

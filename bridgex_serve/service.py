@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
+from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
+from .limits import DEADLINE, ClientFault, check_generation, off_loop, positive_int
 from .metrics import Metrics
 from .options import Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
@@ -73,20 +75,78 @@ class Forward:
 
     body: bytes
     headers: list[tuple[str, str]]
+    timeout: float | None = None  # the client's bridgex.timeout (seconds)
 
 
 def error_reply(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Reply:
     return Reply(status, error_body(status, message, param=param, code=code))
 
 
+def fault_reply(exc: ClientFault) -> Reply:
+    return Reply(exc.status, error_body(exc.status, exc.message, param=exc.param, code=exc.code), exc.headers)
+
+
 def upstream_error_reply(exc: UpstreamError) -> Reply:
-    """4xx from the upstream is relayed (vLLM's body is already OpenAI-shaped); the rest is 502/504."""
-    if 400 <= exc.status < 500 and exc.body:
-        body = exc.body if isinstance(exc.body, bytes) else orjson.dumps(exc.body)
-        return Reply(exc.status, body)
+    """An upstream error answer re-shaped by `errors.upstream_error`; a failure to reach it is 502/504."""
+    if exc.body is not None and exc.status not in (502, 504):
+        return Reply(*upstream_error(exc.status, exc.body))
     if exc.status == 504:
         return error_reply(504, exc.message, code="upstream_timeout")
     return error_reply(502, exc.message, code="upstream_error")
+
+
+def _answer(req: ClientRequest, outcome: Outcome, usage: Usage) -> Reply:
+    """The 200 reply to a bridged chat or completion request (plain or server-sent events)."""
+    headers = headers_for(outcome.metadata())
+    if req.stream:
+        return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
+    return Reply(200, response_body(req, outcome, usage), headers)
+
+
+def _translations(model: str, outcomes: list[Outcome], usage: Usage) -> Reply:
+    """The 200 reply to `/v1/translate`, in the order of the texts."""
+    translations = [
+        {
+            "text": o.answer,
+            "source": o.plan.source,
+            "target": o.plan.target,
+            "bridge": o.plan.bridge,
+            "mode": o.plan.mode,
+            "bridge_text": o.bridge_text,
+            "bridge_copied": o.bridge_copied,
+            "route": o.route,
+            "decision_source": o.plan.decision_source,
+            "fallback": o.fallback,
+            "fallback_reason": o.fallback_reason,
+            "shots": len(o.plan.demos),
+            "calls": o.calls,
+        }
+        for o in outcomes
+    ]
+    return Reply(200, json_body({"model": model, "translations": translations, "usage": usage.as_dict()}))
+
+
+def request_timeout(options: object) -> float | None:
+    """Pop the per-request deadline (`bridgex.timeout`, seconds) from the options; a 400 if malformed."""
+    if not isinstance(options, dict) or "timeout" not in options:
+        return None
+    value = options.pop("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise ClientFault(
+            400, f"bridgex.timeout must be seconds in (0, 86400], got {value!r}", param="bridgex.timeout"
+        )
+    return float(value)
+
+
+def shorten_deadline(seconds: float | None) -> None:
+    """Make the current request's deadline at most `seconds` from now."""
+    if seconds is None:
+        return
+    when = asyncio.get_running_loop().time() + seconds
+    current = DEADLINE.get()
+    DEADLINE.set(when if current is None else min(current, when))
 
 
 class BridgeService:
@@ -139,7 +199,25 @@ class BridgeService:
 
     # -- chat / completions ------------------------------------------------------------------------------
     async def generation(self, endpoint: str, raw: bytes, call: CallUpstream) -> Reply | Forward:
-        """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker."""
+        """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker. Parsing and planning
+        run in a worker thread for big bodies, so the event loop keeps serving."""
+        prepared = await off_loop(self._prepare, len(raw), endpoint, raw)
+        if isinstance(prepared, Forward):
+            shorten_deadline(prepared.timeout)
+        if not isinstance(prepared, tuple):
+            return prepared
+        plan, req, timeout, copy_fallback = prepared
+        shorten_deadline(timeout)
+        outcomes, usage_or_error = await self._run([plan], req, call, copy_fallback)
+        if isinstance(usage_or_error, UpstreamError):
+            return upstream_error_reply(usage_or_error)
+        # the metadata compares the (possibly long) source text with the bridge rendering: CPU work
+        return await off_loop(_answer, len(raw), req, outcomes[0], usage_or_error)
+
+    def _prepare(
+        self, endpoint: str, raw: bytes
+    ) -> Reply | Forward | tuple[Plan, ClientRequest, float | None, bool | None]:
+        """Blocking: parse, check the limits and plan one bridged request."""
         body = _json_object(raw)
         if isinstance(body, Reply):
             return body
@@ -147,23 +225,20 @@ class BridgeService:
             return Forward(raw, [])
         runtime = self.runtime
         try:
-            options = parse_options(body.pop("bridgex"))
+            check_generation(endpoint, body, self.settings)
+            raw_options = body.pop("bridgex")
+            timeout = request_timeout(raw_options)
+            options = parse_options(raw_options)
             req, text = client_request(endpoint, body)
             plan = self._plan(runtime, options, text, req)
+        except ClientFault as exc:
+            return fault_reply(exc)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
         if isinstance(plan, Passthrough):
             self.metrics.passthrough(plan.label or "other")
-            return Forward(orjson.dumps(body), plan.headers())
-        outcomes, usage_or_error = await self._run([plan], req, call, options.copy_fallback)
-        if isinstance(usage_or_error, UpstreamError):
-            return upstream_error_reply(usage_or_error)
-        usage = usage_or_error
-        outcome = outcomes[0]
-        headers = headers_for(outcome.metadata())
-        if req.stream:
-            return Reply(200, headers=headers, content_type=SSE, chunks=sse_chunks(req, outcome, usage))
-        return Reply(200, response_body(req, outcome, usage), headers)
+            return Forward(orjson.dumps(body), plan.headers(), timeout)
+        return plan, req, timeout, options.copy_fallback
 
     def _plan(
         self, runtime: Runtime, options: Options, text: str, req: ClientRequest, force: bool = False
@@ -209,7 +284,7 @@ class BridgeService:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "task"?, "route"?, "bridge"?,
         "mode"?, "shots"?, "copy_fallback"?}` → `{"translations": [{"text", "source", "bridge", ...}],
         "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is `word`)."""
-        body = _json_object(raw)
+        body = await off_loop(_json_object, len(raw), raw)
         if isinstance(body, Reply):
             return body
         texts = body.get("q")
@@ -224,60 +299,41 @@ class BridgeService:
         model = body.get("model") or default_model
         if not isinstance(model, str) or not model:
             return error_reply(400, "model is required (no default model is known)", param="model")
-        runtime = self.runtime
         try:
-            raw_options = {k: body[k] for k in TRANSLATE_OPTIONS if k in body}
-            options = parse_options(raw_options)
-            if options.task not in TRANSLATE_TASKS:
-                raise RequestError(
-                    f"task {options.task!r} is not one of {', '.join(TRANSLATE_TASKS)}", "task"
-                )
-            if options.target is None:
-                raise RequestError("target is required", "target")
-            req = ClientRequest(
-                "completions",
-                model,
-                {k: body[k] for k in ("temperature", "seed") if k in body},
-                body.get("max_tokens"),
-            )
-            plans: list[Plan] = []
-            for text in texts:
-                plan = self._plan(runtime, options, text, req, force=True)
-                assert isinstance(plan, Plan)
-                plans.append(plan)
+            positive_int(body.get("max_tokens"), "max_tokens", self.settings.max_tokens_limit)
+            shorten_deadline(request_timeout(body))
+        except ClientFault as exc:
+            return fault_reply(exc)
+        try:
+            options, plans = await off_loop(self._plan_texts, sum(map(len, texts)), body, texts, model)
         except RequestError as exc:
             return error_reply(400, exc.message, param=exc.param, code=exc.code)
+        req = ClientRequest(
+            "completions",
+            model,
+            {k: body[k] for k in ("temperature", "seed") if k in body},
+            body.get("max_tokens"),
+        )
         outcomes, usage_or_error = await self._run(plans, req, call, options.copy_fallback)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
-        usage = usage_or_error
-        return Reply(
-            200,
-            json_body(
-                {
-                    "model": model,
-                    "translations": [
-                        {
-                            "text": o.answer,
-                            "source": o.plan.source,
-                            "target": o.plan.target,
-                            "bridge": o.plan.bridge,
-                            "mode": o.plan.mode,
-                            "bridge_text": o.bridge_text,
-                            "bridge_copied": o.bridge_copied,
-                            "route": o.route,
-                            "decision_source": o.plan.decision_source,
-                            "fallback": o.fallback,
-                            "fallback_reason": o.fallback_reason,
-                            "shots": len(o.plan.demos),
-                            "calls": o.calls,
-                        }
-                        for o in outcomes
-                    ],
-                    "usage": usage.as_dict(),
-                }
-            ),
-        )
+        return await off_loop(_translations, len(raw), model, outcomes, usage_or_error)
+
+    def _plan_texts(self, body: dict, texts: list[str], model: str) -> tuple[Options, list[Plan]]:
+        """Blocking: the batch's options and one forced plan per text (raises `RequestError`)."""
+        runtime = self.runtime
+        options = parse_options({k: body[k] for k in TRANSLATE_OPTIONS if k in body})
+        if options.task not in TRANSLATE_TASKS:
+            raise RequestError(f"task {options.task!r} is not one of {', '.join(TRANSLATE_TASKS)}", "task")
+        if options.target is None:
+            raise RequestError("target is required", "target")
+        req = ClientRequest("completions", model, {}, body.get("max_tokens"))
+        plans: list[Plan] = []
+        for text in texts:
+            plan = self._plan(runtime, options, text, req, force=True)
+            assert isinstance(plan, Plan)
+            plans.append(plan)
+        return options, plans
 
     def languages(self) -> Reply:
         index = self.runtime.index

@@ -55,6 +55,24 @@ class Settings:
     # Pairs without a calibrated decision: "hsic" (the index's rank-1 bridge) or "direct"
     # (BRIDGEX_UNCALIBRATED).
     uncalibrated: str = "hsic"
+    # -- limits and deadlines (README "Limits and security") --
+    max_body_bytes: int = 4 * 1024 * 1024  # request body; above it 413 (BRIDGEX_MAX_BODY_BYTES)
+    max_messages: int = 512  # chat messages in a bridged request (BRIDGEX_MAX_MESSAGES)
+    max_content_parts: int = 64  # content parts per message of a bridged request (BRIDGEX_MAX_CONTENT_PARTS)
+    max_tokens_limit: int = (
+        1 << 20
+    )  # max_tokens above it is a 400 on bridged routes (BRIDGEX_MAX_TOKENS_LIMIT)
+    # Client requests served upstream at once (each holds one slot) and waiting for a slot; a request that
+    # finds the queue full is answered 429 with Retry-After (BRIDGEX_MAX_UPSTREAM, BRIDGEX_MAX_QUEUE).
+    max_upstream: int = 256
+    max_queue: int = 1024
+    request_timeout: float = 600.0  # total deadline per client request → 504 (BRIDGEX_REQUEST_TIMEOUT)
+    ttfb_timeout: float = 300.0  # upstream response head → 504 (BRIDGEX_TTFB_TIMEOUT)
+    header_timeout: float = 10.0  # client request line + headers → 408 (BRIDGEX_HEADER_TIMEOUT)
+    body_timeout: float = 30.0  # client request body → 408 (BRIDGEX_BODY_TIMEOUT)
+    ready_timeout: float = 5.0  # /ready's upstream check → 503 (BRIDGEX_READY_TIMEOUT)
+    public_metrics: bool = False  # /metrics without a key even when keys are set (BRIDGEX_PUBLIC_METRICS)
+    public_ready: bool = False  # /ready without a key even when keys are set (BRIDGEX_PUBLIC_READY)
 
     def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -79,7 +97,18 @@ class Settings:
             values["copy_fallback"] = _flag("BRIDGEX_COPY_FALLBACK", get("BRIDGEX_COPY_FALLBACK"))
         if get("BRIDGEX_UNCALIBRATED"):
             values["uncalibrated"] = get("BRIDGEX_UNCALIBRATED").strip().lower()
-        values["api_keys"] = _keys(get("BRIDGEX_API_KEYS"))
+        for var, name in (
+            ("BRIDGEX_PUBLIC_METRICS", "public_metrics"),
+            ("BRIDGEX_PUBLIC_READY", "public_ready"),
+        ):
+            if get(var):
+                values[name] = _flag(var, get(var))
+        if "BRIDGEX_API_KEYS" in env:
+            values["api_keys"] = _keys(get("BRIDGEX_API_KEYS"))
+            if not values["api_keys"]:
+                raise ValueError(
+                    "BRIDGEX_API_KEYS is set but holds no key: unset it to run without keys, or give a key"
+                )
         values["low_resource"] = _codes(get("BRIDGEX_LOW_RESOURCE"))
         numbers = {
             "BRIDGEX_PORT": ("port", int),
@@ -88,6 +117,17 @@ class Settings:
             "BRIDGEX_MAX_TEXTS": ("max_texts", int),
             "BRIDGEX_UPSTREAM_TIMEOUT": ("upstream_timeout", float),
             "BRIDGEX_CONNECT_TIMEOUT": ("connect_timeout", float),
+            "BRIDGEX_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "BRIDGEX_MAX_MESSAGES": ("max_messages", int),
+            "BRIDGEX_MAX_CONTENT_PARTS": ("max_content_parts", int),
+            "BRIDGEX_MAX_TOKENS_LIMIT": ("max_tokens_limit", int),
+            "BRIDGEX_MAX_UPSTREAM": ("max_upstream", int),
+            "BRIDGEX_MAX_QUEUE": ("max_queue", int),
+            "BRIDGEX_REQUEST_TIMEOUT": ("request_timeout", float),
+            "BRIDGEX_TTFB_TIMEOUT": ("ttfb_timeout", float),
+            "BRIDGEX_HEADER_TIMEOUT": ("header_timeout", float),
+            "BRIDGEX_BODY_TIMEOUT": ("body_timeout", float),
+            "BRIDGEX_READY_TIMEOUT": ("ready_timeout", float),
         }
         for var, (name, kind) in numbers.items():
             if get(var):
@@ -102,6 +142,32 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        for key in self.api_keys:
+            if not key or key != key.strip():
+                raise ValueError(
+                    "an API key is empty or has surrounding spaces (an unset $KEY in "
+                    '--api-key "$KEY"?): give real keys, or none to run without auth'
+                )
+        positive = (
+            "max_body_bytes",
+            "max_messages",
+            "max_content_parts",
+            "max_tokens_limit",
+            "max_upstream",
+            "request_timeout",
+            "ttfb_timeout",
+            "header_timeout",
+            "body_timeout",
+            "ready_timeout",
+            "upstream_timeout",
+            "connect_timeout",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ValueError(f"max_queue must be 0 or more, got {self.max_queue}")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_batch < 1:

@@ -7,21 +7,37 @@ The index path comes from `BRIDGEX_INDEX` (read when vLLM builds its middleware 
 corrupt index stops start-up). Requests without a `bridgex` field go to vLLM untouched; bridged ones run
 the same core as the proxy, whose upstream calls here are in-process ASGI calls into the wrapped vLLM app:
 no network hop, no second server. Also served: `POST /v1/translate`, `GET /v1/languages` and
-`POST /admin/reload` (protected by BRIDGEX_API_KEYS when set; vLLM's `--api-key` guards the rest).
+`POST /admin/reload`.
+
+Keys: bridged requests and the BridgeX routes accept a key of BRIDGEX_API_KEYS or one of vLLM's own
+(`--api-key` / VLLM_API_KEY, compared by hash as vLLM does); with no key of either kind they are open,
+except `/admin/*`, which is closed until a key is configured. The in-process calls of an authenticated
+request go to the app inside vLLM's key check. Body size, body read timeout, deadlines, disconnects and
+error shapes follow the same settings as the proxy (`limits`, `errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 
 import orjson
 
 from .index import IndexLoadError
+from .limits import (
+    DEADLINE,
+    ClientFault,
+    ClientGone,
+    Gate,
+    cancel_on_disconnect,
+    key_matches,
+    read_body,
+)
 from .metrics import Metrics
 from .orchestrate import UpstreamError
-from .protocol import error_body
-from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, read_body, send_reply
+from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
 from .settings import Settings
 
 log = logging.getLogger("bridgex_serve.vllm")
@@ -60,6 +76,18 @@ def _metrics() -> Metrics:
         return Metrics()
 
 
+def _vllm_key_check(app) -> tuple[list[bytes], object | None]:
+    """vLLM's key hashes and the app inside its key check, found down the middleware chain, or ([], None)."""
+    seen = 0
+    while app is not None and seen < 32:
+        tokens = getattr(app, "api_tokens", None)
+        if isinstance(tokens, list) and all(isinstance(t, bytes) for t in tokens):
+            return tokens, getattr(app, "app", None)
+        app = getattr(app, "app", None)
+        seen += 1
+    return [], None
+
+
 class BridgeXMiddleware:
     """ASGI middleware wrapping vLLM's OpenAI app."""
 
@@ -71,8 +99,11 @@ class BridgeXMiddleware:
                 "BRIDGEX_INDEX is not set: name the DuckDB index the BridgeX middleware serves"
             )
         self.settings = settings
-        self.keys = frozenset(settings.api_keys)
+        self.keys = tuple(settings.api_keys)
+        self.vllm_hashes, inner = _vllm_key_check(app)
+        self.inner = inner if inner is not None else app  # where authenticated in-process calls go
         self.service = BridgeService(settings, _metrics())
+        self.gate = Gate(settings.max_upstream, settings.max_queue)  # bridged requests; vLLM queues the rest
         self._model: str | None = settings.default_model
         log.info(
             "BridgeX middleware: index %s (%d languages)",
@@ -87,15 +118,31 @@ class BridgeXMiddleware:
         path, method = scope["path"], scope["method"]
         endpoint = GENERATION.get(path)
         if endpoint is not None and method == "POST":
-            await self._generation(endpoint, scope, receive, send)
+            handler = self._generation
         elif path == "/v1/translate" and method == "POST":
-            await self._guarded(self._translate, scope, receive, send)
+            handler = self._translate
         elif path == "/v1/languages" and method == "GET":
-            await self._guarded(self._languages, scope, receive, send)
+            handler = self._languages
         elif path == "/admin/reload" and method == "POST":
-            await self._guarded(self._reload, scope, receive, send)
+            handler = self._reload
         else:
             await self.app(scope, receive, send)
+            return
+        await self._guarded(handler, endpoint, scope, receive, send)
+
+    # -- keys ---------------------------------------------------------------------------------------------
+    def accepts(self, scope) -> bool:
+        """A BridgeX key or a vLLM key; anyone when neither is configured (but see `/admin/*`)."""
+        if not self.keys and not self.vllm_hashes:
+            return not scope["path"].startswith("/admin/")
+        given = bearer(scope)
+        if given is None:
+            return False
+        digest = hashlib.sha256(given.encode()).digest()
+        found = key_matches(given, self.keys)
+        for token in self.vllm_hashes:
+            found |= hmac.compare_digest(digest, token)
+        return found
 
     # -- in-process upstream ------------------------------------------------------------------------------
     def _caller(self, scope):
@@ -131,8 +178,14 @@ class BridgeXMiddleware:
                 elif message["type"] == "http.response.body":
                     chunks.append(message.get("body", b""))
 
+            deadline = DEADLINE.get()
             try:
-                await self.app(sub, receive, send)
+                async with asyncio.timeout_at(deadline):
+                    await self.inner(sub, receive, send)
+            except TimeoutError:
+                raise UpstreamError(
+                    504, message="vLLM did not answer before the request's deadline"
+                ) from None
             finally:
                 finished.set()
             raw = b"".join(chunks)
@@ -146,17 +199,47 @@ class BridgeXMiddleware:
         return call
 
     # -- endpoints ----------------------------------------------------------------------------------------
-    async def _generation(self, endpoint: str, scope, receive, send) -> None:
+    async def _guarded(self, handler, endpoint: str | None, scope, receive, send) -> None:
+        """Keys, body, deadline, disconnects and the error contract around one BridgeX handler."""
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if endpoint is None and not self.accepts(scope):
+                message = "invalid or missing API key"
+                if not self.keys and not self.vllm_hashes:
+                    message = "admin routes are closed until BRIDGEX_API_KEYS or vLLM's --api-key is set"
+                raise ClientFault(
+                    401, message, code="invalid_api_key", headers=[("www-authenticate", "Bearer")]
+                )
+            DEADLINE.set(asyncio.get_running_loop().time() + self.settings.request_timeout)
+            body = await read_body(receive, scope, self.settings)
+            if endpoint is not None and MARKER in body and not self.accepts(scope):
+                raise ClientFault(401, "invalid or missing API key", code="invalid_api_key")
+            await cancel_on_disconnect(handler(endpoint, body, scope, receive, tracked), receive)
+        except ClientGone:
+            self.service.metrics.error(499)
+        except ClientFault as exc:
+            if not started:
+                await self._reply(send, fault_reply(exc))
+        except Exception:
+            log.exception("bridgex: %s failed", scope["path"])
+            if not started:
+                await self._reply(
+                    send, error_reply(500, "internal error in the BridgeX middleware", code="internal_error")
+                )
+
+    async def _generation(self, endpoint: str, body: bytes, scope, receive, send) -> None:
         self.service.metrics.request(endpoint)
-        body = await read_body(receive)
         if MARKER not in body:
             await self.app(scope, _replay(body, receive), send)
             return
-        try:
+        async with self.gate.slot():
             result = await self.service.generation(endpoint, body, self._caller(scope))
-        except Exception:
-            log.exception("bridgex: bridged request failed")
-            result = error_reply(500, "internal error in the BridgeX middleware", code="internal_error")
         if isinstance(result, Forward):
             extra = [(k.encode(), v.encode("latin-1")) for k, v in result.headers]
 
@@ -165,7 +248,7 @@ class BridgeXMiddleware:
                     message = dict(message, headers=[*message.get("headers", []), *extra])
                 await send(message)
 
-            await self.app(
+            await self.inner(  # the client's key was checked above (a BridgeX or a vLLM key)
                 _with_length(scope, len(result.body)), _replay(result.body, receive), send_with_headers
             )
             return
@@ -176,35 +259,21 @@ class BridgeXMiddleware:
             self.service.metrics.error(reply.status)
         await send_reply(send, reply)
 
-    async def _guarded(self, handler, scope, receive, send) -> None:
-        if self.keys and bearer(scope) not in self.keys:
-            await self._reply(
-                send, Reply(401, error_body(401, "invalid or missing API key", code="invalid_api_key"))
-            )
-            return
-        try:
-            await handler(scope, receive, send)
-        except Exception:
-            log.exception("bridgex: %s failed", scope["path"])
-            await self._reply(
-                send, error_reply(500, "internal error in the BridgeX middleware", code="internal_error")
-            )
-
-    async def _translate(self, scope, receive, send) -> None:
+    async def _translate(self, endpoint, body: bytes, scope, receive, send) -> None:
         self.service.metrics.request("translate")
-        body = await read_body(receive)
         call = self._caller(scope)
         if self._model is None:
             try:
                 self._model = (await call("/v1/models", None, "GET"))["data"][0]["id"]
             except (UpstreamError, KeyError, IndexError, TypeError):
                 self._model = None
-        await self._reply(send, await self.service.translate(body, call, self._model))
+        async with self.gate.slot():
+            reply = await self.service.translate(body, call, self._model)
+        await self._reply(send, reply)
 
-    async def _languages(self, scope, receive, send) -> None:
+    async def _languages(self, endpoint, body: bytes, scope, receive, send) -> None:
         self.service.metrics.request("languages")
         await self._reply(send, self.service.languages())
 
-    async def _reload(self, scope, receive, send) -> None:
-        await read_body(receive)
+    async def _reload(self, endpoint, body: bytes, scope, receive, send) -> None:
         await self._reply(send, await self.service.reload_reply())

@@ -424,3 +424,29 @@ def proxy_tiny(vllm_tiny, serve_index):
 
     with running(create_app(Settings(index=str(serve_index), upstream=vllm_tiny.url))) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def constant_model(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny Llama that writes one visible piece again and again (`tinymodels.make_constant_model`)."""
+    from tinymodels import make_constant_model
+
+    return make_constant_model(tmp_path_factory.mktemp("tiny-constant"))
+
+
+@pytest.fixture(scope="session")
+def vllm_constant(constant_model, serve_index, tmp_path_factory):
+    """A real vLLM server (BridgeX middleware loaded) serving the constant model as "tiny"."""
+    log = tmp_path_factory.mktemp("vllm-log") / "vllm-constant.log"
+    with VllmServer(constant_model[0], name="tiny", index=serve_index, log=log) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def proxy_constant(vllm_constant, serve_index):
+    """The proxy in front of the constant-model vLLM server."""
+    from bridgex_serve.app import create_app
+    from bridgex_serve.settings import Settings
+
+    with running(create_app(Settings(index=str(serve_index), upstream=vllm_constant.url))) as server:
+        yield server

@@ -100,3 +100,44 @@ def make_tiny_model(path: Path, family: str = "llama", seed: int = 0) -> Path:
         model = transformers.AutoModelForCausalLM.from_config(config)
     model.to(torch.float32).save_pretrained(path)
     return path
+
+
+def constant_piece(tok) -> tuple[int, str]:
+    """The token a constant model writes: the first vocabulary entry that decodes to 3+ ASCII letters."""
+    for token_id in range(len(tok)):
+        text = tok.decode([token_id])
+        if len(text) >= 3 and text.isascii() and text.isalpha():
+            return token_id, text
+    raise ValueError("the tokenizer has no token of three or more ASCII letters")
+
+
+def make_constant_model(path: Path, seed: int = 0) -> tuple[Path, str]:
+    """Save a tiny Llama whose greedy output is one visible token repeated, whatever the prompt.
+
+    By construction, not by luck of the random weights: every embedding row is the same vector `c`, the
+    attention and MLP output projections are zero (so the final hidden state is `c` at every position),
+    and the untied lm_head has zero rows except the chosen token's, which is `c`: that token's logit is
+    |c|²/rms(c) > 0 and every other logit is exactly 0, on any CPU and in any precision.
+    Returns the folder and the piece of text the model repeats.
+    """
+    import torch
+    import transformers
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(path)
+    config = _config("llama", len(tok), tok)
+    config.tie_word_embeddings = False
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    token_id, piece = constant_piece(tok)
+    with torch.no_grad():
+        c = torch.ones(config.hidden_size)
+        model.model.embed_tokens.weight.copy_(c.expand_as(model.model.embed_tokens.weight))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[token_id] = c
+    model.to(torch.float32).save_pretrained(path)
+    return path, piece

@@ -13,15 +13,19 @@ import httpx
 import openai
 import pytest
 from serve_support import (
+    constant_model,  # noqa: F401 (fixture)
     openai_client,
+    proxy_constant,  # noqa: F401 (fixture)
     proxy_tiny,  # noqa: F401 (fixture)
     running,
     serve_index,  # noqa: F401 (fixture)
+    vllm_constant,  # noqa: F401 (fixture)
     vllm_tiny,  # noqa: F401 (fixture)
     write_index,
 )
 
 from bridgex_serve.app import create_app
+from bridgex_serve.options import WORD_BRIDGE_TOKENS
 from bridgex_serve.settings import Settings
 from bridgex_serve.words import copy_reason
 
@@ -115,30 +119,38 @@ def test_bridged_streaming(server):
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
 
-def test_copy_fallback_on_real_vllm(server):
-    """The random model loops on a few tokens: asked in two steps without demonstrations it writes the same
-    16 tokens ("komkom…" for maji) as the bridge rendering and as the answer, a copy of the bridge that is
-    asked again by the direct route. Every answer's fallback agrees with `copy_reason`."""
-    client = openai_client(server.url, timeout=120)
-    fallbacks = []
-    for word in ("maji", "Kenya", "kitabu"):
+@pytest.fixture(params=["proxy", "plugin"])
+def constant_server(request):
+    """The constant model (one visible piece, always) behind the proxy and inside vLLM."""
+    return request.getfixturevalue("proxy_constant" if request.param == "proxy" else "vllm_constant")
+
+
+def test_copy_fallback_on_real_vllm(constant_server, constant_model):  # noqa: F811
+    """A copy by construction: the constant model writes the same WORD_BRIDGE_TOKENS pieces as the bridge
+    rendering and as the answer (two-step, no demonstrations), so the answer copies the bridge and is asked
+    again by the direct route, end to end through vLLM; the metric counts it."""
+    piece = constant_model[1]
+    client = openai_client(constant_server.url, timeout=120)
+    for word in ("maji", "kitabu"):
         r = client.completions.create(
             model="tiny",
             prompt=word,
-            max_tokens=16,
+            max_tokens=WORD_BRIDGE_TOKENS,
             temperature=0,
             extra_body={"bridgex": dict(WORD, mode="two-step", shots=0)},
         )
         meta = r.model_extra["bridgex"]
-        bridged = meta["bridged_answer"] if meta["fallback"] else r.choices[0].text
-        reason = copy_reason(word, meta["bridge_text"], bridged)
-        assert meta["fallback"] == ("copy" if reason else None), (word, meta)
-        if reason:
-            assert (meta["fallback_reason"], meta["route"], meta["calls"]) == (reason, "direct", 3)
-            fallbacks.append(reason)
-    assert fallbacks, "the tiny model copied nothing: pick words it copies (see the docstring)"
-    metrics = httpx.get(server.url + "/metrics", timeout=30).text
-    assert f'reason="{fallbacks[0]}",task="word"}}' in metrics and "bridgex_copy_fallbacks_total" in metrics
+        expected = piece * WORD_BRIDGE_TOKENS
+        assert (meta["bridge_text"], meta["bridged_answer"]) == (expected, expected), meta
+        assert (meta["fallback"], meta["fallback_reason"], meta["route"], meta["calls"]) == (
+            "copy",
+            "answer_is_bridge",
+            "direct",
+            3,
+        )
+        assert r.choices[0].text == expected  # the direct answer of the same model
+    metrics = httpx.get(constant_server.url + "/metrics", timeout=30).text
+    assert 'reason="answer_is_bridge",task="word"}' in metrics
 
 
 def test_auto_detection_bridges_a_swahili_sentence(server):
