@@ -27,7 +27,6 @@ from serve_support import (
 from bridgex_serve.app import create_app
 from bridgex_serve.options import WORD_BRIDGE_TOKENS
 from bridgex_serve.settings import Settings
-from bridgex_serve.words import copy_reason
 
 pytestmark = pytest.mark.slow
 WORD = {"task": "word", "source": "sw", "target": "he"}
