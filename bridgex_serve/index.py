@@ -6,14 +6,18 @@ or the new index, never a mix.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index_builder.health import health_from_connection
 from index_builder.schema import REQUIRED_TABLES, SCHEMA_VERSION
 
 from .demonstrations import Lexicon, copy_key
 from .rewrite import CalibratedRoute
+
+log = logging.getLogger("bridgex_serve.index")
 
 # Demonstrations come from common-noun categories first (CLDR names are mostly proper nouns).
 CATEGORY_PREFERENCE = ("unit", "month", "weekday", "day", "currency", "territory", "language")
@@ -180,6 +184,14 @@ def _read(con, path: Path) -> BridgeIndex:
     ).fetchall()
     lexicon = Lexicon(rows, CATEGORY_PREFERENCE)
     decisions = _decisions(con, path, languages)
+    report = health_from_connection(con)
+    if report.verdict == "degenerate":
+        log.warning(
+            "index %s is degenerate, its bridge ranking is likely noise: %s (bridgex-index health %s)",
+            path,
+            "; ".join(report.reasons),
+            path,
+        )
     return BridgeIndex(
         path=str(path),
         languages=languages,

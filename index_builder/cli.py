@@ -99,15 +99,36 @@ def main() -> None:
     "--max-batch-tokens", default=8192, show_default=True, type=int, help="Padded tokens per forward pass."
 )
 @click.option(
-    "--top-rate", default=0.01, show_default=True, type=float, help="Share of neurons per language."
+    "--top-rate",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="Share of neurons per language (specific: of each layer; top-rate, lape: of the whole model).",
 )
 @click.option(
     "--selector",
-    default="top-rate",
+    default="specific",
     show_default=True,
-    type=click.Choice(["top-rate", "lape"]),
-    help="How language neurons are chosen.",
+    type=click.Choice(["specific", "top-rate", "lape"]),
+    help="How language neurons are chosen: specific (p_a minus the other languages' mean, per layer), "
+    "top-rate (the authors' selector, for reproduction) or lape (Tang et al. 2024).",
 )
+@click.option(
+    "--min-specificity",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="specific: least p_a minus the other languages' mean p for a language neuron.",
+)
+@click.option(
+    "--min-set",
+    default=5,
+    show_default=True,
+    type=int,
+    help="A band layer votes for a bridge only when its overlap and bridge-specific sets have this many "
+    "neurons; a pair with no voting layer gets no ranking.",
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 2, nothing written) when the index is degenerate.")
 @click.option(
     "--middle-band",
     default="0.3,0.7",
@@ -176,7 +197,8 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
     if "written" not in summary:  # other ranks of a torchrun build: rank 0 reports
         return
     click.echo(
-        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']}"
+        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']};"
+        f" health {summary['health']['verdict']} (bridgex-index health {out})"
     )
 
 
@@ -292,21 +314,42 @@ def plot(index: Path, out: Path) -> None:
 @fails_cleanly
 def show(index: Path, as_json: bool) -> None:
     """Provenance (model, parameters, versions) and row counts of an index."""
+    from .health import health_from_connection
     from .schema import TABLES
     from .store import provenance
 
     con = _open(index)
     prov = provenance(con)
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    report = health_from_connection(con)
     if as_json:
         prov["parameters"] = json.loads(prov.get("parameters", "{}"))
-        click.echo(json.dumps({"provenance": prov, "counts": counts}, ensure_ascii=False, indent=1))
+        out = {"provenance": prov, "counts": counts, "health": report.as_dict()}
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for key, value in prov.items():
         click.echo(f"{key:22} {value}")
     click.echo("")
     for table, n in counts.items():
         click.echo(f"{table:22} {n} rows")
+    click.echo(f"\nhealth {report.verdict} ({'; '.join(report.reasons)}): bridgex-index health {index}")
+
+
+@main.command()
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@fails_cleanly
+def health(index: Path, as_json: bool) -> None:
+    """Does the index measure languages? Always-on share, neurons shared by every language, similarity
+    spread, band set sizes, rank-1 concentration, and a verdict (ok, weak, degenerate) with its reasons."""
+    from .health import health_from_connection
+
+    report = health_from_connection(_open(index))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+        return
+    for line in report.lines():
+        click.echo(line)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -111,6 +111,43 @@ def lape_neurons(
     return (p > activation_bar) & selected.reshape(n_layers, n_neurons)  # (languages, layers, neurons)
 
 
+def specificity(p_all: np.ndarray) -> np.ndarray:
+    """s_a(l, j) = p_a(l, j) − mean over the other languages of p_b(l, j), shape (n_lang, L, I).
+
+    A neuron that fires equally often on every language (always on, or never) has s = 0 for all of them.
+    """
+    p = _probabilities(p_all, "p_all", ndim=3)
+    n = p.shape[0]
+    if n < 2:
+        raise ValueError(f"specificity needs at least 2 languages, got {n}.")
+    return p - (p.sum(axis=0, keepdims=True) - p) / (n - 1)  # (languages, layers, neurons)
+
+
+def specific_neurons(
+    p_all: np.ndarray, top_rate: float = 0.01, min_specificity: float = 0.05, per_layer: bool = True
+) -> np.ndarray:
+    """Language neurons by specificity (our selector), as an (n_lang, L, I) mask.
+
+    For each language a, the neurons with the highest s_a = p_a − mean_{b≠a} p_b (`specificity`), at most
+    k = max(1, round(top_rate · I)) per layer when `per_layer` (every layer, hence every band layer, gets
+    neurons) or max(1, round(top_rate · L · I)) over the whole model otherwise; only neurons with
+    s_a ≥ `min_specificity` qualify, so a neuron as active in the other languages (on average) is never
+    kept. A neuron may belong to several languages (e.g. one that fires for a whole family). Ties go by
+    flat index, lower first.
+    """
+    _check_rate(top_rate, "top_rate")
+    if not 0.0 < min_specificity <= 1.0:
+        raise ValueError(f"min_specificity must be in (0, 1], got {min_specificity!r}.")
+    s = specificity(p_all)  # (languages, layers, neurons)
+    n_lang, n_layers, n_neurons = s.shape
+    flat = s.reshape(n_lang, n_layers, n_neurons) if per_layer else s.reshape(n_lang, 1, -1)
+    k = max(1, round(top_rate * flat.shape[2]))
+    order = np.argsort(-flat, axis=2, kind="stable")[:, :, :k]  # (languages, groups, k)
+    chosen = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(chosen, order, True, axis=2)
+    return (chosen & (flat >= min_specificity)).reshape(s.shape)
+
+
 def overlap(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
     """O_ab = N_a ∩ N_b, an (L, I) mask."""
     a, b = _masks(mask_a, mask_b)
@@ -149,6 +186,27 @@ def similarity(p_a: np.ndarray, p_b: np.ndarray, overlap_mask: np.ndarray) -> fl
     if va.size == 0 or norm_a == 0.0 or norm_b == 0.0:
         return None
     return float(va @ vb) / (norm_a * norm_b)
+
+
+def centred_similarity(p_all: np.ndarray, i: int, j: int, mask: np.ndarray) -> float | None:
+    """Cosine of languages i and j's deviations from the mean over all languages, p_x − p̄, on `mask`.
+
+    The pipeline passes N_i ∪ N_j. A neuron that fires as often in every language (always on, p = 1 for
+    all) deviates by 0 and adds nothing, so the value is not pinned at 1 when p saturates: it is positive
+    when the two languages are above (or below) the mean on the same neurons and negative when one is above
+    where the other is below. It depends on the index's language set (p̄). None when the mask is empty or
+    either deviation vector is zero.
+    """
+    p = _probabilities(p_all, "p_all", ndim=3)
+    (m,) = _masks(mask)
+    if m.shape != p.shape[1:]:
+        raise ValueError(f"the mask {m.shape} must have the shape of one language's p {p.shape[1:]}.")
+    mean = p.mean(axis=0)  # (layers, neurons)
+    da, db = (p[i] - mean)[m], (p[j] - mean)[m]  # (|mask|,) each
+    norm_a, norm_b = float(np.linalg.norm(da)), float(np.linalg.norm(db))
+    if da.size == 0 or norm_a == 0.0 or norm_b == 0.0:
+        return None
+    return float(da @ db) / (norm_a * norm_b)
 
 
 def bridge_specific(mask_c: np.ndarray, mask_s: np.ndarray, mask_t: np.ndarray) -> np.ndarray:

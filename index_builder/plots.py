@@ -30,7 +30,7 @@ def _pair_grid(langs: list[str], rows: list[dict], key: str) -> np.ndarray:
 
 def similarity_heatmap(con, out: Path) -> Path:
     """Two heatmaps over the index's languages: Jaccard of the language-neuron sets, and Similarity(a, b)
-    (cosine of activation probabilities on the overlap neurons), each with its own colour range."""
+    (`language_similarity.similarity`, see docs/method-notes.md), each with its own colour range."""
     plt = _pyplot()
     langs = [r["code"] for r in records(con, "SELECT code FROM languages ORDER BY code")]
     rows = records(con, "SELECT lang_a, lang_b, jaccard, similarity FROM language_similarity")
@@ -40,7 +40,7 @@ def similarity_heatmap(con, out: Path) -> Path:
     for ax, key, title in zip(
         axes,
         ("jaccard", "similarity"),
-        ("Jaccard of language neurons", "Similarity on overlap neurons"),
+        ("Jaccard of language neurons", "Similarity"),
         strict=True,
     ):
         grid = _pair_grid(langs, rows, key)
