@@ -118,7 +118,7 @@ def selector_stats(
     for i, j in itertools.combinations(order, 2):
         key = (langs[i], langs[j])
         o = masks[i] & masks[j]
-        sim[key] = neurons.centred_similarity(p, i, j, masks[i] | masks[j])
+        sim[key] = neurons.profile_correlation(p[i], p[j])
         cos[key] = neurons.similarity(p[i], p[j], o)
         jac[key] = neurons.jaccard(masks[i], masks[j])
         over += [int(o[layer].sum()) for layer in band]

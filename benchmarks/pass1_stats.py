@@ -3,7 +3,7 @@
 Pass 1 does not depend on the selector, so selectors can be compared offline on these arrays in seconds
 (`benchmarks/index_validity.py selectors --stats FILE`). The probes are exactly the ones `bridgex-index build`
 would run with the same --langs/--max-pairs/--test-fraction (same validation and split). `--half 0|1` keeps
-only the even/odd probe entries of each pair (disjoint halves, for split-half checks).
+only the even/odd probe entries of each pair (as `build --probe-half`).
 
     export BRIDGEX_CACHE=/work/main/.cache/bridgex
     flock /tmp/bridgex-heavy.lock python benchmarks/pass1_stats.py --model gemma-3-270m \
@@ -43,14 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         from index_builder.gemma import prepare
 
         model = str(prepare(default_cache_dir()))
-    cfg = BuildConfig(model=model, langs=args.langs.split(","), out=args.out, max_pairs=args.max_pairs)
+    cfg = BuildConfig(
+        model=model, langs=args.langs.split(","), out=args.out, max_pairs=args.max_pairs, probe_half=args.half
+    )
     try:
         plan = validate(cfg)
     except (BuildError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.half is not None:
-        plan.probe_entries = {pair: e[args.half :: 2] for pair, e in plan.probe_entries.items()}
     t0 = time.perf_counter()
     loaded = load_model(cfg.model, "cpu", "auto")
     probes = _probes(plan, cfg.mode)

@@ -100,10 +100,9 @@ def main() -> None:
 )
 @click.option(
     "--top-rate",
-    default=0.01,
-    show_default=True,
     type=float,
-    help="Share of neurons per language (specific: of each layer; top-rate, lape: of the whole model).",
+    help="Share of neurons per language: specific 0.05 of each layer; top-rate and lape 0.01 of the whole "
+    "model (the defaults).",
 )
 @click.option(
     "--selector",
@@ -127,6 +126,11 @@ def main() -> None:
     type=int,
     help="A band layer votes for a bridge only when its overlap and bridge-specific sets have this many "
     "neurons; a pair with no voting layer gets no ranking.",
+)
+@click.option(
+    "--probe-half",
+    type=click.IntRange(0, 1),
+    help="Probe only the even (0) or odd (1) entries of each pair: two indexes from disjoint halves.",
 )
 @click.option("--strict", is_flag=True, help="Fail (exit 2, nothing written) when the index is degenerate.")
 @click.option(

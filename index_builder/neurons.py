@@ -188,23 +188,22 @@ def similarity(p_a: np.ndarray, p_b: np.ndarray, overlap_mask: np.ndarray) -> fl
     return float(va @ vb) / (norm_a * norm_b)
 
 
-def centred_similarity(p_all: np.ndarray, i: int, j: int, mask: np.ndarray) -> float | None:
-    """Cosine of languages i and j's deviations from the mean over all languages, p_x − p̄, on `mask`.
+def profile_correlation(p_a: np.ndarray, p_b: np.ndarray) -> float | None:
+    """Pearson correlation of two languages' activation probabilities over every neuron (L·I values).
 
-    The pipeline passes N_i ∪ N_j. A neuron that fires as often in every language (always on, p = 1 for
-    all) deviates by 0 and adds nothing, so the value is not pinned at 1 when p saturates: it is positive
-    when the two languages are above (or below) the mean on the same neurons and negative when one is above
-    where the other is below. It depends on the index's language set (p̄). None when the mask is empty or
-    either deviation vector is zero.
+    The index's pair similarity. Unlike the cosine on the overlap (`similarity`, the authors'), it is not
+    pinned at 1 when the selected neurons saturate (p = 1 in both languages): centring removes what every
+    neuron does on average in a language, and the value is decided by which neurons each language drives
+    above or below its own mean. It reads all neurons, so it does not depend on the selector. None when
+    either profile is constant.
     """
-    p = _probabilities(p_all, "p_all", ndim=3)
-    (m,) = _masks(mask)
-    if m.shape != p.shape[1:]:
-        raise ValueError(f"the mask {m.shape} must have the shape of one language's p {p.shape[1:]}.")
-    mean = p.mean(axis=0)  # (layers, neurons)
-    da, db = (p[i] - mean)[m], (p[j] - mean)[m]  # (|mask|,) each
+    a = _probabilities(p_a, "p_a", ndim=2).ravel()
+    b = _probabilities(p_b, "p_b", ndim=2).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"p_a {p_a.shape} and p_b {p_b.shape} must have the same shape.")
+    da, db = a - a.mean(), b - b.mean()
     norm_a, norm_b = float(np.linalg.norm(da)), float(np.linalg.norm(db))
-    if da.size == 0 or norm_a == 0.0 or norm_b == 0.0:
+    if norm_a == 0.0 or norm_b == 0.0:
         return None
     return float(da @ db) / (norm_a * norm_b)
 

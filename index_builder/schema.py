@@ -35,7 +35,7 @@ TABLES: dict[str, str] = {
             lang_b VARCHAR NOT NULL,
             n_overlap INTEGER NOT NULL,        -- |O_ab|
             jaccard DOUBLE NOT NULL,
-            similarity DOUBLE,                 -- cosine of p_a - mean p, p_b - mean p on N_a ∪ N_b
+            similarity DOUBLE,                 -- Pearson of p_a, p_b over all neurons (NULL: constant)
             cosine DOUBLE                      -- the authors' cosine of p_a, p_b on O_ab (NULL: empty)
         )""",
     "overlap_layers": """
