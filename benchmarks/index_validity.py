@@ -172,6 +172,41 @@ def cmd_selectors(args: argparse.Namespace) -> None:
         )
 
 
+def _cos(a: np.ndarray, b: np.ndarray) -> float | None:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b) / (na * nb) if na and nb else None
+
+
+def cmd_similarities(args: argparse.Namespace) -> None:
+    """Candidate pair similarities on saved pass-1 statistics: spread and typology ρ of each."""
+    data = np.load(args.stats)
+    p = data["p"].astype(np.float64)
+    langs = [str(c) for c in data["langs"]]
+    band = bridges.middle_band(p.shape[1], (0.3, 0.7))
+    typo = typology(langs)
+    masks = neurons.specific_neurons(p, args.top_rate, 0.05)
+    dev = p - p.mean(axis=0)  # deviation from the all-language mean, (languages, layers, neurons)
+    variants: dict[str, Callable[[int, int], float | None]] = {
+        "pearson-all (stored)": lambda i, j: neurons.profile_correlation(p[i], p[j]),
+        "authors-cosine-overlap": lambda i, j: neurons.similarity(p[i], p[j], masks[i] & masks[j]),
+        "centred-cosine-union": lambda i, j: _cos(dev[i][masks[i] | masks[j]], dev[j][masks[i] | masks[j]]),
+        "centred-cosine-all": lambda i, j: _cos(dev[i].ravel(), dev[j].ravel()),
+        "centred-cosine-band": lambda i, j: _cos(dev[i][band].ravel(), dev[j][band].ravel()),
+        "pearson-union": lambda i, j: float(
+            np.corrcoef(p[i][masks[i] | masks[j]], p[j][masks[i] | masks[j]])[0, 1]
+        ),
+        "jaccard": lambda i, j: neurons.jaccard(masks[i], masks[j]),
+    }
+    order = sorted(range(len(langs)), key=lambda i: langs[i])
+    for name, fn in variants.items():
+        sims = {(langs[i], langs[j]): fn(i, j) for i, j in itertools.combinations(order, 2)}
+        values = [v for v in sims.values() if v is not None]
+        print(
+            f"RESULT similarity {json.dumps(name)} mean={np.mean(values):.3f} std={np.std(values):.3f} "
+            + " ".join(f"rho_{f}={rho(sims, t):.3f}" for f, t in typo.items())
+        )
+
+
 # ------------------------------------------------------------------------------------------- index reads
 
 
@@ -310,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     sel.add_argument("--halves", type=Path, nargs=2)
     sel.add_argument("--min-set", type=int, default=5)
     sel.set_defaults(fn=cmd_selectors)
+    sims = sub.add_parser("similarities", help="compare pair-similarity definitions on pass-1 statistics")
+    sims.add_argument("--stats", type=Path, required=True)
+    sims.add_argument("--top-rate", type=float, default=0.05, help="of the specific selector's sets")
+    sims.set_defaults(fn=cmd_similarities)
     typ = sub.add_parser("typology")
     typ.add_argument("--index", type=Path, required=True)
     typ.set_defaults(fn=cmd_typology)
