@@ -106,19 +106,18 @@ def selector_stats(
     typo: dict[str, dict[tuple[str, str], float]] | None,
     min_set: int,
 ) -> dict[str, float]:
-    """The health statistics of one selector's masks (band set sizes counted with zeros)."""
+    """The health statistics of one selector's masks (band set sizes counted with zeros; `cos_std`: spread of
+    the authors' overlap cosine). The stored similarity reads all neurons: `similarities` compares it."""
     sizes = masks.sum(axis=(1, 2))
     on = [float((p[i][masks[i]] >= 0.99).mean()) if sizes[i] else 0.0 for i in range(len(langs))]
     shared = int(np.logical_and.reduce(masks, axis=0).sum())
     order = sorted(range(len(langs)), key=lambda i: langs[i])
-    sim: dict[tuple[str, str], float | None] = {}
     cos: dict[tuple[str, str], float | None] = {}
     jac: dict[tuple[str, str], float | None] = {}
     over, spec_sizes, voting_pairs = [], [], 0
     for i, j in itertools.combinations(order, 2):
         key = (langs[i], langs[j])
         o = masks[i] & masks[j]
-        sim[key] = neurons.profile_correlation(p[i], p[j])
         cos[key] = neurons.similarity(p[i], p[j], o)
         jac[key] = neurons.jaccard(masks[i], masks[j])
         over += [int(o[layer].sum()) for layer in band]
@@ -132,21 +131,18 @@ def selector_stats(
                 spec_sizes.append(n2)
                 pair_votes |= n2 >= min_set and int(o[layer].sum()) >= min_set
         voting_pairs += pair_votes
-    sims = np.array([v for v in sim.values() if v is not None])
     row = {
         "set_min": int(sizes.min()),
         "set_median": float(np.median(sizes)),
         "always_on": float(np.mean(on)),
         "shared_share": shared / max(int(sizes.min()), 1),
-        "sim_std": float(sims.std()) if sims.size else float("nan"),
         "cos_std": float(np.std([v for v in cos.values() if v is not None] or [np.nan])),
         "band_overlap_median": float(np.median(over)),
         "band_bridge_median": float(np.median(spec_sizes)),
-        "pairs_ranked": voting_pairs / len(sim),
+        "pairs_ranked": voting_pairs / len(jac),
     }
     if typo:
         for feature, table in typo.items():
-            row[f"rho_sim_{feature}"] = rho(sim, table)
             row[f"rho_jac_{feature}"] = rho(jac, table)
     return row
 
