@@ -73,9 +73,7 @@ class BuildConfig:
     device_map: str | None = None  # "auto": spread a model larger than one GPU over the visible devices
     hsic_max_bytes: int = 256 * 2**20
     strict: bool = False  # refuse to write an index whose health verdict is "degenerate"
-    probe_half: int | None = (
-        None  # 0 or 1: only the even or odd probe entries of each pair (split-half checks)
-    )
+    probe_half: int | None = None  # 0 or 1: only the even or odd probe entries of each pair
 
     def __post_init__(self) -> None:
         if self.top_rate is None:
