@@ -35,7 +35,8 @@ TABLES: dict[str, str] = {
             lang_b VARCHAR NOT NULL,
             n_overlap INTEGER NOT NULL,        -- |O_ab|
             jaccard DOUBLE NOT NULL,
-            similarity DOUBLE                  -- cosine of p_a, p_b on O_ab; NULL when O_ab is empty
+            similarity DOUBLE,                 -- Pearson of p_a, p_b over all neurons (NULL: constant)
+            cosine DOUBLE                      -- the authors' cosine of p_a, p_b on O_ab (NULL: empty)
         )""",
     "overlap_layers": """
         CREATE TABLE overlap_layers (

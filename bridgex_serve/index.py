@@ -6,15 +6,19 @@ or the new index, never a mix.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridgex_index import read
+from bridgex_index.health import health_from_connection
 from bridgex_index.store import IndexReadError, open_index, provenance, routing_decisions
 
 from .demonstrations import Lexicon, copy_key
 from .plan import CalibratedRoute
+
+log = logging.getLogger("bridgex_serve.index")
 
 # Demonstrations come from common-noun categories first (CLDR names are mostly proper nouns).
 CATEGORY_PREFERENCE = ("unit", "month", "weekday", "day", "currency", "territory", "language")
@@ -158,6 +162,14 @@ def _read(con, path: Path) -> BridgeIndex:
     # Every dictionary entry: probe words make demonstrations, test words are reserved for evaluation.
     lexicon = Lexicon(read.dictionary_entries(con), CATEGORY_PREFERENCE)
     decisions = _decisions(con, path, languages)
+    report = health_from_connection(con)
+    if report.verdict == "degenerate":
+        log.warning(
+            "index %s is degenerate, its bridge ranking is likely noise: %s (bridgex-index health %s)",
+            path,
+            "; ".join(report.reasons),
+            path,
+        )
     return BridgeIndex(
         path=str(path),
         languages=languages,

@@ -55,7 +55,12 @@ def main() -> int:
     print("== Gemma 3 270M (Gemma Terms of Use): assembling and converting once", flush=True)
     model = prepare(REPO / ".cache" / "bridgex")
     index = args.out / "gemma-3-270m.duckdb"
-    wanted = {"langs": args.langs.split(","), "max_pairs": args.max_pairs, "model": str(model)}
+    wanted = {
+        "langs": args.langs.split(","),
+        "max_pairs": args.max_pairs,
+        "model": str(model),
+        "selector": "specific",
+    }
     if args.rebuild or not index_is_current(index, wanted):
         print(f"== building the bridge index for {args.langs} (a few minutes on 2 CPU cores)", flush=True)
         bridgex_index(
@@ -64,11 +69,16 @@ def main() -> int:
         )  # fmt: skip
     else:
         print(f"== {index} is up to date (use --rebuild to build again)")
+    print("== index health (does it measure languages?)")
+    print(bridgex_index("health", str(index), capture=True), end="")
     print("== best bridges for low-resource pairs")
     rows = json.loads(bridgex_index("bridges", str(index), "--json", "--top", "3", capture=True))
     for source, target in SHOW_PAIRS:
         ranked = [r for r in rows if r["source"] == source and r["target"] == target]
-        shown = ", ".join(f"{r['bridge']} ({r['probability']:.2f})" for r in ranked) or "no bridge"
+        shown = (
+            ", ".join(f"{r['bridge']} ({r['probability']:.2f})" for r in ranked)
+            or "no ranking (no band layer with large enough sets): served directly"
+        )
         print(f"  {source} → {target}: {shown}")
     print("== language similarity (top 8 pairs)")
     print("\n".join(bridgex_index("similarity", str(index), capture=True).splitlines()[:9]))

@@ -29,6 +29,8 @@ def middle_band(n_layers: int, band: tuple[float, float] = (0.3, 0.7)) -> list[i
     """Layers ceil(lo·L) .. floor(hi·L) - 1 inclusive: 10..21 for L = 32 (the authors' choice), 6..11 for 18.
 
     The products are rounded to 9 decimals first, so that 0.3 × 10 counts as 3 and not 3.0000000000000004.
+    When that range is empty (a shallow model or a narrow band: 0.3–0.7 of 4 layers), the band is the one
+    layer at its middle depth, floor((lo + hi) / 2 · L) (layer 2 of 4), so every model has a band.
     """
     lo, hi = band
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
@@ -38,9 +40,7 @@ def middle_band(n_layers: int, band: tuple[float, float] = (0.3, 0.7)) -> list[i
     first = math.ceil(round(lo * n_layers, 9))
     last = math.floor(round(hi * n_layers, 9)) - 1
     if last < first:
-        raise ValueError(
-            f"the band {band!r} holds no layer of a {n_layers}-layer model; widen it (e.g. (0.3, 0.7))."
-        )
+        return [min(n_layers - 1, math.floor(round((lo + hi) / 2 * n_layers, 9)))]
     return list(range(first, last + 1))
 
 
@@ -59,6 +59,25 @@ def bridge_scores(
         if values:
             scores[candidate] = float(np.mean(values))
     return scores
+
+
+def voting_scores(
+    layer_results: Mapping[str, Mapping[int, tuple[float, int, int]]],
+    band_layers: Sequence[int],
+    min_set: int,
+) -> dict[str, float]:
+    """Bridge scores from (layer score, |O_st|, |S_c|) per candidate and layer, counting only the band
+    layers where both sets have at least `min_set` neurons (HSIC between a handful of neurons decides
+    nothing). A candidate without such a layer is absent; {} means the pair has no ranking."""
+    if min_set < 1:
+        raise ValueError(f"the minimum set size must be at least 1, got {min_set!r}.")
+    return bridge_scores(
+        {
+            c: {layer: score for layer, (score, n1, n2) in by_layer.items() if min(n1, n2) >= min_set}
+            for c, by_layer in layer_results.items()
+        },
+        band_layers,
+    )
 
 
 def selection_probabilities(scores: Mapping[str, float], temperature: float = 1.0) -> dict[str, float]:

@@ -111,6 +111,43 @@ def lape_neurons(
     return (p > activation_bar) & selected.reshape(n_layers, n_neurons)  # (languages, layers, neurons)
 
 
+def specificity(p_all: np.ndarray) -> np.ndarray:
+    """s_a(l, j) = p_a(l, j) − mean over the other languages of p_b(l, j), shape (n_lang, L, I).
+
+    A neuron that fires equally often on every language (always on, or never) has s = 0 for all of them.
+    """
+    p = _probabilities(p_all, "p_all", ndim=3)
+    n = p.shape[0]
+    if n < 2:
+        raise ValueError(f"specificity needs at least 2 languages, got {n}.")
+    return p - (p.sum(axis=0, keepdims=True) - p) / (n - 1)  # (languages, layers, neurons)
+
+
+def specific_neurons(
+    p_all: np.ndarray, top_rate: float = 0.01, min_specificity: float = 0.05, per_layer: bool = True
+) -> np.ndarray:
+    """Language neurons by specificity (our selector), as an (n_lang, L, I) mask.
+
+    For each language a, the neurons with the highest s_a = p_a − mean_{b≠a} p_b (`specificity`), at most
+    k = max(1, round(top_rate · I)) per layer when `per_layer` (every layer, hence every band layer, gets
+    neurons) or max(1, round(top_rate · L · I)) over the whole model otherwise; only neurons with
+    s_a ≥ `min_specificity` qualify, so a neuron as active in the other languages (on average) is never
+    kept. A neuron may belong to several languages (e.g. one that fires for a whole family). Ties go by
+    flat index, lower first.
+    """
+    _check_rate(top_rate, "top_rate")
+    if not 0.0 < min_specificity <= 1.0:
+        raise ValueError(f"min_specificity must be in (0, 1], got {min_specificity!r}.")
+    s = specificity(p_all)  # (languages, layers, neurons)
+    n_lang, n_layers, n_neurons = s.shape
+    flat = s.reshape(n_lang, n_layers, n_neurons) if per_layer else s.reshape(n_lang, 1, -1)
+    k = max(1, round(top_rate * flat.shape[2]))
+    order = np.argsort(-flat, axis=2, kind="stable")[:, :, :k]  # (languages, groups, k)
+    chosen = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(chosen, order, True, axis=2)
+    return (chosen & (flat >= min_specificity)).reshape(s.shape)
+
+
 def overlap(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
     """O_ab = N_a ∩ N_b, an (L, I) mask."""
     a, b = _masks(mask_a, mask_b)
@@ -149,6 +186,26 @@ def similarity(p_a: np.ndarray, p_b: np.ndarray, overlap_mask: np.ndarray) -> fl
     if va.size == 0 or norm_a == 0.0 or norm_b == 0.0:
         return None
     return float(va @ vb) / (norm_a * norm_b)
+
+
+def profile_correlation(p_a: np.ndarray, p_b: np.ndarray) -> float | None:
+    """Pearson correlation of two languages' activation probabilities over every neuron (L·I values).
+
+    The index's pair similarity. Unlike the cosine on the overlap (`similarity`, the authors'), it is not
+    pinned at 1 when the selected neurons saturate (p = 1 in both languages): centring removes what every
+    neuron does on average in a language, and the value is decided by which neurons each language drives
+    above or below its own mean. It reads all neurons, so it does not depend on the selector. None when
+    either profile is constant.
+    """
+    a = _probabilities(p_a, "p_a", ndim=2).ravel()
+    b = _probabilities(p_b, "p_b", ndim=2).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"p_a {p_a.shape} and p_b {p_b.shape} must have the same shape.")
+    da, db = a - a.mean(), b - b.mean()
+    norm_a, norm_b = float(np.linalg.norm(da)), float(np.linalg.norm(db))
+    if norm_a == 0.0 or norm_b == 0.0:
+        return None
+    return float(da @ db) / (norm_a * norm_b)
 
 
 def bridge_specific(mask_c: np.ndarray, mask_s: np.ndarray, mask_t: np.ndarray) -> np.ndarray:

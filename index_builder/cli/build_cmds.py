@@ -38,15 +38,40 @@ from .common import _band, _codes, fails_cleanly
     "--max-batch-tokens", default=8192, show_default=True, type=int, help="Padded tokens per forward pass."
 )
 @click.option(
-    "--top-rate", default=0.01, show_default=True, type=float, help="Share of neurons per language."
+    "--top-rate",
+    type=float,
+    help="Share of neurons per language: specific 0.05 of each layer; top-rate and lape 0.01 of the whole "
+    "model (the defaults).",
 )
 @click.option(
     "--selector",
-    default="top-rate",
+    default="specific",
     show_default=True,
-    type=click.Choice(["top-rate", "lape"]),
-    help="How language neurons are chosen.",
+    type=click.Choice(["specific", "top-rate", "lape"]),
+    help="How language neurons are chosen: specific (p_a minus the other languages' mean, per layer), "
+    "top-rate (the authors' selector, for reproduction) or lape (Tang et al. 2024).",
 )
+@click.option(
+    "--min-specificity",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="specific: least p_a minus the other languages' mean p for a language neuron.",
+)
+@click.option(
+    "--min-set",
+    default=5,
+    show_default=True,
+    type=int,
+    help="A band layer votes for a bridge only when its overlap and bridge-specific sets have this many "
+    "neurons; a pair with no voting layer gets no ranking.",
+)
+@click.option(
+    "--probe-half",
+    type=click.IntRange(0, 1),
+    help="Probe only the even (0) or odd (1) entries of each pair: two indexes from disjoint halves.",
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 2, nothing written) when the index is degenerate.")
 @click.option(
     "--middle-band",
     default="0.3,0.7",
@@ -115,7 +140,8 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
     if "written" not in summary:  # other ranks of a torchrun build: rank 0 reports
         return
     click.echo(
-        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']}"
+        f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']};"
+        f" health {summary['health']['verdict']} (bridgex-index health {out})"
     )
 
 

@@ -105,18 +105,39 @@ def plot(index: Path, out: Path) -> None:
 @fails_cleanly
 def show(index: Path, as_json: bool) -> None:
     """Provenance (model, parameters, versions) and row counts of an index."""
+    from bridgex_index.health import health_from_connection
     from bridgex_index.schema import TABLES
     from bridgex_index.store import provenance
 
     con = _open(index)
     prov = provenance(con)
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    report = health_from_connection(con)
     if as_json:
         prov["parameters"] = json.loads(prov.get("parameters", "{}"))
-        click.echo(json.dumps({"provenance": prov, "counts": counts}, ensure_ascii=False, indent=1))
+        out = {"provenance": prov, "counts": counts, "health": report.as_dict()}
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for key, value in prov.items():
         click.echo(f"{key:22} {value}")
     click.echo("")
     for table, n in counts.items():
         click.echo(f"{table:22} {n} rows")
+    click.echo(f"\nhealth {report.verdict} ({'; '.join(report.reasons)}): bridgex-index health {index}")
+
+
+@click.command()
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@fails_cleanly
+def health(index: Path, as_json: bool) -> None:
+    """Does the index measure languages? Always-on share, neurons shared by every language, similarity
+    spread, band set sizes, rank-1 concentration, and a verdict (ok, weak, degenerate) with its reasons."""
+    from bridgex_index.health import health_from_connection
+
+    report = health_from_connection(_open(index))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+        return
+    for line in report.lines():
+        click.echo(line)

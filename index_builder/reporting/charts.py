@@ -31,7 +31,7 @@ def _pair_grid(langs: list[str], rows: list[dict], key: str) -> np.ndarray:
 
 def similarity_heatmap(con, out: Path) -> Path:
     """Two heatmaps over the index's languages: Jaccard of the language-neuron sets, and Similarity(a, b)
-    (cosine of activation probabilities on the overlap neurons), each with its own colour range."""
+    (`language_similarity.similarity`, see docs/method-notes.md), each with its own colour range."""
     plt = _pyplot()
     langs = [lang.code for lang in languages(con)]
     rows = records(con, "SELECT lang_a, lang_b, jaccard, similarity FROM language_similarity")
@@ -41,7 +41,7 @@ def similarity_heatmap(con, out: Path) -> Path:
     for ax, key, title in zip(
         axes,
         ("jaccard", "similarity"),
-        ("Jaccard of language neurons", "Similarity on overlap neurons"),
+        ("Jaccard of language neurons", "Similarity"),
         strict=True,
     ):
         grid = _pair_grid(langs, rows, key)

@@ -30,9 +30,19 @@ def test_middle_band_rejects_bad_fractions(band):
         middle_band(32, band)
 
 
-def test_middle_band_that_holds_no_layer_is_an_error():
-    with pytest.raises(ValueError, match="holds no layer"):
-        middle_band(2, (0.3, 0.4))
+@pytest.mark.parametrize(
+    ("n_layers", "band", "expected"),
+    [
+        (4, (0.3, 0.7), [2]),
+        (2, (0.3, 0.4), [0]),
+        (6, (0.5, 0.55), [3]),
+        (100, (0.001, 0.005), [0]),
+        (1, (0.3, 0.7), [0]),
+    ],
+)
+def test_a_band_that_holds_no_layer_falls_back_to_its_middle_layer(n_layers, band, expected):
+    """The default band of a 4-layer model used to hold no layer and stop the build."""
+    assert middle_band(n_layers, band) == expected
 
 
 @pytest.mark.parametrize("n_layers", [0, -3, 2.5, True])

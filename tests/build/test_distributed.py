@@ -20,6 +20,11 @@ ARGS = [
     "12",
     "--top-rate",
     "0.05",
+    # the authors' selector and every layer voting: a random tiny model has few language-specific neurons
+    "--selector",
+    "top-rate",
+    "--min-set",
+    "1",
     "--quiet",
 ]
 

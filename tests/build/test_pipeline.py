@@ -49,7 +49,18 @@ def _prov(path: Path) -> dict[str, str]:
 
 
 def _cldr_config(model: Path, out: Path) -> BuildConfig:
-    return BuildConfig(model=str(model), langs=LANGS, out=out, device="cpu", max_pairs=20, top_rate=0.1)
+    """The authors' selector and min_set=1: a random tiny model has few language-specific neurons, and
+    these tests check the machinery against the method (the default selector: tests/test_specific_neurons)."""
+    return BuildConfig(
+        model=str(model),
+        langs=LANGS,
+        out=out,
+        device="cpu",
+        max_pairs=20,
+        top_rate=0.1,
+        selector="top-rate",
+        min_set=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +98,8 @@ def muse(tiny_llama, muse_dir, tmp_path_factory) -> tuple[BuildConfig, Path]:
         top_rate=0.1,
         middle_band=(0.2, 0.9),
         bridges=["en", "de"],
+        selector="top-rate",
+        min_set=1,
     )
     return cfg, _build(cfg)
 
@@ -198,11 +211,12 @@ def test_similarity_jaccard_and_overlap_recompute_from_language_neurons(cldr):
         assert r["jaccard"] == pytest.approx(len(common) / len(set(a) | set(b)), rel=1e-12)
         for layer in range(N_LAYERS):
             assert per_layer[(r["lang_a"], r["lang_b"], layer)] == sum(1 for n in common if n[0] == layer)
+        assert r["similarity"] is None or -1 - 1e-9 <= r["similarity"] <= 1 + 1e-9
         if not common:
-            assert r["similarity"] is None
+            assert r["cosine"] is None
             continue
         va, vb = np.array([a[n] for n in common]), np.array([b[n] for n in common])
-        assert r["similarity"] == pytest.approx(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb), rel=1e-9)
+        assert r["cosine"] == pytest.approx(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb), rel=1e-9)
 
 
 # ------------------------------------------------------------------------------ dictionaries, provenance

@@ -44,8 +44,11 @@ def _assert_fails_cleanly(result, *needles: str) -> str:
 
 
 def _build_args(model: Path, out: Path, *extra) -> list:
+    """The authors' selector and --min-set 1: a random tiny model has few language-specific neurons, and these
+    tests check the commands, not the selection (tests/test_specific_neurons.py does)."""
     return ["build", "--model", model, "--langs", ",".join(LANGS), "--out", out, "--device", "cpu",
-            "--max-pairs", "12", "--top-rate", "0.1", "--quiet", *extra]  # fmt: skip
+            "--max-pairs", "12", "--top-rate", "0.1", "--selector", "top-rate", "--min-set", "1", "--quiet",
+            *extra]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
@@ -318,17 +321,17 @@ def test_malformed_middle_band_is_a_usage_error(tiny_llama, out_dir, band, needl
     assert list(out_dir.iterdir()) == []
 
 
-def test_middle_band_without_a_layer_of_the_model_exits_2(tiny_llama, out_dir):
-    """0.5..0.55 of 6 layers holds no layer: known only once the model is loaded."""
-    args = _build_args(tiny_llama, out_dir / "index.duckdb", "--dictionaries", "cldr")
-    _assert_fails_cleanly(_cli(*args, "--middle-band", "0.5,0.55"), "holds no layer of a 6-layer model")
-    assert list(out_dir.iterdir()) == []
+def test_build_prints_the_health_verdict(built):
+    _, result = built
+    assert "health: verdict" in result.stderr
+    assert "; health " in result.stdout and "bridgex-index health" in result.stdout
 
 
-def test_very_narrow_middle_band_exits_2(tiny_llama, out_dir):
-    """Fails today: validate() probes the band on a 100-layer model and lets its plain ValueError escape."""
-    args = _build_args(tiny_llama, out_dir / "index.duckdb", "--dictionaries", "cldr")
-    _assert_fails_cleanly(_cli(*args, "--middle-band", "0.001,0.005"), "0.001")
+def test_strict_build_of_a_degenerate_index_exits_2_and_writes_nothing(tiny_llama, out_dir):
+    """No band layer can reach a minimum set of 10^6 neurons: no pair is ranked, whatever the weights."""
+    args = _build_args(tiny_llama, out_dir / "index.duckdb", "--dictionaries", "cldr", "--strict")
+    args[args.index("--min-set") + 1] = "1000000"
+    _assert_fails_cleanly(_cli(*args), "--strict", "degenerate", "no pair has a bridge ranking")
     assert list(out_dir.iterdir()) == []
 
 

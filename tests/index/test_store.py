@@ -27,6 +27,7 @@ TABLES_IN = {
         "n_overlap": [2, 0, 1],
         "jaccard": [0.5, 0.0, 0.25],
         "similarity": [0.998, None, 1.0],
+        "cosine": [0.5, None, -0.25],
     },
     "dictionary_entries": {
         "source": ["en", "he", "ja"],
