@@ -228,13 +228,15 @@ def _route(meta: dict) -> str:
 
 
 def _summary(report: Path) -> str:
-    """The first table of the eval report (per pair and strategy)."""
+    """The P@1 table of the eval report (per pair and strategy) and its summary lines."""
     lines = report.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    heading = next((i for i, line in enumerate(lines) if line.startswith("## P@1")), 0)
+    start = next((i for i in range(heading, len(lines)) if lines[i].startswith("|")), None)
     if start is None:
         return f"(no table in {report})"
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])
+    summary = [line for line in lines[end:] if line.startswith("- ")][:2]
+    return "\n".join(lines[start:end] + summary)
 
 
 if __name__ == "__main__":
