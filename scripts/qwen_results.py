@@ -20,6 +20,7 @@ LANGS = "en,fr,es,de,ja,sw,he,ar"
 # Low-resource and mid-resource sources into major targets (English is a target of none: the English pivot
 # would be the direct route).
 PAIRS = "sw-fr,sw-es,sw-de,he-fr,he-es,he-de,ar-fr,ar-es,ar-de,ja-fr,ja-es,fr-es"
+ALL_BRIDGE_PAIRS = "sw-fr,sw-es,sw-de,he-fr,ar-fr"  # every candidate bridge: ~2 chain words/s on 2 cores
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -41,7 +42,9 @@ def main() -> int:
     parser.add_argument("--langs", default=LANGS)
     parser.add_argument("--pairs", default=PAIRS)
     parser.add_argument("--max-pairs", type=int, default=20, help="probe entries per language pair")
-    parser.add_argument("--limit", type=int, default=60, help="held-out test words per pair")
+    parser.add_argument("--all-bridge-pairs", default=ALL_BRIDGE_PAIRS)
+    parser.add_argument("--limit", type=int, default=40, help="held-out test words per pair")
+    parser.add_argument("--calibration-limit", type=int, default=20, help="calibration words per pair")
     parser.add_argument("--skip-calibrate", action="store_true")
     args = parser.parse_args()
 
@@ -66,26 +69,35 @@ def main() -> int:
     with VllmServer(model, name=NAME, log=args.out / "vllm.log", start_timeout=900) as vllm:
         took = time.time() - start
         print(f"== vLLM ready at {vllm.url} in {took:.0f} s: {' '.join(vllm.cmd[3:])}", flush=True)
-        common = ["--index", str(index), "--endpoint", vllm.url + "/v1", "--model", NAME,
-                  "--pairs", args.pairs, "--dictionaries", "cldr", "--quiet"]  # fmt: skip
         ix = str(bin_dir / "bridgex-index")
+        base = ["--index", str(index), "--endpoint", vllm.url + "/v1", "--model", NAME,
+                "--dictionaries", "cldr", "--concurrency", "64", "--quiet"]  # fmt: skip
         run(
-            [ix, "eval", *common, "--strategies", "direct,english,bridgex,all-bridges",
-             "--limit", str(args.limit), "--out", str(args.out / "eval-all")],
-            args.out / "eval-all.log",
+            [ix, "eval", *base, "--pairs", args.pairs, "--strategies", "direct,english,bridgex",
+             "--limit", str(args.limit), "--out", str(args.out / "eval-main")],
+            args.out / "eval-main.log",
         )  # fmt: skip
         if not args.skip_calibrate:
-            run([ix, "calibrate", *common, "--limit", str(args.limit)], args.out / "calibrate.log")
+            run([ix, "calibrate", *base, "--pairs", args.pairs, "--top", "2",
+                 "--limit", str(args.calibration_limit)], args.out / "calibrate.log")  # fmt: skip
             run(
-                [ix, "eval", *common, "--strategies", "direct,english,bridgex,calibrated",
-                 "--words", "evaluation", "--limit", str(args.limit),
+                [ix, "eval", *base, "--pairs", args.pairs,
+                 "--strategies", "direct,english,bridgex,calibrated", "--words", "evaluation",
+                 "--limit", str(args.calibration_limit),
                  "--out", str(args.out / "eval-calibrated")],
                 args.out / "eval-calibrated.log",
             )  # fmt: skip
+        run(
+            [ix, "eval", *base, "--pairs", args.all_bridge_pairs,
+             "--strategies", "direct,english,bridgex,all-bridges", "--limit", str(args.limit),
+             "--out", str(args.out / "eval-all-bridges")],
+            args.out / "eval-all-bridges.log",
+        )  # fmt: skip
         style = REPO / "scripts" / "qwen_prompt_style.py"
         if style.is_file():
             run([sys.executable, str(style), "--endpoint", vllm.url + "/v1", "--model", NAME,
-                 "--index", str(index), "--out", str(args.out / "prompt-style")],
+                 "--pairs", "sw-fr,he-es,ar-de,ja-fr", "--limit", "25",
+                 "--out", str(args.out / "prompt-style")],
                 args.out / "prompt-style.log")  # fmt: skip
     print(f"== done; vLLM stopped. Outputs in {args.out}")
     return 0
