@@ -65,3 +65,8 @@ def test_the_launcher_passes_the_family_settings_to_vllm(tmp_path, monkeypatch):
     gemma_dir = _folder(tmp_path, "gemma3_text")
     gemma = VllmServer(gemma_dir, name="g", log=tmp_path / "g.log", dtype="float32").cmd
     assert (_flag(gemma, "--block-size"), _flag(gemma, "--dtype")) == ("16", "float32")
+
+
+def test_the_instruct_qwen_family_is_asked_through_its_chat_template_and_gemma_base_is_not(tmp_path):
+    assert engine_settings(_folder(tmp_path, "qwen2"), "cpu").prompt_style == "chat"
+    assert engine_settings(_folder(tmp_path, "gemma3_text"), "cpu").prompt_style == "completion"
