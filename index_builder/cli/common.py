@@ -67,7 +67,7 @@ def _band(_ctx, _param, value: str) -> tuple[float, float]:
     return lo, hi
 
 
-def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
+def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[[Callable], Callable]:
     """The options `eval` and `calibrate` share (written once, as datasette's publish commands share
     theirs): the index, the endpoint and model, the pairs, the dictionaries, how the server is asked."""
     options = [
@@ -81,7 +81,7 @@ def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
         click.option(
             "--model", required=True, help="Model name the endpoint serves (the request's `model`)."
         ),
-        click.option("--pairs", required=True, help=pairs_help),
+        click.option("--pairs", required=pairs_required, help=pairs_help),
         click.option(
             "--dictionaries",
             "dict_source",

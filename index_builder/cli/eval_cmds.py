@@ -18,8 +18,13 @@ def _eval_command(cfg, out: Path) -> str:
     import shlex
 
     args = ["bridgex-index", "eval", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model, "--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
-    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--model", cfg.model]
+    if cfg.pairs:  # none: a --test-dict-dir's own pairs
+        args += ["--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
+    if cfg.test_dict_dir is not None:
+        args += ["--test-dict-dir", cfg.test_dict_dir]
+    else:
+        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
     args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.words != "all":
         args += ["--words", cfg.words]
@@ -32,7 +37,16 @@ def _eval_command(cfg, out: Path) -> str:
 
 
 @click.command(name="eval")
-@measuring_options("Comma-separated source-target pairs, e.g. sw-he,id-ja.")
+@measuring_options(
+    "Comma-separated source-target pairs, e.g. sw-he,id-ja (with --test-dict-dir: default its files' pairs).",
+    pairs_required=False,
+)
+@click.option(
+    "--test-dict-dir",
+    type=click.Path(path_type=Path),
+    help="MUSE test dictionaries <src>-<trg>.txt not used in the build (instead of the index's held-out "
+    "split; entries with a probe word of the index are dropped).",
+)
 @click.option(
     "--strategies",
     default="direct,english,bridgex,all-bridges",
@@ -55,7 +69,9 @@ def _eval_command(cfg, out: Path) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
 @fails_cleanly
-def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, dry_run, **opts) -> None:
+def eval_cmd(
+    index: Path, dict_source, dict_dir, test_dict_dir, pairs, strategies, out, quiet, dry_run, **opts
+) -> None:
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
 
@@ -66,13 +82,19 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     from ..reporting.markdown import summary_lines, table, write_report
 
     try:
-        if (dict_source is None) == (dict_dir is None):
+        if test_dict_dir is not None:
+            if dict_source is not None or dict_dir is not None:
+                raise EvaluationError("--test-dict-dir replaces --dictionaries and --dict-dir: give only it")
+        elif (dict_source is None) == (dict_dir is None):
             raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        elif pairs is None:
+            raise EvaluationError("--pairs is required (it is optional only with --test-dict-dir)")
         cfg = EvalConfig(
             index=index,
-            pairs=parse_pairs(pairs),
-            dictionaries="cldr" if dict_source else str(dict_dir),
+            pairs=parse_pairs(pairs) if pairs is not None else [],
+            dictionaries="cldr" if dict_source else str(dict_dir or ""),
             strategies=parse_strategies(strategies),
+            test_dict_dir=str(test_dict_dir) if test_dict_dir is not None else None,
             **opts,
         )
         safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.model)
@@ -105,7 +127,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "model": cfg.model,
         "endpoint": cfg.endpoint,
         "index": f"{index.name} (built from {prov.get('model', '?')}, {prov.get('created_at', '?')})",
-        "dictionaries": cfg.dictionaries,
+        "dictionaries": _test_set_line(cfg.test_set) if cfg.test_set else cfg.dictionaries,
         "mode": cfg.mode,
         "shots": str(cfg.shots),
         "test words per pair": str(cfg.limit) if cfg.limit else "all",
@@ -121,6 +143,15 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
+    )
+
+
+def _test_set_line(test_set: dict) -> str:
+    """The report's line for a `--test-dict-dir` test set: name, hash and what was dropped."""
+    dropped = test_set.get("probe_words_dropped", 0)
+    return (
+        f"test set {test_set['name']} ({test_set['path']}, sha256 {str(test_set['sha256'])[:16]}…, "
+        f"{dropped} probe words of the index dropped)"
     )
 
 

@@ -28,7 +28,7 @@ class EvalConfig:
     endpoint: str
     model: str
     pairs: list[Pair]
-    dictionaries: str  # "cldr", or a directory of MUSE files
+    dictionaries: str  # "cldr", a directory of MUSE files, or "" with `test_dict_dir`
     strategies: tuple[str, ...] = STRATEGIES
     mode: str = DEFAULT_MODE
     shots: int = DEFAULT_SHOTS
@@ -40,6 +40,8 @@ class EvalConfig:
         "all"  # all | calibration | evaluation: which half of the test words (calibration.split_words)
     )
     top_bridges: int | None = None  # all-bridges: only the index's best N candidates (None = every one)
+    test_dict_dir: str | None = None  # MUSE test dictionaries not used in the build (replaces the split)
+    test_set: dict | None = None  # the test set's provenance (name, hash, ...), filled in when read
     api_key: str | None = None
     command: str = ""
 

@@ -73,6 +73,11 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
     base_url(cfg.endpoint)
     data = read_index(cfg.index)
     tasks = plan_tasks(cfg, data)
+    if cfg.test_set is not None:
+        say(
+            f"test set {cfg.test_set['name']} (sha256 {str(cfg.test_set['sha256'])[:12]}…): "
+            f"{cfg.test_set['probe_words_dropped']} test words are probe words of the index, dropped"
+        )
     for task in tasks:
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
         say(

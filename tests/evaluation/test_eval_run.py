@@ -531,6 +531,64 @@ def test_muse_index_evaluates_with_its_dict_dir(tmp_path):
     assert all(p.count("\n") == 3 for p in stub.prompts)  # three demonstrations in every prompt
 
 
+# ------------------------------------------------------------------------------- --test-dict-dir (MUSE)
+
+
+def muse_test_args(index: Path, endpoint: str, out: Path, test_dir: Path, *extra) -> list:
+    return ["eval", "--index", index, "--endpoint", endpoint, "--model", "stub", "--test-dict-dir", test_dir,
+            "--strategies", "direct,english", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def write_test_dict(index: Path, directory: Path) -> tuple[list[str], str]:
+    """`sw-he.txt` of 5 held-out sw→he entries the stub knows, plus one line whose sw word is a probe word
+    of the index. Returns (the held-out source words, the probe word)."""
+    directory.mkdir()
+    held = {(ws, wt) for s, t, ws, wt, split in entries_of(index) if (s, t, split) == ("he", "sw", "test")}
+    probe = sorted(wt for s, t, _ws, wt, split in entries_of(index) if (s, t, split) == ("he", "sw", "probe"))
+    chosen = sorted((wt, ws) for ws, wt in held if " " not in ws + wt and wt not in probe)[:5]
+    lines = [f"{sw} {he}" for sw, he in chosen] + [f"{probe[0]} שלום"]
+    (directory / "sw-he.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [sw for sw, _he in chosen], probe[0]
+
+
+def test_a_muse_test_dir_is_scored_without_its_probe_words_and_named_in_the_run(index, oracle, tmp_path):
+    words, probe_word = write_test_dict(index, tmp_path / "muse-test")
+    result = cli(*muse_test_args(index, oracle.url, tmp_path / "r", tmp_path / "muse-test"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert probe_word not in asked and set(words) <= asked
+    counts = dict(
+        ((s, t, strategy), (n, acc))
+        for s, t, strategy, n, acc in rows(
+            index, "SELECT source, target, strategy, n, accuracy FROM evaluations"
+        )
+    )
+    assert counts == {("sw", "he", "direct"): (5, 0.0), ("sw", "he", "english"): (5, 100.0)}
+    (params,) = rows(index, "SELECT parameters FROM evaluation_runs")[0]
+    test_set = json.loads(params)["test_set"]
+    assert test_set["name"].startswith("muse-test") and len(test_set["sha256"]) == 64
+    assert test_set["probe_words_dropped"] >= 1 and test_set["pairs"] == ["sw-he"]
+    assert "muse-test" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+def test_test_dict_dir_validation_is_one_line_and_exit_2(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    muse = tmp_path / "t"
+    muse.mkdir()
+    (muse / "sw-xx.txt").write_text("mbwa dog\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*muse_test_args(index, url, tmp_path / "r", muse)), "'xx' is not in the index")
+    (muse / "sw-xx.txt").unlink()
+    (muse / "sw-he.txt").write_text("mbwa כלב\nonlyoneword\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*muse_test_args(index, url, tmp_path / "r", muse)), "sw-he.txt", ":2")
+    args = muse_test_args(index, url, tmp_path / "r", muse, "--pairs", "he-sw")
+    assert_fails_cleanly(cli(*args), "he-sw.txt: no such file")
+    args = muse_test_args(index, url, tmp_path / "r", muse, "--dictionaries", "cldr")
+    assert_fails_cleanly(cli(*args), "--test-dict-dir replaces --dictionaries")
+    assert_fails_cleanly(
+        cli(*muse_test_args(index, url, tmp_path / "r", tmp_path / "none")), "--test-dict-dir"
+    )
+
+
 # ------------------------------------------------------------------------------------ real vLLM (slow)
 
 
