@@ -18,10 +18,12 @@ def _eval_command(cfg, out: Path) -> str:
     import shlex
 
     args = ["bridgex-index", "eval", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model]
+    args += ["--model", cfg.model, "--task", cfg.task]
     if cfg.pairs:  # none: a --test-dict-dir's own pairs
         args += ["--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
-    if cfg.test_dict_dir is not None:
+    if cfg.task == "translate":
+        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
+    elif cfg.test_dict_dir is not None:
         args += ["--test-dict-dir", cfg.test_dict_dir]
     else:
         args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
@@ -40,6 +42,19 @@ def _eval_command(cfg, out: Path) -> str:
 @measuring_options(
     "Comma-separated source-target pairs, e.g. sw-he,id-ja (with --test-dict-dir: default its files' pairs).",
     pairs_required=False,
+)
+@click.option(
+    "--task",
+    default="word",
+    show_default=True,
+    type=click.Choice(["word", "translate"]),
+    help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate task translate).",
+)
+@click.option(
+    "--test-dir",
+    type=click.Path(path_type=Path),
+    help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with dev/ or "
+    "devtest/); default: the shipped sentence set.",
 )
 @click.option(
     "--test-dict-dir",
@@ -70,7 +85,18 @@ def _eval_command(cfg, out: Path) -> str:
 @click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
 @fails_cleanly
 def eval_cmd(
-    index: Path, dict_source, dict_dir, test_dict_dir, pairs, strategies, out, quiet, dry_run, **opts
+    index: Path,
+    dict_source,
+    dict_dir,
+    task,
+    test_dir,
+    test_dict_dir,
+    pairs,
+    strategies,
+    out,
+    quiet,
+    dry_run,
+    **opts,
 ) -> None:
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
@@ -82,7 +108,14 @@ def eval_cmd(
     from ..reporting.markdown import summary_lines, table, write_report
 
     try:
-        if test_dict_dir is not None:
+        if task == "translate":
+            if dict_source is not None or dict_dir is not None or test_dict_dir is not None:
+                raise EvaluationError("--task translate reads sentences (--test-dir), not dictionaries")
+            if pairs is None:
+                raise EvaluationError("--pairs is required with --task translate")
+        elif test_dir is not None:
+            raise EvaluationError("--test-dir is a sentence set: give --task translate (or --test-dict-dir)")
+        elif test_dict_dir is not None:
             if dict_source is not None or dict_dir is not None:
                 raise EvaluationError("--test-dict-dir replaces --dictionaries and --dict-dir: give only it")
         elif (dict_source is None) == (dict_dir is None):
@@ -94,6 +127,8 @@ def eval_cmd(
             pairs=parse_pairs(pairs) if pairs is not None else [],
             dictionaries="cldr" if dict_source else str(dict_dir or ""),
             strategies=parse_strategies(strategies),
+            task=task,
+            test_dir=str(test_dir) if test_dir is not None else None,
             test_dict_dir=str(test_dict_dir) if test_dict_dir is not None else None,
             **opts,
         )
@@ -111,6 +146,9 @@ def eval_cmd(
     except EvaluationError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
+    if cfg.task == "translate":
+        _report_sentences(cfg, result, out)
+        return
     gains = paired_gains(result.tasks, cfg.strategies, result.answers)
     click.echo(table(result.summaries, result.overall))
     click.echo("")
@@ -144,6 +182,32 @@ def eval_cmd(
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
     )
+
+
+def _report_sentences(cfg, result, out: Path) -> None:
+    """Print and write what a `--task translate` run measured."""
+    from ..evaluation.sentence_results import cell_lines
+    from ..reporting.markdown import write_sentence_report
+
+    lines = cell_lines(result.sentence_cells)
+    for line in lines:
+        click.echo(line)
+    test_set = cfg.test_set or {}
+    meta = {
+        "model": cfg.model,
+        "endpoint": cfg.endpoint,
+        "index": str(cfg.index),
+        "test set": f"{test_set.get('name')} ({test_set.get('kind')}, sha256 {test_set.get('sha256')})",
+        "sentences per pair": str(cfg.limit) if cfg.limit else "all",
+        "mode": cfg.mode,
+        "shots": str(cfg.shots),
+        "strategies": ", ".join(cfg.strategies),
+        "answers": "bridgex-serve /v1/translate, task translate (the proxy's prompts and routes)",
+        "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
+        "sentences asked": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
+    }
+    report = write_sentence_report(out, lines, meta, cfg.command)
+    click.echo(f"wrote {report}; {result.upstream_calls} upstream calls, {result.cached_calls} cached")
 
 
 def _test_set_line(test_set: dict) -> str:

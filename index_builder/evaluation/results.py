@@ -52,6 +52,7 @@ class RunResult:
     complete: bool
     provenance: dict[str, str] = field(default_factory=dict)
     answers: dict[tuple[Pair, int, str | None], WordAnswer] = field(default_factory=dict)
+    sentence_cells: list = field(default_factory=list)  # task translate: sentence_results.SentenceCell
 
 
 def build_cells(
@@ -203,7 +204,36 @@ def write_results(con, cfg: EvalConfig, result: RunResult) -> None:
             c.copies,
             c.calls,
             c.seconds,
+            "word",
+            "p@1",
+            c.accuracy,
         )
         for c in result.cells
+    ]
+    rows += [
+        (
+            result.run_id,
+            result.created_at,
+            cfg.model,
+            cfg.endpoint,
+            cfg.mode,
+            shots[(c.source, c.target)],
+            c.strategy,
+            c.source,
+            c.target,
+            c.bridge,
+            c.probability,
+            c.n,
+            None,
+            None,
+            c.copies,
+            c.calls,
+            c.seconds,
+            "translate",
+            metric,
+            score,
+        )
+        for c in result.sentence_cells
+        for metric, score in c.scores.items()
     ]
     append_run(con, run, rows)

@@ -7,7 +7,7 @@ every resample (fixed seed), so both are scored on the same sentences. Diagnosti
 score hides: empty answers, answers that copy the source, answers in another language.
 
 The copy normaliser and the language detector are passed in, so the evaluation uses the server's own
-(`bridgex_serve.rewrite.normalise_word`, `bridgex_serve.detect.make_detector`).
+(`bridgex_index.words.normalise_word`, `bridgex_index.detect.make_detector`).
 """
 
 from __future__ import annotations

@@ -123,7 +123,10 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
         if split == "probe":
             probe_words.setdefault(a, set()).add(wa)
             probe_words.setdefault(b, set()).add(wb)
-    if cfg.test_dict_dir is not None:
+    if cfg.task == "translate":
+        test_entries = _sentence_entries(cfg)
+        probe_words = {}  # a sentence is never a demonstration word
+    elif cfg.test_dict_dir is not None:
         test_entries = _test_dict_entries(cfg, known, probe_words)
     else:
         test_entries = _held_out_entries(cfg, data, known)
@@ -196,6 +199,45 @@ def _test_dict_entries(cfg: EvalConfig, known: list[str], probe_words: dict[str,
     return out
 
 
+def read_sentence_set(cfg: EvalConfig, languages: Sequence[str]):
+    """The parallel set of a translate evaluation: `--test-dir` (line-aligned `<lang>.txt`, or FLORES-200
+    with `dev/` or `devtest/`), else the shipped set; a TestSetError becomes an EvaluationError."""
+    from .testsets import TestSetError, read_flores, read_parallel_dir, shipped_sentences
+
+    try:
+        if cfg.test_dir is None:
+            return shipped_sentences(languages)
+        directory = Path(cfg.test_dir)
+        flores = directory.name in ("dev", "devtest") or any(
+            (directory / s).is_dir() for s in ("dev", "devtest")
+        )
+        if flores:
+            split = directory.name if directory.name in ("dev", "devtest") else "devtest"
+            return read_flores(directory, languages, split)
+        return read_parallel_dir(directory, languages)
+    except TestSetError as err:
+        raise EvaluationError(f"{'--test-dir' if cfg.test_dir else 'shipped sentence set'}: {err}") from None
+
+
+def _sentence_entries(cfg: EvalConfig) -> TestEntries:
+    """Per pair: (source sentence, reference) of the lines both languages have; fills in `cfg.test_set`."""
+    from .testsets import TestSetError
+
+    languages = sorted({code for pair in cfg.pairs for code in pair})
+    sentences = read_sentence_set(cfg, languages)
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        try:
+            pairs = sentences.pair(s, t)
+        except TestSetError as err:
+            raise EvaluationError(f"--pairs {s}-{t}: {err}") from None
+        if not pairs:
+            raise EvaluationError(f"--pairs {s}-{t}: {sentences.name} has no line in both languages")
+        out[(s, t)] = [(p.source, p.target) for p in pairs], {}
+    cfg.test_set = sentences.provenance()
+    return out
+
+
 def arms_of(task: PairTask, strategies: Sequence[str]) -> list[str | None]:
     """The distinct arms of the pair's strategy cells, in order."""
     arms: list[str | None] = []
@@ -215,7 +257,7 @@ def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | N
     answers are shared across runs of either mode."""
     options = {
         "model": cfg.model,
-        "task": "word",
+        "task": cfg.task,
         "source": task.source,
         "target": task.target,
         "shots": cfg.shots,

@@ -30,6 +30,7 @@ from index_builder.build.pipeline import BuildConfig, validate
 from index_builder.cli import main
 
 LANGS = ["de", "en", "he", "ja", "sw"]
+SENTENCES = Path(__file__).parents[2] / "index_builder" / "data" / "sentences"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The index ranks English first for sw↔he, and (alphabetically) German first everywhere else.
 PREFERRED = {("sw", "he"): ["en", "de", "ja"], ("he", "sw"): ["en", "de", "ja"]}
@@ -127,6 +128,15 @@ class OracleStub:
                 Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
+
+    def learn_sentences(self, languages: list[str]) -> None:
+        """Every line of the shipped sentence set becomes a gold translation of its other languages."""
+        lines = {c: (SENTENCES / f"{c}.txt").read_text(encoding="utf-8").split("\n") for c in languages}
+        names = {c: prompt_name(c) for c in LANGS}
+        for a, b in itertools.permutations(languages, 2):
+            for x, y in zip(lines[a], lines[b], strict=True):
+                if x.strip() and y.strip():
+                    self.gold.setdefault((names[a], x.strip(), names[b]), y.strip())
 
     @staticmethod
     def _field(segment: str) -> tuple[str, str]:
@@ -587,6 +597,111 @@ def test_test_dict_dir_validation_is_one_line_and_exit_2(index, tmp_path):
     assert_fails_cleanly(
         cli(*muse_test_args(index, url, tmp_path / "r", tmp_path / "none")), "--test-dict-dir"
     )
+
+
+# ------------------------------------------------------------------------------ --task translate
+
+
+def translate_args(index: Path, endpoint: str, out: Path, *extra, pairs: str = "sw-he") -> list:
+    return ["eval", "--index", index, "--endpoint", endpoint, "--model", "stub", "--task", "translate",
+            "--pairs", pairs, "--limit", "6", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def test_sentences_are_scored_with_chrf_per_strategy_against_direct(index, oracle, tmp_path):
+    oracle.learn_sentences(["en", "sw", "he"])
+    args = translate_args(index, oracle.url, tmp_path / "r", "--strategies", "direct,english,bridgex")
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    sw = [line.strip() for line in (SENTENCES / "sw.txt").read_text(encoding="utf-8").split("\n")]
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert len(asked) == 6 and asked <= set(sw)
+    got = {
+        (strategy, metric): (task, n, hits, score)
+        for strategy, task, metric, n, hits, score in rows(
+            index, "SELECT strategy, task, metric, n, hits, score FROM evaluations"
+        )
+    }
+    # the stub answers right only through English: that route is the reference itself, cut at its first
+    # quote (the prompt's closing quote) where the reference has one
+    assert got[("english", "chrf++")][:3] == ("translate", 6, None)
+    assert got[("english", "chrf++")][3] > 90.0 and got[("english", "bleu")][3] > 80.0
+    assert got[("direct", "chrf++")][3] < 10.0
+    assert set(got) == {(s, m) for s in ("direct", "english", "bridgex") for m in ("chrf++", "bleu")}
+    assert "english" in result.stdout and "*" in result.stdout  # +Δ with an interval that excludes 0
+    (params,) = rows(index, "SELECT parameters FROM evaluation_runs")[0]
+    test_set = json.loads(params)["test_set"]
+    assert test_set["name"] == "bridgex-django-sentences" and len(test_set["sha256"]) == 64
+    assert "chrF++" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+OLD_EVALUATIONS = """CREATE TABLE evaluations (run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL, endpoint VARCHAR NOT NULL, mode VARCHAR NOT NULL, shots INTEGER NOT NULL,
+    strategy VARCHAR NOT NULL, source VARCHAR NOT NULL, target VARCHAR NOT NULL, bridge VARCHAR,
+    probability DOUBLE, n INTEGER NOT NULL, hits INTEGER NOT NULL, accuracy DOUBLE NOT NULL,
+    copies INTEGER NOT NULL, calls INTEGER NOT NULL, seconds DOUBLE NOT NULL)"""
+
+
+def test_an_index_with_old_evaluation_rows_gains_task_metric_and_score(index, oracle, tmp_path):
+    con = duckdb.connect(str(index))
+    con.execute(OLD_EVALUATIONS)
+    con.execute("INSERT INTO evaluations VALUES ('old', now(), 'm', 'e', 'chain', 3, 'direct', 'sw', 'he',"
+                " NULL, NULL, 4, 1, 25.0, 0, 4, 1.0)")  # fmt: skip
+    con.close()
+    oracle.learn_sentences(["sw", "he"])
+    result = cli(*translate_args(index, oracle.url, tmp_path / "t", "--strategies", "direct"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    result = cli(*eval_args(index, oracle.url, tmp_path / "w", "--strategies", "direct", pairs="sw-he"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    got = rows(index, "SELECT run_id = 'old', task, metric, score = accuracy FROM evaluations ORDER BY ALL")
+    assert got == [
+        (False, "translate", "bleu", None),
+        (False, "translate", "chrf++", None),
+        (False, "word", "p@1", True),
+        (True, "word", "p@1", True),
+    ]
+
+
+def test_a_flores_layout_is_read_as_the_test_dir(index, oracle, tmp_path):
+    flores = tmp_path / "flores" / "devtest"
+    flores.mkdir(parents=True)
+    (flores / "swh_Latn.devtest").write_text("Habari ya asubuhi\nAsante sana\n", encoding="utf-8")
+    (flores / "heb_Hebr.devtest").write_text("בוקר טוב\nתודה רבה\n", encoding="utf-8")
+    args = translate_args(index, oracle.url, tmp_path / "r", "--test-dir", tmp_path / "flores")
+    result = cli(*args, "--strategies", "direct")
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert asked == {"Habari ya asubuhi", "Asante sana"}
+    assert rows(index, "SELECT DISTINCT task, n FROM evaluations") == [("translate", 2)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--dictionaries", "cldr"], ["--task translate reads sentences"]),
+        (["--test-dir", "/nonexistent/set"], ["--test-dir", "no such"]),
+    ],
+)
+def test_translate_validation_is_one_line_and_exit_2(index, tmp_path, extra, needles):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*translate_args(index, url, tmp_path / "r", *extra)), *needles)
+
+
+def test_a_sentence_set_without_a_pair_language_is_refused(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    parallel = tmp_path / "set"
+    parallel.mkdir()
+    for code in ("sw", "he"):
+        (parallel / f"{code}.txt").write_text("a\nb\n", encoding="utf-8")
+    args = translate_args(index, url, tmp_path / "r", "--test-dir", parallel, pairs="sw-ja")
+    assert_fails_cleanly(cli(*args), "ja.txt: no such file")
+    (parallel / "ja.txt").write_text("a\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*args), "lines where the other files have")
+
+
+def test_test_dir_without_translate_is_refused(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    args = eval_args(index, url, tmp_path / "r", "--test-dir", tmp_path)
+    assert_fails_cleanly(cli(*args), "--test-dir is a sentence set")
 
 
 # ------------------------------------------------------------------------------------ real vLLM (slow)
