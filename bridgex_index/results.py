@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from .schema import OPTIONAL_MIGRATIONS, OPTIONAL_TABLES
+from .store import migrate_routing_decisions
 
 
 class IndexWriteError(Exception):
@@ -48,6 +49,7 @@ class ResultStore:
             if not self._created:
                 for ddl in (*OPTIONAL_TABLES.values(), *OPTIONAL_MIGRATIONS):
                     con.execute(ddl)
+                migrate_routing_decisions(con)
                 self._created = True
             yield con
         finally:

@@ -131,9 +131,10 @@ OPTIONAL_TABLES: dict[str, str] = {
             metric VARCHAR DEFAULT 'p@1',      -- p@1 (word) | chrf++ | bleu (translate), 0-100
             score DOUBLE                       -- the metric's value (p@1: = accuracy)
         )""",
-    # The route the server follows per (source, target): a bridge only when its paired gain over direct on
-    # held-out words was significant (index_builder.evaluation.decision). One row per pair; re-calibrating
-    # replaces it. Accuracies are fractions in [0, 1] on the same `n` words.
+    # The route the server follows per (source, target, task): a bridge only when its paired gain over
+    # direct on held-out words (task word) or sentences (task translate: chrF++ / 100) was significant
+    # (index_builder.evaluation.decision). One row per pair and task; re-calibrating replaces it.
+    # Accuracies are fractions in [0, 1] on the same `n` words or sentences.
     "routing_decisions": """
         CREATE TABLE IF NOT EXISTS routing_decisions (
             source VARCHAR NOT NULL,
@@ -152,7 +153,8 @@ OPTIONAL_TABLES: dict[str, str] = {
             model VARCHAR,
             endpoint VARCHAR,
             created_at TIMESTAMP,
-            PRIMARY KEY (source, target)
+            task VARCHAR NOT NULL DEFAULT 'word', -- word | translate: the requests the decision routes
+            PRIMARY KEY (source, target, task)
         )""",
 }
 

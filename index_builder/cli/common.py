@@ -92,6 +92,20 @@ def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[
             "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
         ),
         click.option(
+            "--task",
+            default="word",
+            show_default=True,
+            type=click.Choice(["word", "translate"]),
+            help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate, "
+            "task translate: the proxy's sentence path).",
+        ),
+        click.option(
+            "--test-dir",
+            type=click.Path(path_type=Path),
+            help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with "
+            "dev/ or devtest/); default: the shipped sentence set.",
+        ),
+        click.option(
             "--mode",
             default="chain",
             show_default=True,

@@ -44,19 +44,6 @@ def _eval_command(cfg, out: Path) -> str:
     pairs_required=False,
 )
 @click.option(
-    "--task",
-    default="word",
-    show_default=True,
-    type=click.Choice(["word", "translate"]),
-    help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate task translate).",
-)
-@click.option(
-    "--test-dir",
-    type=click.Path(path_type=Path),
-    help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with dev/ or "
-    "devtest/); default: the shipped sentence set.",
-)
-@click.option(
     "--test-dict-dir",
     type=click.Path(path_type=Path),
     help="MUSE test dictionaries <src>-<trg>.txt not used in the build (instead of the index's held-out "
@@ -108,20 +95,7 @@ def eval_cmd(
     from ..reporting.markdown import summary_lines, table, write_report
 
     try:
-        if task == "translate":
-            if dict_source is not None or dict_dir is not None or test_dict_dir is not None:
-                raise EvaluationError("--task translate reads sentences (--test-dir), not dictionaries")
-            if pairs is None:
-                raise EvaluationError("--pairs is required with --task translate")
-        elif test_dir is not None:
-            raise EvaluationError("--test-dir is a sentence set: give --task translate (or --test-dict-dir)")
-        elif test_dict_dir is not None:
-            if dict_source is not None or dict_dir is not None:
-                raise EvaluationError("--test-dict-dir replaces --dictionaries and --dict-dir: give only it")
-        elif (dict_source is None) == (dict_dir is None):
-            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
-        elif pairs is None:
-            raise EvaluationError("--pairs is required (it is optional only with --test-dict-dir)")
+        _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pairs)
         cfg = EvalConfig(
             index=index,
             pairs=parse_pairs(pairs) if pairs is not None else [],
@@ -182,6 +156,27 @@ def eval_cmd(
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
     )
+
+
+def _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pairs) -> None:
+    """The test-set flags fit together: sentences (`--task translate`, optional `--test-dir`), the index's
+    held-out words (exactly one of `--dictionaries cldr` / `--dict-dir`), or `--test-dict-dir` alone."""
+    from ..evaluation.client import EvaluationError
+
+    if task == "translate":
+        if dict_source is not None or dict_dir is not None or test_dict_dir is not None:
+            raise EvaluationError("--task translate reads sentences (--test-dir), not dictionaries")
+        if pairs is None:
+            raise EvaluationError("--pairs is required with --task translate")
+    elif test_dir is not None:
+        raise EvaluationError("--test-dir is a sentence set: give --task translate (or --test-dict-dir)")
+    elif test_dict_dir is not None:
+        if dict_source is not None or dict_dir is not None:
+            raise EvaluationError("--test-dict-dir replaces --dictionaries and --dict-dir: give only it")
+    elif (dict_source is None) == (dict_dir is None):
+        raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+    elif pairs is None:
+        raise EvaluationError("--pairs is required (it is optional only with --test-dict-dir)")
 
 
 def _report_sentences(cfg, result, out: Path) -> None:
@@ -246,8 +241,11 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
     import shlex
 
     args = ["bridgex-index", "calibrate", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model, "--pairs", pairs_arg, "--top", str(top)]
-    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--model", cfg.model, "--task", cfg.task, "--pairs", pairs_arg, "--top", str(top)]
+    if cfg.task == "translate":
+        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
+    else:
+        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
     args += ["--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.limit is not None:
         args += ["--limit", str(cfg.limit)]
@@ -264,17 +262,20 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
     "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
 )
 @fails_cleanly
-def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
-    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
-    store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
+def calibrate_cmd(
+    index: Path, pairs: str, dict_source, dict_dir, task: str, test_dir, top: int, quiet: bool, **opts
+) -> None:
+    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words (or,
+    with --task translate, of a sentence set) and store it in the index's `routing_decisions` under its
+    task (what `bridgex-serve` follows after a reload: word decisions for single words, translate
+    decisions for sentences, chat and qa)."""
     from ..evaluation.calibrate import all_pairs, calibrate
     from ..evaluation.client import EvaluationError
     from ..evaluation.config import EvalConfig, parse_pairs
     from ..evaluation.tasks import read_index
 
     try:
-        if (dict_source is None) == (dict_dir is None):
-            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        _check_test_source(task, dict_source, dict_dir, test_dir, None, pairs)
         if top < 1:
             raise EvaluationError(f"--top must be at least 1, got {top}")
         if pairs.strip().lower() == "all":
@@ -286,7 +287,9 @@ def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quie
         cfg = EvalConfig(
             index=index,
             pairs=chosen,
-            dictionaries="cldr" if dict_source else str(dict_dir),
+            dictionaries="cldr" if dict_source else str(dict_dir or ""),
+            task=task,
+            test_dir=str(test_dir) if test_dir is not None else None,
             strategies=("direct", "all-bridges"),
             words="calibration",
             top_bridges=top,
@@ -311,6 +314,6 @@ def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quie
         )
     r = done.result
     click.echo(
-        f"wrote {len(done.rows)} routing decisions to {index}; {r.upstream_calls} upstream calls, "
+        f"wrote {len(done.rows)} {task} routing decisions to {index}; {r.upstream_calls} upstream calls, "
         f"{r.cached_calls} cached"
     )

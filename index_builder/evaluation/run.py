@@ -75,7 +75,7 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
     base_url(cfg.endpoint)
-    data = read_index(cfg.index)
+    data = read_index(cfg.index, cfg.task)
     tasks = plan_tasks(cfg, data)
     if cfg.test_set is not None and cfg.test_dict_dir is not None:
         say(

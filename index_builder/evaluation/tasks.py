@@ -88,8 +88,9 @@ class IndexData:
     decisions: dict[Pair, str] = field(default_factory=dict)  # routing_decisions: pair → decision
 
 
-def read_index(path: Path) -> IndexData:
-    """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
+def read_index(path: Path, task: str = "word") -> IndexData:
+    """Read languages, bridges, dictionary entries and the routing decisions of `task` (raises
+    store.IndexReadError for a bad file)."""
     from bridgex_index import read
     from bridgex_index.store import open_index, provenance, routing_decisions
 
@@ -101,7 +102,7 @@ def read_index(path: Path) -> IndexData:
             for pair, rows in read.ranked_by_pair(read.bridges(con)).items()
         }
         entries = [tuple(row) for row in read.dictionary_entries(con)]
-        decisions = {pair: row["decision"] for pair, row in routing_decisions(con).items()}
+        decisions = {pair: row["decision"] for pair, row in routing_decisions(con, task).items()}
         return IndexData(provenance(con), names, bridges, entries, decisions)
     finally:
         con.close()
