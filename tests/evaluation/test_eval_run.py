@@ -743,3 +743,28 @@ def test_two_step_against_real_vllm(vllm_tiny, index, tmp_path):  # noqa: F811
         ("bridgex", 4),
         ("direct", 2),
     ]
+
+
+@pytest.mark.slow
+def test_translate_against_real_vllm_with_cache(vllm_tiny, index, tmp_path):  # noqa: F811
+    """Sentences through the proxy's translate path on a random tiny model: scores are meaningless, but
+    every call, answer, score row, interval and the cache are real."""
+    url = vllm_tiny.url + "/v1"
+    args = translate_args(
+        index, url, tmp_path / "r", "--limit", "3", "--strategies", "direct,english,bridgex"
+    )
+    first = cli(*[a if a != "stub" else "tiny" for a in args])
+    assert first.exit_code == 0, (first.stderr, first.exception)
+    made = rows(index, "SELECT upstream_calls FROM evaluation_runs")[0][0]
+    assert made >= 3 * 3  # every sentence × arm asked
+    cells = rows(index, "SELECT task, strategy, metric, n, score FROM evaluations ORDER BY strategy, metric")
+    assert [(s, m) for _t, s, m, _n, _x in cells] == [
+        (s, m) for s in ("bridgex", "direct", "english") for m in ("bleu", "chrf++")
+    ]
+    assert all(t == "translate" and n == 3 and 0 <= x <= 100 for t, _s, _m, n, x in cells)
+    assert "Δ chrF++ vs direct" in first.stdout
+    again = cli(*[a if a != "stub" else "tiny" for a in translate_args(
+        index, f"http://127.0.0.1:{free_port()}/v1", tmp_path / "r", "--limit", "3",
+        "--strategies", "direct,english,bridgex")])  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    assert rows(index, "SELECT upstream_calls FROM evaluation_runs ORDER BY created_at") == [(made,), (0,)]
