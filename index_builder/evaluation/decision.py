@@ -108,10 +108,10 @@ class RouteDecision:
             "p_value": self.p_value,
             "test": self.test,
             "candidates": self.candidates if self.candidates is not None else len(self.comparisons),
-            "task": self.task,
             "model": model,
             "endpoint": endpoint,
             "created_at": created_at,
+            "task": self.task,
         }
 
 
