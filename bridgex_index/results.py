@@ -15,7 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import OPTIONAL_TABLES
+from .schema import OPTIONAL_MIGRATIONS, OPTIONAL_TABLES
+from .store import migrate_routing_decisions
 
 
 class IndexWriteError(Exception):
@@ -46,8 +47,9 @@ class ResultStore:
                 raise IndexWriteError(f"cannot open {self.path} for writing: {_first_line(err)}") from None
         try:
             if not self._created:
-                for ddl in OPTIONAL_TABLES.values():
+                for ddl in (*OPTIONAL_TABLES.values(), *OPTIONAL_MIGRATIONS):
                     con.execute(ddl)
+                migrate_routing_decisions(con)
                 self._created = True
             yield con
         finally:

@@ -122,16 +122,20 @@ OPTIONAL_TABLES: dict[str, str] = {
             target VARCHAR NOT NULL,
             bridge VARCHAR,                    -- NULL for direct
             probability DOUBLE,                -- the index's selection probability of the bridge
-            n INTEGER NOT NULL,                -- test words
-            hits INTEGER NOT NULL,             -- P@1 hits against every gold translation
-            accuracy DOUBLE NOT NULL,          -- 100 * hits / n
-            copies INTEGER NOT NULL,           -- bridge renderings that copied the source word
+            n INTEGER NOT NULL,                -- test words (task word) or sentences (task translate)
+            hits INTEGER,                      -- P@1 hits against every gold translation (NULL: translate)
+            accuracy DOUBLE,                   -- 100 * hits / n (NULL: translate)
+            copies INTEGER NOT NULL,           -- bridge renderings that copied the source word or sentence
             calls INTEGER NOT NULL,            -- upstream requests the cell's answers needed
-            seconds DOUBLE NOT NULL            -- summed latency of those requests
+            seconds DOUBLE NOT NULL,           -- summed latency of those requests
+            task VARCHAR DEFAULT 'word',       -- word | translate: what was asked (/v1/translate `task`)
+            metric VARCHAR DEFAULT 'p@1',      -- p@1 (word) | chrf++ | bleu (translate), 0-100
+            score DOUBLE                       -- the metric's value (p@1: = accuracy)
         )""",
-    # The route the server follows per (source, target): a bridge only when its paired gain over direct on
-    # held-out words was significant (index_builder.evaluation.decision). One row per pair; re-calibrating
-    # replaces it. Accuracies are fractions in [0, 1] on the same `n` words.
+    # The route the server follows per (source, target, task): a bridge only when its paired gain over
+    # direct on held-out words (task word) or sentences (task translate: chrF++ / 100) was significant
+    # (index_builder.evaluation.decision). One row per pair and task; re-calibrating replaces it.
+    # Accuracies are fractions in [0, 1] on the same `n` words or sentences.
     "routing_decisions": """
         CREATE TABLE IF NOT EXISTS routing_decisions (
             source VARCHAR NOT NULL,
@@ -150,6 +154,18 @@ OPTIONAL_TABLES: dict[str, str] = {
             model VARCHAR,
             endpoint VARCHAR,
             created_at TIMESTAMP,
-            PRIMARY KEY (source, target)
+            task VARCHAR NOT NULL DEFAULT 'word', -- word | translate: the requests the decision routes
+            PRIMARY KEY (source, target, task)
         )""",
 }
+
+# What brings an older index's optional tables up to the definitions above, run after them on every write
+# (each statement is idempotent): evaluation rows from before `task`/`metric`/`score` are word P@1 rows.
+OPTIONAL_MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE evaluations ALTER COLUMN hits DROP NOT NULL",
+    "ALTER TABLE evaluations ALTER COLUMN accuracy DROP NOT NULL",
+    "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS task VARCHAR DEFAULT 'word'",
+    "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS metric VARCHAR DEFAULT 'p@1'",
+    "ALTER TABLE evaluations ADD COLUMN IF NOT EXISTS score DOUBLE",
+    "UPDATE evaluations SET score = accuracy WHERE score IS NULL AND metric = 'p@1'",
+)

@@ -129,28 +129,55 @@ ROUTING_COLUMNS = (
     "model",
     "endpoint",
     "created_at",
+    "task",
 )
+DECISION_TASKS = ("word", "translate")  # `routing_decisions.task`: single words; sentences (chat, qa too)
 
 
-def routing_decisions(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
-    """The stored routing decision per (source, target) as a dict of its columns; {} without the table."""
+def routing_decisions(con: duckdb.DuckDBPyConnection, task: str = "word") -> dict[tuple[str, str], dict]:
+    """The stored routing decision of `task` per (source, target) as a dict of its columns; {} without the
+    table. Rows of an index from before the `task` column are `word` decisions."""
+    if task not in DECISION_TASKS:
+        raise ValueError(f"task must be one of {', '.join(DECISION_TASKS)}, got {task!r}")
     if not has_table(con, "routing_decisions"):
         return {}
     present = {r[0] for r in con.execute("DESCRIBE routing_decisions").fetchall()}
-    columns = ", ".join(c if c in present else f"NULL AS {c}" for c in ROUTING_COLUMNS)
+    if "task" not in present and task != "word":
+        return {}
+    columns = ", ".join(
+        c if c in present else ("'word' AS task" if c == "task" else f"NULL AS {c}") for c in ROUTING_COLUMNS
+    )
+    where = "WHERE task = ?" if "task" in present else ""
     rows = records(
         con,
-        f"SELECT {columns} FROM routing_decisions ORDER BY source, target, created_at NULLS FIRST",
+        f"SELECT {columns} FROM routing_decisions {where} ORDER BY source, target, created_at NULLS FIRST",
+        [task] if where else [],
     )
     return {(r["source"], r["target"]): r for r in rows}  # the latest row of a pair wins
 
 
+def migrate_routing_decisions(con: duckdb.DuckDBPyConnection) -> None:
+    """Give a `routing_decisions` table from before per-task decisions its `task` column (old rows are
+    `word` decisions) and the (source, target, task) key; a no-op on a current or absent table."""
+    if not has_table(con, "routing_decisions"):
+        return
+    present = [r[0] for r in con.execute("DESCRIBE routing_decisions").fetchall()]
+    if "task" in present:
+        return
+    kept = ", ".join(c for c in ROUTING_COLUMNS if c in present)
+    con.execute("ALTER TABLE routing_decisions RENAME TO routing_decisions_before_task")
+    con.execute(OPTIONAL_TABLES["routing_decisions"])
+    con.execute(f"INSERT INTO routing_decisions ({kept}) SELECT {kept} FROM routing_decisions_before_task")
+    con.execute("DROP TABLE routing_decisions_before_task")
+
+
 def write_routing_decisions(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping]) -> None:
-    """Create `routing_decisions` if needed and insert or replace one row per (source, target)."""
+    """Create `routing_decisions` if needed and insert or replace one row per (source, target, task)."""
     unknown = sorted({k for r in rows for k in r} - set(ROUTING_COLUMNS))
     if unknown:
         raise ValueError(f"routing_decisions has no columns {', '.join(unknown)}")
     con.execute(OPTIONAL_TABLES["routing_decisions"])
+    migrate_routing_decisions(con)
     for row in rows:
         names = [c for c in ROUTING_COLUMNS if c in row]
         con.execute(

@@ -50,7 +50,8 @@ class BridgeIndex:
     languages: dict[str, Language]
     bridges: dict[tuple[str, str], tuple[BridgeChoice, ...]]  # (source, target) → candidates by rank
     lexicon: Lexicon  # probe-split words for gold demonstrations
-    decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # routing_decisions
+    decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # routing_decisions: word
+    sentence_decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # translate
     provenance: dict[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _demo_cache: dict = field(default_factory=dict, repr=False)
@@ -92,8 +93,11 @@ class BridgeIndex:
         choices = self.bridges.get((source, target), ())
         return next((c.probability for c in choices if c.bridge == bridge), None)
 
-    def decision(self, source: str, target: str) -> CalibratedRoute | None:
-        return self.decisions.get((source, target))
+    def decision(self, source: str, target: str, task: str = "word") -> CalibratedRoute | None:
+        """The stored decision of the pair for `task`: `word` decisions route single words, `translate`
+        decisions route sentences, batch translations, chat and qa (no fallback to the word decision)."""
+        table = self.decisions if task == "word" else self.sentence_decisions
+        return table.get((source, target))
 
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
@@ -112,7 +116,7 @@ class BridgeIndex:
     def pairs(self) -> list[dict]:
         """Ranked bridges per pair, and the calibrated decision (`decision`) where there is one."""
         out = []
-        for s, t in sorted(set(self.bridges) | set(self.decisions)):
+        for s, t in sorted(set(self.bridges) | set(self.decisions) | set(self.sentence_decisions)):
             pair: dict = {
                 "source": s,
                 "target": t,
@@ -122,6 +126,8 @@ class BridgeIndex:
             }
             if (s, t) in self.decisions:
                 pair["decision"] = self.decisions[(s, t)].summary()
+            if (s, t) in self.sentence_decisions:
+                pair["translate_decision"] = self.sentence_decisions[(s, t)].summary()
             out.append(pair)
         return out
 
@@ -161,7 +167,8 @@ def _read(con, path: Path) -> BridgeIndex:
     }
     # Every dictionary entry: probe words make demonstrations, test words are reserved for evaluation.
     lexicon = Lexicon(read.dictionary_entries(con), CATEGORY_PREFERENCE)
-    decisions = _decisions(con, path, languages)
+    decisions = _decisions(con, path, languages, "word")
+    sentence_decisions = _decisions(con, path, languages, "translate")
     report = health_from_connection(con)
     if report.verdict == "degenerate":
         log.warning(
@@ -176,14 +183,18 @@ def _read(con, path: Path) -> BridgeIndex:
         bridges=bridges,
         lexicon=lexicon,
         decisions=decisions,
+        sentence_decisions=sentence_decisions,
         provenance=provenance(con),
     )
 
 
-def _decisions(con, path: Path, languages: dict[str, Language]) -> dict[tuple[str, str], CalibratedRoute]:
-    """The optional `routing_decisions` table; a row the server cannot follow stops the load."""
+def _decisions(
+    con, path: Path, languages: dict[str, Language], task: str
+) -> dict[tuple[str, str], CalibratedRoute]:
+    """The `task` rows of the optional `routing_decisions` table; a row the server cannot follow stops the
+    load."""
     out: dict[tuple[str, str], CalibratedRoute] = {}
-    for (s, t), row in routing_decisions(con).items():
+    for (s, t), row in routing_decisions(con, task).items():
         decision = row["decision"]
         if s not in languages or t not in languages or s == t:
             raise IndexLoadError(f"{path}: routing_decisions has a row for an unknown pair {s}→{t}")

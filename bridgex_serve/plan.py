@@ -36,7 +36,7 @@ class IndexView(Protocol):
     def language_codes(self) -> list[str]: ...
     def best_bridge(self, source: str, target: str) -> tuple[str, float] | None: ...
     def bridge_probability(self, source: str, target: str, bridge: str) -> float | None: ...
-    def decision(self, source: str, target: str) -> CalibratedRoute | None: ...
+    def decision(self, source: str, target: str, task: str = "word") -> CalibratedRoute | None: ...
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]: ...
@@ -174,7 +174,7 @@ def plan_request(
         target = target or source
 
     route = choose_route(
-        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route
+        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route, task
     )
     if isinstance(route, Passthrough):
         return route
@@ -227,13 +227,15 @@ def choose_route(
     force: bool,
     uncalibrated: str,
     route: str = "auto",
+    task: str = "word",
 ) -> Route | Passthrough:
     """The bridge (None: direct) for a pair, and where that choice came from.
 
     Order: the client's `bridge`; the client's `route` (`direct`, or `hsic`: the rank-1 bridge whatever
     the calibration and the low-resource gate say); pairs without a low-resource language pass through
     (unless `force`); the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or
-    direct, per `uncalibrated`. A same-language request (qa, chat) is never calibrated.
+    direct, per `uncalibrated`. A same-language request (qa, chat) is never calibrated. The decision is
+    the one of the request's task: `word` for a single word, `translate` for everything else.
     """
     if uncalibrated not in UNCALIBRATED:
         raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
@@ -252,7 +254,8 @@ def choose_route(
         return ranked[0], ranked[1], "hsic", None
     if not force and source not in low_resource and target not in low_resource:
         return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
-    decision = index.decision(source, target) if source != target else None
+    kind = "word" if task == "word" else "translate"
+    decision = index.decision(source, target, kind) if source != target else None
     if decision is not None:
         bridge = decision.bridge
         probability = index.bridge_probability(source, target, bridge) if bridge else None

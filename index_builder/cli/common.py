@@ -67,7 +67,7 @@ def _band(_ctx, _param, value: str) -> tuple[float, float]:
     return lo, hi
 
 
-def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
+def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[[Callable], Callable]:
     """The options `eval` and `calibrate` share (written once, as datasette's publish commands share
     theirs): the index, the endpoint and model, the pairs, the dictionaries, how the server is asked."""
     options = [
@@ -81,7 +81,7 @@ def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
         click.option(
             "--model", required=True, help="Model name the endpoint serves (the request's `model`)."
         ),
-        click.option("--pairs", required=True, help=pairs_help),
+        click.option("--pairs", required=pairs_required, help=pairs_help),
         click.option(
             "--dictionaries",
             "dict_source",
@@ -90,6 +90,20 @@ def measuring_options(pairs_help: str) -> Callable[[Callable], Callable]:
         ),
         click.option(
             "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+        ),
+        click.option(
+            "--task",
+            default="word",
+            show_default=True,
+            type=click.Choice(["word", "translate"]),
+            help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate, "
+            "task translate: the proxy's sentence path).",
+        ),
+        click.option(
+            "--test-dir",
+            type=click.Path(path_type=Path),
+            help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with "
+            "dev/ or devtest/); default: the shipped sentence set.",
         ),
         click.option(
             "--mode",

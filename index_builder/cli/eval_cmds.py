@@ -18,8 +18,15 @@ def _eval_command(cfg, out: Path) -> str:
     import shlex
 
     args = ["bridgex-index", "eval", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model, "--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
-    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--model", cfg.model, "--task", cfg.task]
+    if cfg.pairs:  # none: a --test-dict-dir's own pairs
+        args += ["--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
+    if cfg.task == "translate":
+        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
+    elif cfg.test_dict_dir is not None:
+        args += ["--test-dict-dir", cfg.test_dict_dir]
+    else:
+        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
     args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.words != "all":
         args += ["--words", cfg.words]
@@ -32,7 +39,16 @@ def _eval_command(cfg, out: Path) -> str:
 
 
 @click.command(name="eval")
-@measuring_options("Comma-separated source-target pairs, e.g. sw-he,id-ja.")
+@measuring_options(
+    "Comma-separated source-target pairs, e.g. sw-he,id-ja (with --test-dict-dir: default its files' pairs).",
+    pairs_required=False,
+)
+@click.option(
+    "--test-dict-dir",
+    type=click.Path(path_type=Path),
+    help="MUSE test dictionaries <src>-<trg>.txt not used in the build (instead of the index's held-out "
+    "split; entries with a probe word of the index are dropped).",
+)
 @click.option(
     "--strategies",
     default="direct,english,bridgex,all-bridges",
@@ -55,7 +71,20 @@ def _eval_command(cfg, out: Path) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Count the requests (and how many are cached); call nothing.")
 @fails_cleanly
-def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, dry_run, **opts) -> None:
+def eval_cmd(
+    index: Path,
+    dict_source,
+    dict_dir,
+    task,
+    test_dir,
+    test_dict_dir,
+    pairs,
+    strategies,
+    out,
+    quiet,
+    dry_run,
+    **opts,
+) -> None:
     """Bilingual lexicon induction through an endpoint: does the index's bridge beat the alternatives?"""
     import re
 
@@ -66,13 +95,15 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     from ..reporting.markdown import summary_lines, table, write_report
 
     try:
-        if (dict_source is None) == (dict_dir is None):
-            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pairs)
         cfg = EvalConfig(
             index=index,
-            pairs=parse_pairs(pairs),
-            dictionaries="cldr" if dict_source else str(dict_dir),
+            pairs=parse_pairs(pairs) if pairs is not None else [],
+            dictionaries="cldr" if dict_source else str(dict_dir or ""),
             strategies=parse_strategies(strategies),
+            task=task,
+            test_dir=str(test_dir) if test_dir is not None else None,
+            test_dict_dir=str(test_dict_dir) if test_dict_dir is not None else None,
             **opts,
         )
         safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.model)
@@ -89,6 +120,9 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     except EvaluationError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
+    if cfg.task == "translate":
+        _report_sentences(cfg, result, out)
+        return
     gains = paired_gains(result.tasks, cfg.strategies, result.answers)
     click.echo(table(result.summaries, result.overall))
     click.echo("")
@@ -105,7 +139,7 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
         "model": cfg.model,
         "endpoint": cfg.endpoint,
         "index": f"{index.name} (built from {prov.get('model', '?')}, {prov.get('created_at', '?')})",
-        "dictionaries": cfg.dictionaries,
+        "dictionaries": _test_set_line(cfg.test_set) if cfg.test_set else cfg.dictionaries,
         "mode": cfg.mode,
         "shots": str(cfg.shots),
         "test words per pair": str(cfg.limit) if cfg.limit else "all",
@@ -121,6 +155,62 @@ def eval_cmd(index: Path, dict_source, dict_dir, pairs, strategies, out, quiet, 
     report, chart = write_report(out, result.summaries, result.overall, meta, cfg.command, breakdown, gains)
     click.echo(
         f"wrote {report} and {chart}; {result.upstream_calls} upstream calls, {result.cached_calls} cached"
+    )
+
+
+def _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pairs) -> None:
+    """The test-set flags fit together: sentences (`--task translate`, optional `--test-dir`), the index's
+    held-out words (exactly one of `--dictionaries cldr` / `--dict-dir`), or `--test-dict-dir` alone."""
+    from ..evaluation.client import EvaluationError
+
+    if task == "translate":
+        if dict_source is not None or dict_dir is not None or test_dict_dir is not None:
+            raise EvaluationError("--task translate reads sentences (--test-dir), not dictionaries")
+        if pairs is None:
+            raise EvaluationError("--pairs is required with --task translate")
+    elif test_dir is not None:
+        raise EvaluationError("--test-dir is a sentence set: give --task translate (or --test-dict-dir)")
+    elif test_dict_dir is not None:
+        if dict_source is not None or dict_dir is not None:
+            raise EvaluationError("--test-dict-dir replaces --dictionaries and --dict-dir: give only it")
+    elif (dict_source is None) == (dict_dir is None):
+        raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+    elif pairs is None:
+        raise EvaluationError("--pairs is required (it is optional only with --test-dict-dir)")
+
+
+def _report_sentences(cfg, result, out: Path) -> None:
+    """Print and write what a `--task translate` run measured."""
+    from ..evaluation.sentence_results import cell_lines
+    from ..reporting.markdown import write_sentence_report
+
+    lines = cell_lines(result.sentence_cells)
+    for line in lines:
+        click.echo(line)
+    test_set = cfg.test_set or {}
+    meta = {
+        "model": cfg.model,
+        "endpoint": cfg.endpoint,
+        "index": str(cfg.index),
+        "test set": f"{test_set.get('name')} ({test_set.get('kind')}, sha256 {test_set.get('sha256')})",
+        "sentences per pair": str(cfg.limit) if cfg.limit else "all",
+        "mode": cfg.mode,
+        "shots": str(cfg.shots),
+        "strategies": ", ".join(cfg.strategies),
+        "answers": "bridgex-serve /v1/translate, task translate (the proxy's prompts and routes)",
+        "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
+        "sentences asked": f"{result.upstream_calls} (+{result.cached_calls} answered from the cache)",
+    }
+    report = write_sentence_report(out, lines, meta, cfg.command)
+    click.echo(f"wrote {report}; {result.upstream_calls} upstream calls, {result.cached_calls} cached")
+
+
+def _test_set_line(test_set: dict) -> str:
+    """The report's line for a `--test-dict-dir` test set: name, hash and what was dropped."""
+    dropped = test_set.get("probe_words_dropped", 0)
+    return (
+        f"test set {test_set['name']} ({test_set['path']}, sha256 {str(test_set['sha256'])[:16]}…, "
+        f"{dropped} probe words of the index dropped)"
     )
 
 
@@ -151,8 +241,11 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
     import shlex
 
     args = ["bridgex-index", "calibrate", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model, "--pairs", pairs_arg, "--top", str(top)]
-    args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += ["--model", cfg.model, "--task", cfg.task, "--pairs", pairs_arg, "--top", str(top)]
+    if cfg.task == "translate":
+        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
+    else:
+        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
     args += ["--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.limit is not None:
         args += ["--limit", str(cfg.limit)]
@@ -169,17 +262,20 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
     "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
 )
 @fails_cleanly
-def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quiet: bool, **opts) -> None:
-    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words and
-    store it in the index's `routing_decisions` (what `bridgex-serve` follows after a reload)."""
+def calibrate_cmd(
+    index: Path, pairs: str, dict_source, dict_dir, task: str, test_dir, top: int, quiet: bool, **opts
+) -> None:
+    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words (or,
+    with --task translate, of a sentence set) and store it in the index's `routing_decisions` under its
+    task (what `bridgex-serve` follows after a reload: word decisions for single words, translate
+    decisions for sentences, chat and qa)."""
     from ..evaluation.calibrate import all_pairs, calibrate
     from ..evaluation.client import EvaluationError
     from ..evaluation.config import EvalConfig, parse_pairs
     from ..evaluation.tasks import read_index
 
     try:
-        if (dict_source is None) == (dict_dir is None):
-            raise EvaluationError("give exactly one of --dictionaries cldr or --dict-dir DIR")
+        _check_test_source(task, dict_source, dict_dir, test_dir, None, pairs)
         if top < 1:
             raise EvaluationError(f"--top must be at least 1, got {top}")
         if pairs.strip().lower() == "all":
@@ -191,7 +287,9 @@ def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quie
         cfg = EvalConfig(
             index=index,
             pairs=chosen,
-            dictionaries="cldr" if dict_source else str(dict_dir),
+            dictionaries="cldr" if dict_source else str(dict_dir or ""),
+            task=task,
+            test_dir=str(test_dir) if test_dir is not None else None,
             strategies=("direct", "all-bridges"),
             words="calibration",
             top_bridges=top,
@@ -216,6 +314,6 @@ def calibrate_cmd(index: Path, pairs: str, dict_source, dict_dir, top: int, quie
         )
     r = done.result
     click.echo(
-        f"wrote {len(done.rows)} routing decisions to {index}; {r.upstream_calls} upstream calls, "
+        f"wrote {len(done.rows)} {task} routing decisions to {index}; {r.upstream_calls} upstream calls, "
         f"{r.cached_calls} cached"
     )

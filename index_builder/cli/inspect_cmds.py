@@ -37,7 +37,8 @@ def _check_language(con, code: str | None, flag: str) -> None:
 @fails_cleanly
 def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
     """The ranked bridges per (source, target) pair, and the pair's calibrated decision where stored
-    (`bridgex-index calibrate`): `direct`, a bridge, or `-` (uncalibrated: the server takes rank 1)."""
+    (`bridgex-index calibrate`): `direct`, a bridge, or `-` (uncalibrated: the server takes rank 1); one
+    column for words (`decision`), one for sentences (`translate`, `calibrate --task translate`)."""
     from bridgex_index.read import bridges
     from bridgex_index.store import routing_decisions
 
@@ -45,21 +46,24 @@ def bridges_cmd(index: Path, source, target, top, as_json: bool) -> None:
     _check_language(con, source, "--source")
     _check_language(con, target, "--target")
     rows = [row._asdict() for row in bridges(con, source, target, top)]
-    decisions = routing_decisions(con)
+    decisions, sentence_decisions = routing_decisions(con, "word"), routing_decisions(con, "translate")
     for r in rows:
         stored = decisions.get((r["source"], r["target"]))
         r["decision"] = stored["decision"] if stored else None
+        stored = sentence_decisions.get((r["source"], r["target"]))
+        r["translate_decision"] = stored["decision"] if stored else None
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
     click.echo(
         f"{'source':6} {'target':6} {'rank':>4} {'bridge':6} {'probability':>11} {'score':>10} "
-        f"{'decision':>8}"
+        f"{'decision':>8} {'translate':>9}"
     )
     for r in rows:
         click.echo(
             f"{r['source']:6} {r['target']:6} {r['rank']:>4} {r['bridge']:6} "
-            f"{r['probability']:>11.3f} {r['score']:>10.5f} {r['decision'] or '-':>8}"
+            f"{r['probability']:>11.3f} {r['score']:>10.5f} {r['decision'] or '-':>8} "
+            f"{r['translate_decision'] or '-':>9}"
         )
 
 

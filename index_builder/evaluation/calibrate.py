@@ -1,6 +1,6 @@
 """`bridgex-index calibrate`: measure direct and the best HSIC bridges on the calibration half of the
-held-out words, decide each pair's route (`index_builder.evaluation.decision`), store it in
-`routing_decisions`.
+held-out words (`--task word`) or of a sentence set's lines (`--task translate`), decide each pair's route
+(`index_builder.evaluation.decision`), store it in `routing_decisions` under its task.
 
 The measuring is `bridgex-index eval` (`index_builder.evaluation.run`) with strategies `direct` and
 `all-bridges` limited to the top K candidates and `words="calibration"`: the same prompts, demonstrations,
@@ -20,7 +20,7 @@ from bridgex_index.results import ResultStore
 from . import scoring
 from .client import EvaluationError
 from .config import EvalConfig, Pair
-from .decision import ALPHA, RouteDecision, decide
+from .decision import ALPHA, RouteDecision, decide, decide_sentences
 from .results import RunResult
 from .run import evaluate
 from .tasks import PairTask
@@ -65,6 +65,22 @@ def decide_tasks(
     return out
 
 
+def decide_sentence_tasks(
+    tasks: Sequence[PairTask], answers: Mapping, alpha: float = ALPHA
+) -> dict[Pair, RouteDecision]:
+    """The sentence calibration rule per pair (`decision.decide_sentences`) over the top candidates."""
+    out: dict[Pair, RouteDecision] = {}
+    for task in tasks:
+
+        def said(arm: str | None, task: PairTask = task) -> list[str]:
+            return [answers[(task.pair, i, arm)].answer for i in range(len(task.words))]
+
+        bridges = {arm: said(arm) for _s, arm in task.strategy_arms(["all-bridges"]) if arm is not None}
+        sources, references = [w.word for w in task.words], [w.golds[0] for w in task.words]
+        out[task.pair] = decide_sentences(sources, references, said(None), bridges, task.target, alpha=alpha)
+    return out
+
+
 def calibrate(
     cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None, alpha: float = ALPHA
 ) -> Calibration:
@@ -74,7 +90,10 @@ def calibrate(
     if cfg.words != "calibration":
         raise EvaluationError("calibration measures the calibration half of the test words only")
     result = evaluate(cfg, quiet=quiet, log=log or (lambda msg: print(msg, file=sys.stderr)))
-    decisions = decide_tasks(result.tasks, result.answers, alpha)
+    if cfg.task == "translate":
+        decisions = decide_sentence_tasks(result.tasks, result.answers, alpha)
+    else:
+        decisions = decide_tasks(result.tasks, result.answers, alpha)
     created = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = [
         d.row(s, t, model=cfg.model, endpoint=cfg.endpoint, created_at=created)

@@ -9,6 +9,7 @@ from .client import (
     EvaluationError,
 )
 
+TASKS = ("word", "translate")  # word: BLI P@1 on dictionaries; translate: sentence chrF++ on a parallel set
 STRATEGIES = ("direct", "english", "bridgex", "calibrated", "all-bridges")
 WORD_SETS = ("all", "calibration", "evaluation")
 MODES = ("chain", "two-step")  # the server's bridged modes (it validates them too)
@@ -28,7 +29,7 @@ class EvalConfig:
     endpoint: str
     model: str
     pairs: list[Pair]
-    dictionaries: str  # "cldr", or a directory of MUSE files
+    dictionaries: str  # "cldr", a directory of MUSE files, or "" with `test_dict_dir`
     strategies: tuple[str, ...] = STRATEGIES
     mode: str = DEFAULT_MODE
     shots: int = DEFAULT_SHOTS
@@ -40,6 +41,10 @@ class EvalConfig:
         "all"  # all | calibration | evaluation: which half of the test words (calibration.split_words)
     )
     top_bridges: int | None = None  # all-bridges: only the index's best N candidates (None = every one)
+    task: str = "word"  # word | translate: the `/v1/translate` task asked and how answers are scored
+    test_dir: str | None = None  # translate: a parallel set DIR/<lang>.txt or FLORES-200 (None: shipped set)
+    test_dict_dir: str | None = None  # MUSE test dictionaries not used in the build (replaces the split)
+    test_set: dict | None = None  # the test set's provenance (name, hash, ...), filled in when read
     api_key: str | None = None
     command: str = ""
 

@@ -81,6 +81,8 @@ class RouteDecision:
     test: str  # e.g. "mcnemar-exact-one-sided+holm(alpha=0.05); ci=newcombe-paired(0.95)"
     alpha: float
     comparisons: tuple[Comparison, ...]
+    task: str = "word"  # the requests the decision routes: word, or translate (decided on sentences)
+    candidates: int | None = None  # bridges tested when `comparisons` does not list them (sentences)
 
     def row(
         self,
@@ -105,10 +107,11 @@ class RouteDecision:
             "ci_high": self.ci_high,
             "p_value": self.p_value,
             "test": self.test,
-            "candidates": len(self.comparisons),
+            "candidates": self.candidates if self.candidates is not None else len(self.comparisons),
             "model": model,
             "endpoint": endpoint,
             "created_at": created_at,
+            "task": self.task,
         }
 
 
@@ -249,6 +252,64 @@ def decide(
         test=test,
         alpha=alpha,
         comparisons=comparisons,
+    )
+
+
+SENTENCE_TEST = "paired-bootstrap-chrf++-one-sided+holm"
+
+
+def decide_sentences(
+    sources: Sequence[str],
+    references: Sequence[str],
+    direct: Sequence[str],
+    bridges: Mapping[str, Sequence[str]],
+    target: str,
+    *,
+    alpha: float = ALPHA,
+    n_boot: int = 1000,
+) -> RouteDecision:
+    """Choose direct or a bridge for sentence translation from the answers of every route to the same
+    sentences: per candidate, corpus chrF++ against direct by paired bootstrap (one-sided p = share of
+    resamples where the bridge is not better), Holm over the candidates; the route is the best-scoring
+    candidate whose adjusted p <= alpha, else direct. Accuracies in the result are chrF++ / 100."""
+    from .sentence_scoring import CHRF_PP, corpus_score, paired_bootstrap
+
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if not sources or not len(sources) == len(references) == len(direct):
+        raise ValueError(
+            "sentence calibration needs the same sentences (and one answer each) for every route"
+        )
+    base = corpus_score(CHRF_PP, direct, references, target) / 100
+    compared = {
+        bridge: paired_bootstrap(CHRF_PP, said, direct, references, target, n_boot)
+        for bridge, said in sorted(bridges.items())
+    }
+    adjusted = dict(zip(compared, holm([c.p_value for c in compared.values()]), strict=True))
+    best_first = sorted(compared, key=lambda b: (-compared[b].score, adjusted[b], b))
+    chosen = next((b for b in best_first if adjusted[b] <= alpha), None)
+    reported = chosen or (best_first[0] if best_first else None)
+    test = f"{SENTENCE_TEST}(alpha={alpha:g}); ci=percentile({CONFIDENCE:g})"
+    n = len(sources)
+    if reported is None:
+        unmeasured = (None, None, None, None, None)
+        return RouteDecision("direct", None, n, base, *unmeasured, test, alpha, (), "translate", 0)
+    c = compared[reported]
+    return RouteDecision(
+        decision=chosen or "direct",
+        bridge=reported,
+        n=n,
+        direct_accuracy=base,
+        bridge_accuracy=c.score / 100,
+        gain=c.delta / 100,
+        ci_low=c.low / 100,
+        ci_high=c.high / 100,
+        p_value=adjusted[reported],
+        test=test,
+        alpha=alpha,
+        comparisons=(),
+        task="translate",
+        candidates=len(compared),
     )
 
 

@@ -52,6 +52,7 @@ class RunResult:
     complete: bool
     provenance: dict[str, str] = field(default_factory=dict)
     answers: dict[tuple[Pair, int, str | None], WordAnswer] = field(default_factory=dict)
+    sentence_cells: list = field(default_factory=list)  # task translate: sentence_results.SentenceCell
 
 
 def build_cells(
@@ -184,26 +185,24 @@ def write_results(con, cfg: EvalConfig, result: RunResult) -> None:
         result.complete,
     ]
     shots = {t.pair: t.shots for t in result.tasks}
-    rows = [
-        (
+
+    def row(c, hits: int | None, accuracy: float | None, task: str, metric: str, score: float) -> tuple:
+        """One `evaluations` row of a word `Cell` or a `SentenceCell`, in the table's column order."""
+        head = (
             result.run_id,
             result.created_at,
             cfg.model,
             cfg.endpoint,
             cfg.mode,
             shots[(c.source, c.target)],
-            c.strategy,
-            c.source,
-            c.target,
-            c.bridge,
-            c.probability,
-            c.n,
-            c.hits,
-            c.accuracy,
-            c.copies,
-            c.calls,
-            c.seconds,
         )
-        for c in result.cells
+        cell = (c.strategy, c.source, c.target, c.bridge, c.probability, c.n)
+        return (*head, *cell, hits, accuracy, c.copies, c.calls, c.seconds, task, metric, score)
+
+    rows = [row(c, c.hits, c.accuracy, "word", "p@1", c.accuracy) for c in result.cells]
+    rows += [
+        row(c, None, None, "translate", metric, score)
+        for c in result.sentence_cells
+        for metric, score in c.scores.items()
     ]
     append_run(con, run, rows)

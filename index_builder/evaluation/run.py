@@ -53,7 +53,7 @@ from .client import (
     base_url,
     bridgex_server,
 )
-from .config import MAX_SHOTS, MODES, WORD_SETS, EvalConfig
+from .config import MAX_SHOTS, MODES, TASKS, WORD_SETS, EvalConfig
 from .results import RunResult, build_cells, summarise, write_results
 from .tasks import IndexData, Job, PairTask, arms_of, make_jobs, plan_tasks, read_index, served_request
 
@@ -66,13 +66,22 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         raise EvaluationError(f"--shots must be 0..{MAX_SHOTS}, got {cfg.shots}")
     if cfg.limit is not None and cfg.limit < 1:
         raise EvaluationError(f"--limit must be at least 1, got {cfg.limit}")
+    if cfg.task not in TASKS:
+        raise EvaluationError(f"--task {cfg.task!r} is not one of {', '.join(TASKS)}")
+    if cfg.task == "translate" and cfg.test_dict_dir is not None:
+        raise EvaluationError("--test-dict-dir is a word test set; --task translate takes --test-dir")
     if cfg.words not in WORD_SETS:
         raise EvaluationError(f"--words {cfg.words!r} is not one of {', '.join(WORD_SETS)}")
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
     base_url(cfg.endpoint)
-    data = read_index(cfg.index)
+    data = read_index(cfg.index, cfg.task)
     tasks = plan_tasks(cfg, data)
+    if cfg.test_set is not None and cfg.test_dict_dir is not None:
+        say(
+            f"test set {cfg.test_set['name']} (sha256 {str(cfg.test_set['sha256'])[:12]}…): "
+            f"{cfg.test_set['probe_words_dropped']} test words are probe words of the index, dropped"
+        )
     for task in tasks:
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
         say(
@@ -159,7 +168,12 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     for task in tasks:
         shots = [a.shots for (pair, _i, _arm), a in answers.items() if pair == task.pair]
         task.shots = min(shots) if shots else 0
-    cells = build_cells(tasks, cfg.strategies, answers)
+    if cfg.task == "translate":
+        from .sentence_results import sentence_cells
+
+        cells, sentences = [], sentence_cells(tasks, cfg.strategies, answers)
+    else:
+        cells, sentences = build_cells(tasks, cfg.strategies, answers), []
     summaries = summarise(tasks, cells)
     result = RunResult(
         run_id=uuid.uuid4().hex[:12],
@@ -174,13 +188,14 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
         complete=error is None,
         provenance=data.provenance,
         answers=answers,
+        sentence_cells=sentences,
     )
     with store.connect() as con:
         write_results(con, cfg, result)
     if error is not None:
         raise EndpointError(
-            f"{error} ({len(answers)} of {len(jobs)} answers done and cached, {len(cells)} complete cells "
-            "written; run the same command again to resume)"
+            f"{error} ({len(answers)} of {len(jobs)} answers done and cached, "
+            f"{len(cells) + len(sentences)} complete cells written; run the same command again to resume)"
         )
     return result
 

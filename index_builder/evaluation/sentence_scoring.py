@@ -7,7 +7,7 @@ every resample (fixed seed), so both are scored on the same sentences. Diagnosti
 score hides: empty answers, answers that copy the source, answers in another language.
 
 The copy normaliser and the language detector are passed in, so the evaluation uses the server's own
-(`bridgex_serve.rewrite.normalise_word`, `bridgex_serve.detect.make_detector`).
+(`bridgex_index.words.normalise_word`, `bridgex_index.detect.make_detector`).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class Comparison:
     delta: float  # score − direct
     low: float
     high: float
+    p_value: float = 1.0  # one-sided: the share of resamples in which the strategy is not better (≤ 0)
 
     @property
     def significant(self) -> bool:
@@ -116,7 +117,8 @@ def paired_bootstrap(
     )  # (n_boot,)
     low, high = np.percentile(deltas, [2.5, 97.5])
     score, base = _score(m, ours.sum(axis=0)), _score(m, theirs.sum(axis=0))
-    return Comparison(name, n, score, base, score - base, float(low), float(high))
+    p_value = float(np.mean(deltas <= 0))
+    return Comparison(name, n, score, base, score - base, float(low), float(high), p_value)
 
 
 @dataclass(frozen=True)

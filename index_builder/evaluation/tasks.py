@@ -88,8 +88,9 @@ class IndexData:
     decisions: dict[Pair, str] = field(default_factory=dict)  # routing_decisions: pair → decision
 
 
-def read_index(path: Path) -> IndexData:
-    """Read languages, bridges and dictionary entries (raises store.IndexReadError for a bad file)."""
+def read_index(path: Path, task: str = "word") -> IndexData:
+    """Read languages, bridges, dictionary entries and the routing decisions of `task` (raises
+    store.IndexReadError for a bad file)."""
     from bridgex_index import read
     from bridgex_index.store import open_index, provenance, routing_decisions
 
@@ -101,7 +102,7 @@ def read_index(path: Path) -> IndexData:
             for pair, rows in read.ranked_by_pair(read.bridges(con)).items()
         }
         entries = [tuple(row) for row in read.dictionary_entries(con)]
-        decisions = {pair: row["decision"] for pair, row in routing_decisions(con).items()}
+        decisions = {pair: row["decision"] for pair, row in routing_decisions(con, task).items()}
         return IndexData(provenance(con), names, bridges, entries, decisions)
     finally:
         con.close()
@@ -116,19 +117,49 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
                 raise EvaluationError(
                     f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
                 )
-    bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
     if cfg.top_bridges is not None and cfg.top_bridges < 1:
         raise EvaluationError(f"--top must be at least 1, got {cfg.top_bridges}")
-    params = json.loads(data.provenance.get("parameters") or "{}")
-    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
-    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
     probe_words: dict[str, set[str]] = {}
     for a, b, wa, wb, *_rest, split in data.entries:
         if split == "probe":
             probe_words.setdefault(a, set()).add(wa)
             probe_words.setdefault(b, set()).add(wb)
+    if cfg.task == "translate":
+        test_entries = _sentence_entries(cfg)
+        probe_words = {}  # a sentence is never a demonstration word
+    elif cfg.test_dict_dir is not None:
+        test_entries = _test_dict_entries(cfg, known, probe_words)
+    else:
+        test_entries = _held_out_entries(cfg, data, known)
 
+    bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
     tasks = []
+    for s, t in cfg.pairs:
+        pair_entries, categories = test_entries[(s, t)]
+        words, dropped = select_test_words(
+            pair_entries, probe_words.get(s, set()), cfg.limit, (s, t), categories, cfg.words
+        )
+        if not words:
+            raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
+        candidates = data.bridges.get((s, t), [])
+        if bridged and not candidates:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
+        task = PairTask(s, t, words, candidates, [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
+        task.arms = arms_of(task, cfg.strategies)
+        tasks.append(task)
+    return tasks
+
+
+TestEntries = dict[Pair, tuple[list[tuple[str, str]], dict[str, str | None]]]
+
+
+def _held_out_entries(cfg: EvalConfig, data: IndexData, known: list[str]) -> TestEntries:
+    """Per pair: the index's held-out (source word, target word) entries and their categories, checked
+    against the same split recomputed from the dictionaries the user names."""
+    params = json.loads(data.provenance.get("parameters") or "{}")
+    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
+    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
+    out: TestEntries = {}
     for s, t in cfg.pairs:
         index_test = _oriented(data.entries, (s, t), "test")
         if not index_test:
@@ -140,19 +171,72 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
                 f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
                 "give the dictionaries the index was built from"
             )
-        categories = _categories(data.entries, (s, t))
-        words, dropped = select_test_words(
-            index_test, probe_words.get(s, set()), cfg.limit, (s, t), categories, cfg.words
+        out[(s, t)] = index_test, _categories(data.entries, (s, t))
+    return out
+
+
+def _test_dict_entries(cfg: EvalConfig, known: list[str], probe_words: dict[str, set[str]]) -> TestEntries:
+    """Per pair: the entries of a MUSE test directory (`--test-dict-dir`), minus every entry with a probe
+    word of the index on either side (demonstrations come from the probe split, so no demonstration word is
+    a test word). Fills in `cfg.pairs` (from the file names when none were given) and `cfg.test_set`."""
+    from .testsets import TestSetError, read_muse_test_dir
+
+    try:
+        test_set = read_muse_test_dir(cfg.test_dict_dir or "", known, cfg.pairs or None)
+    except TestSetError as err:
+        raise EvaluationError(f"--test-dict-dir: {err}") from None
+    probes = [f"{lang}:{w}" for lang, words in probe_words.items() for w in words]
+    overlap = test_set.overlap(probes)
+    kept = test_set.without(overlap)
+    cfg.pairs = test_set.pairs
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        d = kept.dictionaries.get((s, t))
+        if d is None:
+            where = test_set.path / f"{s}-{t}.txt"
+            raise EvaluationError(f"--test-dict-dir: {where}: every entry has a probe word of the index")
+        out[(s, t)] = [(e.source_word, e.target_word) for e in d.entries], {}
+    cfg.test_set = {**kept.provenance(), "probe_words_dropped": len(overlap)}
+    return out
+
+
+def read_sentence_set(cfg: EvalConfig, languages: Sequence[str]):
+    """The parallel set of a translate evaluation: `--test-dir` (line-aligned `<lang>.txt`, or FLORES-200
+    with `dev/` or `devtest/`), else the shipped set; a TestSetError becomes an EvaluationError."""
+    from .testsets import TestSetError, read_flores, read_parallel_dir, shipped_sentences
+
+    try:
+        if cfg.test_dir is None:
+            return shipped_sentences(languages)
+        directory = Path(cfg.test_dir)
+        flores = directory.name in ("dev", "devtest") or any(
+            (directory / s).is_dir() for s in ("dev", "devtest")
         )
-        if not words:
-            raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
-        candidates = data.bridges.get((s, t), [])
-        if bridged and not candidates:
-            raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
-        task = PairTask(s, t, words, candidates, [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
-        task.arms = arms_of(task, cfg.strategies)
-        tasks.append(task)
-    return tasks
+        if flores:
+            split = directory.name if directory.name in ("dev", "devtest") else "devtest"
+            return read_flores(directory, languages, split)
+        return read_parallel_dir(directory, languages)
+    except TestSetError as err:
+        raise EvaluationError(f"{'--test-dir' if cfg.test_dir else 'shipped sentence set'}: {err}") from None
+
+
+def _sentence_entries(cfg: EvalConfig) -> TestEntries:
+    """Per pair: (source sentence, reference) of the lines both languages have; fills in `cfg.test_set`."""
+    from .testsets import TestSetError
+
+    languages = sorted({code for pair in cfg.pairs for code in pair})
+    sentences = read_sentence_set(cfg, languages)
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        try:
+            pairs = sentences.pair(s, t)
+        except TestSetError as err:
+            raise EvaluationError(f"--pairs {s}-{t}: {err}") from None
+        if not pairs:
+            raise EvaluationError(f"--pairs {s}-{t}: {sentences.name} has no line in both languages")
+        out[(s, t)] = [(p.source, p.target) for p in pairs], {}
+    cfg.test_set = sentences.provenance()
+    return out
 
 
 def arms_of(task: PairTask, strategies: Sequence[str]) -> list[str | None]:
@@ -174,7 +258,7 @@ def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | N
     answers are shared across runs of either mode."""
     options = {
         "model": cfg.model,
-        "task": "word",
+        "task": cfg.task,
         "source": task.source,
         "target": task.target,
         "shots": cfg.shots,

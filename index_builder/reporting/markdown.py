@@ -310,3 +310,20 @@ def write_report(
         markdown(pairs, overall, meta, command, chart.name, categories, gains), encoding="utf-8"
     )
     return report, chart
+
+
+def write_sentence_report(out: Path, lines: Sequence[str], meta: Mapping[str, str], command: str) -> Path:
+    """Write a `--task translate` run's `report.md` (its settings, the command, the per-cell table)."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / REPORT
+    head = [f"# Sentence translation: {meta.get('model', '?')}, {meta.get('mode', '?')} mode", ""]
+    head += [f"- **{key}**: {value}" for key, value in meta.items()]
+    body = ["", "Reproduce:", "", "```", command, "```", "", "```", *lines, "```", ""]
+    notes = [
+        "Corpus chrF++ and BLEU (sacrebleu); Δ is chrF++ minus direct on the same sentences with its 95% "
+        "paired-bootstrap interval (* : the interval excludes 0). empty/copy/wrong-lang: % of answers "
+        "that are empty, copy the source, or are detected in another language than the target.",
+        "",
+    ]
+    report.write_text("\n".join(head + body + notes), encoding="utf-8")
+    return report

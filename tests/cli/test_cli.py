@@ -16,7 +16,7 @@ from index_builder.cli import main
 BIN = Path(sys.executable).parent / "bridgex-index"
 LANGS = ["en", "de", "sw", "he"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-BRIDGE_KEYS = {"source", "target", "bridge", "score", "probability", "rank", "decision"}
+BRIDGE_KEYS = {"source", "target", "bridge", "score", "probability", "rank", "decision", "translate_decision"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -144,7 +144,16 @@ def test_bridges_table_has_a_line_per_bridge(index):
     result = _cli("bridges", index, "--source", "en", "--target", "de")
     assert result.exit_code == 0
     header, *lines = result.stdout.splitlines()
-    assert header.split() == ["source", "target", "rank", "bridge", "probability", "score", "decision"]
+    assert header.split() == [
+        "source",
+        "target",
+        "rank",
+        "bridge",
+        "probability",
+        "score",
+        "decision",
+        "translate",
+    ]
     assert [line.split()[:4] for line in lines] == [
         ["en", "de", str(r["rank"]), r["bridge"]]
         for r in _json("bridges", index, "--source", "en", "--target", "de")

@@ -55,7 +55,7 @@ def test_calibrate_decides_the_bridge_that_wins_significantly(index, oracle):  #
     assert found[("sw", "he")][:3] == ("en", "en", 10)
     assert found[("he", "ja")][:3] == ("en", "en", 10)  # English is rank 2 there: measured, not ranked
     assert all(p < 0.05 and model == "stub" for _d, _b, _n, p, model in found.values())
-    assert "wrote 2 routing decisions" in result.stdout
+    assert "wrote 2 word routing decisions" in result.stdout
     # the calibration half only: every word asked splits to the calibration side
     words = asked_words(oracle.prompts)
     calibration, evaluation = split_words(f"sw:{w}" for w in words)
@@ -108,11 +108,29 @@ def test_bridges_shows_the_stored_decision(index, oracle):  # noqa: F811
     assert "decision" in table.stdout.splitlines()[0]
     he = [line.split() for line in table.stdout.splitlines()[1:] if line.split()[1] == "he"]
     ja = [line.split() for line in table.stdout.splitlines()[1:] if line.split()[1] == "ja"]
-    assert he and all(r[-1] == "en" for r in he) and all(r[-1] == "-" for r in ja)
+    assert he and all(r[-2:] == ["en", "-"] for r in he) and all(r[-2:] == ["-", "-"] for r in ja)
     data = json.loads(cli("bridges", index, "--source", "sw", "--json").stdout)
-    keys = {"source", "target", "bridge", "score", "probability", "rank", "decision"}
+    keys = {"source", "target", "bridge", "score", "probability", "rank", "decision", "translate_decision"}
     assert all(set(r) == keys for r in data)
     assert {r["decision"] for r in data if r["target"] == "he"} == {"en"}
+
+
+def test_translate_calibration_is_stored_beside_the_word_decision(index, oracle):  # noqa: F811
+    oracle.learn_sentences(["en", "sw", "he"])
+    assert cli(*calibrate_args(index, oracle.url, pairs="sw-he")).exit_code == 0
+    args = [
+        a
+        for a in calibrate_args(index, oracle.url, pairs="sw-he", limit=30)
+        if a not in ("--dictionaries", "cldr")
+    ]
+    result = cli(*args, "--task", "translate")
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert "wrote 1 translate routing decisions" in result.stdout
+    found = rows(index, "SELECT task, decision, n, test FROM routing_decisions ORDER BY task")
+    assert [r[:2] for r in found] == [("translate", "en"), ("word", "en")]
+    assert found[0][2] <= 30 and found[0][3].startswith("paired-bootstrap-chrf++")
+    table = cli("bridges", index, "--source", "sw", "--target", "he")
+    assert all(line.split()[-2:] == ["en", "en"] for line in table.stdout.splitlines()[1:])
 
 
 @pytest.mark.parametrize(

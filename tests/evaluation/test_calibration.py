@@ -163,3 +163,19 @@ def test_a_decision_round_trips_through_the_index_table(tmp_path):
     assert stored[("sw", "he")]["candidates"] == 1 and stored[("sw", "he")]["n"] == 100
     with pytest.raises(ValueError, match="no columns"):
         write_routing_decisions(con, [{"source": "sw", "colour": "red"}])
+
+
+def test_sentence_decisions_take_a_bridge_only_when_its_chrf_gain_is_significant():
+    from index_builder.evaluation.decision import decide_sentences
+
+    references = [f"the cat number {i} sat on the mat near door {i}" for i in range(30)]
+    sources = [f"paka namba {i}" for i in range(30)]
+    wrong = ["xyz"] * 30
+    d = decide_sentences(sources, references, wrong, {"en": references, "de": wrong}, "en")
+    assert (d.decision, d.bridge, d.task, d.candidates) == ("en", "en", "translate", 2)
+    assert d.bridge_accuracy == 1.0 and d.p_value == 0.0 and d.ci_low > 0
+    assert d.row("sw", "en")["task"] == "translate" and d.row("sw", "en")["candidates"] == 2
+    same = decide_sentences(sources, references, references, {"en": references}, "en")
+    assert (same.decision, same.p_value, same.gain) == ("direct", 1.0, 0.0)
+    with pytest.raises(ValueError, match="same sentences"):
+        decide_sentences(sources, references[:3], references, {}, "en")

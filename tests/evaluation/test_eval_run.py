@@ -30,6 +30,7 @@ from index_builder.build.pipeline import BuildConfig, validate
 from index_builder.cli import main
 
 LANGS = ["de", "en", "he", "ja", "sw"]
+SENTENCES = Path(__file__).parents[2] / "index_builder" / "data" / "sentences"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The index ranks English first for sw↔he, and (alphabetically) German first everywhere else.
 PREFERRED = {("sw", "he"): ["en", "de", "ja"], ("he", "sw"): ["en", "de", "ja"]}
@@ -127,6 +128,15 @@ class OracleStub:
                 Route("/v1/models", self.models, methods=["GET"]),
             ]
         )
+
+    def learn_sentences(self, languages: list[str]) -> None:
+        """Every line of the shipped sentence set becomes a gold translation of its other languages."""
+        lines = {c: (SENTENCES / f"{c}.txt").read_text(encoding="utf-8").split("\n") for c in languages}
+        names = {c: prompt_name(c) for c in LANGS}
+        for a, b in itertools.permutations(languages, 2):
+            for x, y in zip(lines[a], lines[b], strict=True):
+                if x.strip() and y.strip():
+                    self.gold.setdefault((names[a], x.strip(), names[b]), y.strip())
 
     @staticmethod
     def _field(segment: str) -> tuple[str, str]:
@@ -531,6 +541,169 @@ def test_muse_index_evaluates_with_its_dict_dir(tmp_path):
     assert all(p.count("\n") == 3 for p in stub.prompts)  # three demonstrations in every prompt
 
 
+# ------------------------------------------------------------------------------- --test-dict-dir (MUSE)
+
+
+def muse_test_args(index: Path, endpoint: str, out: Path, test_dir: Path, *extra) -> list:
+    return ["eval", "--index", index, "--endpoint", endpoint, "--model", "stub", "--test-dict-dir", test_dir,
+            "--strategies", "direct,english", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def write_test_dict(index: Path, directory: Path) -> tuple[list[str], str]:
+    """`sw-he.txt` of 5 held-out sw→he entries the stub knows, plus one line whose sw word is a probe word
+    of the index. Returns (the held-out source words, the probe word)."""
+    directory.mkdir()
+    held = {(ws, wt) for s, t, ws, wt, split in entries_of(index) if (s, t, split) == ("he", "sw", "test")}
+    probe = sorted(wt for s, t, _ws, wt, split in entries_of(index) if (s, t, split) == ("he", "sw", "probe"))
+    chosen = sorted((wt, ws) for ws, wt in held if " " not in ws + wt and wt not in probe)[:5]
+    lines = [f"{sw} {he}" for sw, he in chosen] + [f"{probe[0]} שלום"]
+    (directory / "sw-he.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [sw for sw, _he in chosen], probe[0]
+
+
+def test_a_muse_test_dir_is_scored_without_its_probe_words_and_named_in_the_run(index, oracle, tmp_path):
+    words, probe_word = write_test_dict(index, tmp_path / "muse-test")
+    result = cli(*muse_test_args(index, oracle.url, tmp_path / "r", tmp_path / "muse-test"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert probe_word not in asked and set(words) <= asked
+    counts = dict(
+        ((s, t, strategy), (n, acc))
+        for s, t, strategy, n, acc in rows(
+            index, "SELECT source, target, strategy, n, accuracy FROM evaluations"
+        )
+    )
+    assert counts == {("sw", "he", "direct"): (5, 0.0), ("sw", "he", "english"): (5, 100.0)}
+    (params,) = rows(index, "SELECT parameters FROM evaluation_runs")[0]
+    test_set = json.loads(params)["test_set"]
+    assert test_set["name"].startswith("muse-test") and len(test_set["sha256"]) == 64
+    assert test_set["probe_words_dropped"] >= 1 and test_set["pairs"] == ["sw-he"]
+    assert "muse-test" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+def test_test_dict_dir_validation_is_one_line_and_exit_2(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    muse = tmp_path / "t"
+    muse.mkdir()
+    (muse / "sw-xx.txt").write_text("mbwa dog\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*muse_test_args(index, url, tmp_path / "r", muse)), "'xx' is not in the index")
+    (muse / "sw-xx.txt").unlink()
+    (muse / "sw-he.txt").write_text("mbwa כלב\nonlyoneword\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*muse_test_args(index, url, tmp_path / "r", muse)), "sw-he.txt", ":2")
+    args = muse_test_args(index, url, tmp_path / "r", muse, "--pairs", "he-sw")
+    assert_fails_cleanly(cli(*args), "he-sw.txt: no such file")
+    args = muse_test_args(index, url, tmp_path / "r", muse, "--dictionaries", "cldr")
+    assert_fails_cleanly(cli(*args), "--test-dict-dir replaces --dictionaries")
+    assert_fails_cleanly(
+        cli(*muse_test_args(index, url, tmp_path / "r", tmp_path / "none")), "--test-dict-dir"
+    )
+
+
+# ------------------------------------------------------------------------------ --task translate
+
+
+def translate_args(index: Path, endpoint: str, out: Path, *extra, pairs: str = "sw-he") -> list:
+    return ["eval", "--index", index, "--endpoint", endpoint, "--model", "stub", "--task", "translate",
+            "--pairs", pairs, "--limit", "6", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def test_sentences_are_scored_with_chrf_per_strategy_against_direct(index, oracle, tmp_path):
+    oracle.learn_sentences(["en", "sw", "he"])
+    args = translate_args(index, oracle.url, tmp_path / "r", "--strategies", "direct,english,bridgex")
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    sw = [line.strip() for line in (SENTENCES / "sw.txt").read_text(encoding="utf-8").split("\n")]
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert len(asked) == 6 and asked <= set(sw)
+    got = {
+        (strategy, metric): (task, n, hits, score)
+        for strategy, task, metric, n, hits, score in rows(
+            index, "SELECT strategy, task, metric, n, hits, score FROM evaluations"
+        )
+    }
+    # the stub answers right only through English: that route is the reference itself, cut at its first
+    # quote (the prompt's closing quote) where the reference has one
+    assert got[("english", "chrf++")][:3] == ("translate", 6, None)
+    assert got[("english", "chrf++")][3] > 90.0 and got[("english", "bleu")][3] > 80.0
+    assert got[("direct", "chrf++")][3] < 10.0
+    assert set(got) == {(s, m) for s in ("direct", "english", "bridgex") for m in ("chrf++", "bleu")}
+    assert "english" in result.stdout and "*" in result.stdout  # +Δ with an interval that excludes 0
+    (params,) = rows(index, "SELECT parameters FROM evaluation_runs")[0]
+    test_set = json.loads(params)["test_set"]
+    assert test_set["name"] == "bridgex-django-sentences" and len(test_set["sha256"]) == 64
+    assert "chrF++" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+OLD_EVALUATIONS = """CREATE TABLE evaluations (run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL, endpoint VARCHAR NOT NULL, mode VARCHAR NOT NULL, shots INTEGER NOT NULL,
+    strategy VARCHAR NOT NULL, source VARCHAR NOT NULL, target VARCHAR NOT NULL, bridge VARCHAR,
+    probability DOUBLE, n INTEGER NOT NULL, hits INTEGER NOT NULL, accuracy DOUBLE NOT NULL,
+    copies INTEGER NOT NULL, calls INTEGER NOT NULL, seconds DOUBLE NOT NULL)"""
+
+
+def test_an_index_with_old_evaluation_rows_gains_task_metric_and_score(index, oracle, tmp_path):
+    con = duckdb.connect(str(index))
+    con.execute(OLD_EVALUATIONS)
+    con.execute("INSERT INTO evaluations VALUES ('old', now(), 'm', 'e', 'chain', 3, 'direct', 'sw', 'he',"
+                " NULL, NULL, 4, 1, 25.0, 0, 4, 1.0)")  # fmt: skip
+    con.close()
+    oracle.learn_sentences(["sw", "he"])
+    result = cli(*translate_args(index, oracle.url, tmp_path / "t", "--strategies", "direct"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    result = cli(*eval_args(index, oracle.url, tmp_path / "w", "--strategies", "direct", pairs="sw-he"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    got = rows(index, "SELECT run_id = 'old', task, metric, score = accuracy FROM evaluations ORDER BY ALL")
+    assert got == [
+        (False, "translate", "bleu", None),
+        (False, "translate", "chrf++", None),
+        (False, "word", "p@1", True),
+        (True, "word", "p@1", True),
+    ]
+
+
+def test_a_flores_layout_is_read_as_the_test_dir(index, oracle, tmp_path):
+    flores = tmp_path / "flores" / "devtest"
+    flores.mkdir(parents=True)
+    (flores / "swh_Latn.devtest").write_text("Habari ya asubuhi\nAsante sana\n", encoding="utf-8")
+    (flores / "heb_Hebr.devtest").write_text("בוקר טוב\nתודה רבה\n", encoding="utf-8")
+    args = translate_args(index, oracle.url, tmp_path / "r", "--test-dir", tmp_path / "flores")
+    result = cli(*args, "--strategies", "direct")
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    asked = {OracleStub._field(p.split("\n")[-1].split("→")[0])[1] for p in oracle.prompts}
+    assert asked == {"Habari ya asubuhi", "Asante sana"}
+    assert rows(index, "SELECT DISTINCT task, n FROM evaluations") == [("translate", 2)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--dictionaries", "cldr"], ["--task translate reads sentences"]),
+        (["--test-dir", "/nonexistent/set"], ["--test-dir", "no such"]),
+    ],
+)
+def test_translate_validation_is_one_line_and_exit_2(index, tmp_path, extra, needles):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*translate_args(index, url, tmp_path / "r", *extra)), *needles)
+
+
+def test_a_sentence_set_without_a_pair_language_is_refused(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    parallel = tmp_path / "set"
+    parallel.mkdir()
+    for code in ("sw", "he"):
+        (parallel / f"{code}.txt").write_text("a\nb\n", encoding="utf-8")
+    args = translate_args(index, url, tmp_path / "r", "--test-dir", parallel, pairs="sw-ja")
+    assert_fails_cleanly(cli(*args), "ja.txt: no such file")
+    (parallel / "ja.txt").write_text("a\n", encoding="utf-8")
+    assert_fails_cleanly(cli(*args), "lines where the other files have")
+
+
+def test_test_dir_without_translate_is_refused(index, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    args = eval_args(index, url, tmp_path / "r", "--test-dir", tmp_path)
+    assert_fails_cleanly(cli(*args), "--test-dir is a sentence set")
+
+
 # ------------------------------------------------------------------------------------ real vLLM (slow)
 
 
@@ -570,3 +743,28 @@ def test_two_step_against_real_vllm(vllm_tiny, index, tmp_path):  # noqa: F811
         ("bridgex", 4),
         ("direct", 2),
     ]
+
+
+@pytest.mark.slow
+def test_translate_against_real_vllm_with_cache(vllm_tiny, index, tmp_path):  # noqa: F811
+    """Sentences through the proxy's translate path on a random tiny model: scores are meaningless, but
+    every call, answer, score row, interval and the cache are real."""
+    url = vllm_tiny.url + "/v1"
+    args = translate_args(
+        index, url, tmp_path / "r", "--limit", "3", "--strategies", "direct,english,bridgex"
+    )
+    first = cli(*[a if a != "stub" else "tiny" for a in args])
+    assert first.exit_code == 0, (first.stderr, first.exception)
+    made = rows(index, "SELECT upstream_calls FROM evaluation_runs")[0][0]
+    assert made >= 3 * 3  # every sentence × arm asked
+    cells = rows(index, "SELECT task, strategy, metric, n, score FROM evaluations ORDER BY strategy, metric")
+    assert [(s, m) for _t, s, m, _n, _x in cells] == [
+        (s, m) for s in ("bridgex", "direct", "english") for m in ("bleu", "chrf++")
+    ]
+    assert all(t == "translate" and n == 3 and 0 <= x <= 100 for t, _s, _m, n, x in cells)
+    assert "Δ chrF++ vs direct" in first.stdout
+    again = cli(*[a if a != "stub" else "tiny" for a in translate_args(
+        index, f"http://127.0.0.1:{free_port()}/v1", tmp_path / "r", "--limit", "3",
+        "--strategies", "direct,english,bridgex")])  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    assert rows(index, "SELECT upstream_calls FROM evaluation_runs ORDER BY created_at") == [(made,), (0,)]

@@ -38,8 +38,8 @@ class FakeIndex:
     def bridge_probability(self, source, target, bridge):
         return 0.2 if bridge == "de" and {source, target} == {"sw", "he"} else None
 
-    def decision(self, source, target):
-        return self.decisions.get((source, target))
+    def decision(self, source, target, task="word"):
+        return self.decisions.get((source, target)) if task == "word" else None
 
     def demonstrations(self, langs, k, exclude=None):
         rows = [("maji", "water", "מים"), ("Januari", "January", "ינואר"), ("Jumatatu", "Monday", "יום שני")]

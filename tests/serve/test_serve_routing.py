@@ -24,6 +24,8 @@ from bridgex_serve.settings import Settings
 DECISIONS = [
     decision("sw", "he", "direct"),  # calibrated: direct beats every bridge for sw → he
     decision("he", "sw", "de"),  # calibrated: German, not HSIC's English, for he → sw
+    decision("sw", "he", "direct", task="translate"),  # the same on sentences
+    decision("he", "sw", "de", task="translate"),
 ]
 
 
@@ -71,10 +73,55 @@ def test_calibrated_direct_gives_the_direct_word_prompt(calibrated):
     assert p.demos == (("kilogramu", "קילוגרם"), ("Januari", "ינואר"), ("Februari", "פברואר"))
 
 
-def test_calibrated_direct_passes_other_tasks_through_unchanged(calibrated):
-    p = plan(load_index(calibrated), text="Habari ya asubuhi", task="translate", target="he")
+def test_calibrated_direct_passes_other_tasks_through_unchanged(tmp_path):
+    path = write_index(tmp_path / "i.duckdb", decisions=[decision("sw", "he", "direct", task="translate")])
+    p = plan(load_index(path), text="Habari ya asubuhi", task="translate", target="he")
     assert isinstance(p, Passthrough) and p.label == "calibrated_direct"
     assert p.decision_source == "calibrated"
+
+
+def test_each_task_follows_the_decision_of_its_task(tmp_path):
+    """Single words follow the word decision; sentences, chat and qa the translate one; a task without a
+    decision of its own takes the uncalibrated route (never the other task's decision)."""
+    rows = [decision("sw", "he", "direct"), decision("sw", "he", "de", task="translate")]
+    index = load_index(write_index(tmp_path / "i.duckdb", decisions=rows))
+    assert index.decision("sw", "he").decision == "direct"
+    assert index.decision("sw", "he", "translate").decision == "de"
+    word = plan(index, task="word", target="he")
+    assert (word.bridge, word.decision_source) == (None, "calibrated")
+    sentence = "Habari ya asubuhi"
+    for task in ("translate", "auto"):
+        p = plan(index, text=sentence, task=task, target="he")
+        assert (p.bridge, p.decision_source, p.calibration.decision) == ("de", "calibrated", "de")
+    assert plan(index, text="maji", task="auto", target="he").decision_source == "calibrated"
+    assert plan(index, text="maji", task="auto", target="he").bridge is None  # one word: the word decision
+    # only a word decision: a sentence takes the uncalibrated route (HSIC rank 1), not the word's direct
+    only_word = load_index(write_index(tmp_path / "w.duckdb", decisions=[decision("sw", "he", "direct")]))
+    p = plan(only_word, text=sentence, task="translate", target="he")
+    assert (p.bridge, p.decision_source) == ("en", "hsic")
+
+
+def test_an_old_routing_table_without_task_is_read_as_word_decisions(tmp_path):
+    path = write_index(tmp_path / "old.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE routing_decisions (source VARCHAR NOT NULL, target VARCHAR NOT NULL, decision VARCHAR "
+        "NOT NULL, bridge VARCHAR, direct_accuracy DOUBLE, bridge_accuracy DOUBLE, n INTEGER, gain DOUBLE, "
+        "ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, test VARCHAR, candidates INTEGER, model VARCHAR, "
+        "endpoint VARCHAR, created_at TIMESTAMP, PRIMARY KEY (source, target))"
+    )
+    con.execute("INSERT INTO routing_decisions (source, target, decision) VALUES ('he', 'sw', 'de')")
+    con.close()
+    index = load_index(path)
+    assert index.decision("he", "sw").bridge == "de" and index.decision("he", "sw", "translate") is None
+    from bridgex_index.results import ResultStore
+    from bridgex_index.store import write_routing_decisions
+
+    with ResultStore(path).connect() as con:  # a write migrates the table: old rows are word decisions
+        write_routing_decisions(con, [decision("he", "sw", "direct", task="translate")])
+    index = load_index(path)
+    assert index.decision("he", "sw").bridge == "de"
+    assert index.decision("he", "sw", "translate").decision == "direct"
 
 
 def test_calibrated_bridge_wins_over_the_hsic_ranking(calibrated):
