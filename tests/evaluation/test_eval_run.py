@@ -756,7 +756,7 @@ def test_translate_against_real_vllm_with_cache(vllm_tiny, index, tmp_path):  # 
     first = cli(*[a if a != "stub" else "tiny" for a in args])
     assert first.exit_code == 0, (first.stderr, first.exception)
     made = rows(index, "SELECT upstream_calls FROM evaluation_runs")[0][0]
-    assert made >= 3 * 3  # every sentence × arm asked
+    assert made >= 2 * 3  # every sentence × arm (english and bridgex share the en arm for sw→he)
     cells = rows(index, "SELECT task, strategy, metric, n, score FROM evaluations ORDER BY strategy, metric")
     assert [(s, m) for _t, s, m, _n, _x in cells] == [
         (s, m) for s in ("bridgex", "direct", "english") for m in ("bleu", "chrf++")
