@@ -213,6 +213,10 @@ def test_proxy_reload_switches_the_bridge(vllm_tiny, serve_index, tmp_path):  # 
         assert bridge() == "de"
 
 
-def test_plugin_reloads_its_index(vllm_tiny):  # noqa: F811
+def test_plugin_admin_is_closed_without_keys(vllm_tiny):  # noqa: F811
+    """The real plugin without BRIDGEX_API_KEYS or vLLM's --api-key refuses /admin/reload (an OpenAI-shaped
+    401); a reload with a key is tested in-process against vLLM's own AuthenticationMiddleware
+    (tests/serve/test_serve_abuse.py)."""
     r = httpx.post(vllm_tiny.url + "/admin/reload", timeout=60)
-    assert r.status_code == 200 and r.json()["status"] == "reloaded"
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/json")
+    assert "BRIDGEX_API_KEYS" in r.json()["error"]["message"]
