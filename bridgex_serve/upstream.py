@@ -103,15 +103,7 @@ class Upstream:
                     data = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.error(exc) from None
-        if resp.status >= 400:
-            raise UpstreamError(resp.status, data)
-        try:
-            out = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(502, message="the upstream answered with invalid JSON") from None
-        if not isinstance(out, dict):
-            raise UpstreamError(502, message="the upstream answered JSON that is not an object")
-        return out
+        return _json_reply(resp.status, data)
 
     async def call_json(self, path: str, body: dict, client_key: str | None) -> dict:
         start = time.perf_counter()
@@ -125,15 +117,7 @@ class Upstream:
                     data = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.error(exc) from None
-        if resp.status >= 400:
-            raise UpstreamError(resp.status, data)
-        try:
-            out = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(502, message="the upstream answered with invalid JSON") from None
-        if not isinstance(out, dict):
-            raise UpstreamError(502, message="the upstream answered JSON that is not an object")
-        return out
+        return _json_reply(resp.status, data)
 
     async def relay(
         self,
@@ -194,3 +178,17 @@ class Upstream:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
         return status
+
+
+def _json_reply(status: int, data: bytes) -> dict:
+    """The JSON object of an upstream answer; a non-2xx status or a body that is not one raises
+    `UpstreamError` (502 for the body)."""
+    if status >= 400:
+        raise UpstreamError(status, data)
+    try:
+        out = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, message="the upstream answered with invalid JSON") from None
+    if not isinstance(out, dict):
+        raise UpstreamError(502, message="the upstream answered JSON that is not an object")
+    return out
