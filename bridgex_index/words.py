@@ -10,7 +10,6 @@ marks are dropped because dictionaries write those words unpointed while models 
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 # Hebrew cantillation and points (U+0591–U+05C7), minus the punctuation in that block:
@@ -26,8 +25,7 @@ _ARABIC_MARKS = (
     | {"\u06e7", "\u06e8"}
     | {chr(c) for c in range(0x06EA, 0x06EE)}
 )
-_DROPPED = frozenset(_HEBREW_MARKS | _ARABIC_MARKS)
-_SPACE = re.compile(r"\s+")
+_DROPPED = dict.fromkeys(map(ord, _HEBREW_MARKS | _ARABIC_MARKS))  # a str.translate table: delete
 
 
 def _edge(ch: str) -> bool:
@@ -38,8 +36,8 @@ def _edge(ch: str) -> bool:
 def normalise_word(text: str) -> str:
     """The comparable form of a word (see the module docstring); `""` for nothing left."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch not in _DROPPED)
-    text = _SPACE.sub(" ", text.casefold())
+    # str.translate and str.split are single fast C passes: a 4 MiB request text normalises in tens of ms
+    text = " ".join(text.translate(_DROPPED).casefold().split())
     start, end = 0, len(text)
     while start < end and _edge(text[start]):
         start += 1

@@ -20,6 +20,8 @@ from .plan import CalibratedRoute
 
 log = logging.getLogger("bridgex_serve.index")
 
+MAX_WORD_CHARS = 256  # longer queries are never compared with demonstration words (linear cost)
+
 # Demonstrations come from common-noun categories first (CLDR names are mostly proper nouns).
 CATEGORY_PREFERENCE = ("unit", "month", "weekday", "day", "currency", "territory", "language")
 
@@ -110,7 +112,9 @@ class BridgeIndex:
         if candidates is None:
             candidates = self.lexicon.select(langs, k + 1)
             self._demo_cache[key] = candidates
-        excluded = copy_key(exclude or "")
+        if not exclude or len(exclude) > MAX_WORD_CHARS:  # a sentence is no demonstration's word
+            return candidates[:k]
+        excluded = copy_key(exclude)
         return tuple(c for c in candidates if copy_key(c[0]) != excluded)[:k]
 
     def pairs(self) -> list[dict]:

@@ -12,7 +12,6 @@ the pair (`routing_decisions`); else, for uncalibrated pairs, the HSIC rank-1 br
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -311,9 +310,8 @@ def split_qa(text: str, passage: str | None) -> tuple[str, str]:
     return head.strip(), tail.strip()
 
 
-_SPACE = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:
     """One line: the chain format is line-based and every call stops at a newline."""
-    return _SPACE.sub(" ", text).strip()
+    return " ".join(text.split())  # str.split: one fast C pass (a regex sub held the GIL 0.5 s on 4 MiB)
