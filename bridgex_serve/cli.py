@@ -99,6 +99,14 @@ def _loop_and_http() -> tuple[str, str]:
     "(env BRIDGEX_UNCALIBRATED; default hsic).",
 )
 @click.option(
+    "--prompt-style",
+    type=click.Choice(["auto", "completion", "chat"]),
+    default=None,
+    show_default=False,
+    help="How word and sentence translations are asked upstream: few-shot completion lines, the chat "
+    "template, or auto (the model family the index was built from; env BRIDGEX_PROMPT_STYLE; default auto).",
+)
+@click.option(
     "--max-body-bytes",
     type=click.IntRange(1),
     default=None,
@@ -156,6 +164,7 @@ def main(
     default_model,
     copy_fallback,
     uncalibrated,
+    prompt_style,
     max_body_bytes,
     max_upstream,
     max_queue,
@@ -182,6 +191,7 @@ def main(
         default_model=default_model,
         copy_fallback=copy_fallback,
         uncalibrated=uncalibrated,
+        prompt_style=prompt_style,
         max_body_bytes=max_body_bytes,
         max_upstream=max_upstream,
         max_queue=max_queue,

@@ -81,3 +81,23 @@ def engine_settings(model: Path | str, backend: str | None = None, **overrides) 
     family = model_family(model)
     settings = FAMILIES.get((family, backend), DEFAULTS[backend]) if family else DEFAULTS[backend]
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def family_of_architecture(architecture: str | None) -> str | None:
+    """The family of a transformers architecture name as an index's provenance records it
+    (`Qwen2ForCausalLM` → `qwen2`, `Gemma3ForCausalLM` → `gemma3`); None when unknown."""
+    if not architecture:
+        return None
+    for suffix in ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "Model"):
+        if architecture.endswith(suffix) and len(architecture) > len(suffix):
+            return architecture[: -len(suffix)].lower()
+    return None
+
+
+def prompt_style_for(architecture: str | None, backend: str | None = None) -> str:
+    """The prompt style of a model family (`FAMILIES`), from the architecture an index was built from;
+    `completion` for a family without an entry."""
+    family = family_of_architecture(architecture)
+    backend = backend or default_backend()
+    entry = FAMILIES.get((family, backend)) if family else None
+    return entry.prompt_style if entry else DEFAULTS[backend].prompt_style

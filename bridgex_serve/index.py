@@ -66,6 +66,9 @@ class BridgeIndex:
     def prompt_name(self, code: str) -> str:
         return self.languages[code].prompt_name
 
+    def english_name(self, code: str) -> str:
+        return self.languages[code].english_name
+
     def language_codes(self) -> list[str]:
         return sorted(self.languages)
 

@@ -22,7 +22,17 @@ from .limits import off_loop
 from .outcome import Outcome
 from .plan import Plan, direct_plan
 from .protocol import ClientRequest, Usage
-from .steps import Step, answer_step, choice_text, clean_answer, clean_bridge, first_step, parse_chain
+from .steps import (
+    Step,
+    answer_step,
+    choice_text,
+    clean_answer,
+    clean_bridge,
+    first_step,
+    parse_chain,
+    read_direct,
+    read_translation,
+)
 from .words import COPY_FALLBACK_TASKS, copy_reason
 
 CallUpstream = Callable[[str, dict], Awaitable[dict]]
@@ -126,9 +136,11 @@ async def run_plans(
     pending: list[int] = []
     for i, (plan, (text, finish)) in enumerate(zip(plans, replies, strict=True)):
         if plan.mode == "direct":
-            outcomes.append(Outcome(plan, clean_bridge(text), None, finish, 1))
+            outcomes.append(Outcome(plan, read_direct(plan, text), None, finish, 1))
             continue
-        if plan.mode == "two-step":
+        if plan.chat_style:
+            bridge, answer = read_translation(plan, text, 2), None
+        elif plan.mode == "two-step":
             bridge, answer = clean_bridge(text), None
         else:
             bridge, answer = parse_chain(plan, req, text)
@@ -140,7 +152,8 @@ async def run_plans(
         replies = await dispatch(second, call, usage, max_batch=max_batch)
         for i, (text, finish) in zip(pending, replies, strict=True):
             outcome = outcomes[i]
-            outcome.answer = clean_answer(text)
+            plan = plans[i]
+            outcome.answer = read_translation(plan, text, 1) if plan.chat_style else clean_answer(text)
             outcome.finish_reason = finish
             outcome.calls = 2
     if copy_fallback:
@@ -163,11 +176,12 @@ async def fall_back_on_copies(
     redo = [(o, r) for o, r in zip(checked_outcomes, reasons, strict=True) if r is not None]
     if not redo:
         return
-    steps = [first_step(direct_plan(o.plan), req) for o, _ in redo]
+    directs = [direct_plan(o.plan) for o, _ in redo]
+    steps = [first_step(p, req) for p in directs]
     replies = await dispatch(steps, call, usage, max_batch=max_batch)
-    for (outcome, reason), (text, finish) in zip(redo, replies, strict=True):
+    for (outcome, reason), direct, (text, finish) in zip(redo, directs, replies, strict=True):
         outcome.bridged_answer = outcome.answer
-        outcome.answer = clean_bridge(text)
+        outcome.answer = read_direct(direct, text)
         outcome.finish_reason = finish
         outcome.calls += 1
         outcome.fallback = "copy"

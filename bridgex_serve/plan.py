@@ -32,6 +32,7 @@ class IndexView(Protocol):
 
     def has_language(self, code: str) -> bool: ...
     def prompt_name(self, code: str) -> str: ...
+    def english_name(self, code: str) -> str: ...
     def language_codes(self) -> list[str]: ...
     def best_bridge(self, source: str, target: str) -> tuple[str, float] | None: ...
     def bridge_probability(self, source: str, target: str, bridge: str) -> float | None: ...
@@ -73,6 +74,9 @@ class CalibratedRoute:
         }
 
 
+CHAT_STYLE_TASKS = ("word", "translate")  # the tasks the prompt style applies to (qa and chat have their own)
+
+
 @dataclass(frozen=True)
 class Plan:
     """One bridged (or, for batch translation, direct) generation, fully decided."""
@@ -90,6 +94,14 @@ class Plan:
     answer_tokens: int = 16
     decision_source: str = "default"  # client | calibrated | hsic | default
     calibration: CalibratedRoute | None = None  # the stored decision followed, if any
+    # "chat": a word or translate plan asked through the chat template (steps.py); English names of
+    # source, target, bridge are what the instruction names.
+    style: str = "completion"
+    english: tuple[str, str, str | None] = ("", "", None)
+
+    @property
+    def chat_style(self) -> bool:
+        return self.style == "chat" and self.task in CHAT_STYLE_TASKS
 
     @property
     def bridge_tokens(self) -> int:
@@ -131,11 +143,14 @@ def plan_request(
     answer_tokens: int | None = None,
     force: bool = False,
     uncalibrated: str = "hsic",
+    prompt_style: str = "completion",
 ) -> Plan | Passthrough:
     """Decide task, languages, route, mode and demonstrations for one input text.
 
     `force` (batch translation) never passes through: a pair that is not low-resource or has no bridge is
     translated directly. `uncalibrated` ("hsic" or "direct") routes pairs without a stored decision.
+    `prompt_style` "chat" asks words and sentences through the chat template; its bridged mode is always
+    two-step (a chat answer is one translation, not a chain of them).
     Raises `RequestError` for unknown languages and impossible combinations.
     """
     for key in ("source", "target", "bridge"):
@@ -183,7 +198,12 @@ def plan_request(
         return _direct_passthrough(source, target, decision_source)
 
     mode = options.mode or DEFAULT_MODE
+    chat_style = prompt_style == "chat" and task in CHAT_STYLE_TASKS
+    if chat_style:
+        mode = "two-step"
     shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]
+    if chat_style and task == "translate" and options.shots is None:
+        shots = 0  # the chat instruction alone: word pairs in front of a sentence were not measured to help
     if bridge is None:
         mode = "direct"
         langs: tuple[str, ...] = (source, target)
@@ -211,6 +231,16 @@ def plan_request(
         answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
         decision_source=decision_source,
         calibration=calibration,
+        style="chat" if chat_style else "completion",
+        english=(
+            (
+                index.english_name(source),
+                index.english_name(target),
+                index.english_name(bridge) if bridge else None,
+            )
+            if chat_style
+            else ("", "", None)
+        ),
     )
 
 
@@ -293,7 +323,10 @@ def direct_plan(plan: Plan) -> Plan:
     """The direct route for a bridged plan: `{S}:"w"→{T}:"` with the same demonstrations minus the bridge."""
     s, t, _b = plan.names
     demos = tuple((d[0], d[-1]) for d in plan.demos) if plan.bridge is not None else plan.demos
-    return replace(plan, mode="direct", bridge=None, probability=None, names=(s, t, None), demos=demos)
+    english = (plan.english[0], plan.english[1], None)
+    return replace(
+        plan, mode="direct", bridge=None, probability=None, names=(s, t, None), demos=demos, english=english
+    )
 
 
 def split_qa(text: str, passage: str | None) -> tuple[str, str]:
@@ -308,8 +341,6 @@ def split_qa(text: str, passage: str | None) -> tuple[str, str]:
             "bridgex.passage",
         )
     return head.strip(), tail.strip()
-
-
 
 
 def clean_text(text: str) -> str:

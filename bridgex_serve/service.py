@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
+from .engines import prompt_style_for
 from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
 from .limits import DEADLINE, ClientFault, check_generation, off_loop, positive_int
@@ -40,11 +41,17 @@ class Runtime:
     index: BridgeIndex
     low_resource: frozenset[str]
     detect: object  # Callable[[str], str | None]
+    prompt_style: str = "completion"  # completion | chat: how word and sentence translations are asked
 
     @classmethod
-    def load(cls, path: str, low_resource: tuple[str, ...] | None = None) -> Runtime:
-        """Blocking: read the index and build the detector (call from a thread on reload)."""
+    def load(
+        cls, path: str, low_resource: tuple[str, ...] | None = None, prompt_style: str = "auto"
+    ) -> Runtime:
+        """Blocking: read the index and build the detector (call from a thread on reload). `prompt_style`
+        "auto" is the family entry (`engines.prompt_style_for`) of the index's model architecture."""
         index = load_index(path)
+        if prompt_style == "auto":
+            prompt_style = prompt_style_for(index.provenance.get("architecture"))
         if low_resource is not None:
             unknown = [c for c in low_resource if not index.has_language(c)]
             if unknown:
@@ -57,7 +64,7 @@ class Runtime:
             chosen = frozenset(low_resource)
         else:
             chosen = index.low_resource()
-        return cls(index, chosen, make_detector(index.language_codes()))
+        return cls(index, chosen, make_detector(index.language_codes()), prompt_style)
 
 
 @dataclass
@@ -155,7 +162,7 @@ class BridgeService:
     def __init__(self, settings: Settings, metrics: Metrics | None = None, runtime: Runtime | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.runtime = runtime or Runtime.load(settings.index, settings.low_resource)
+        self.runtime = runtime or Runtime.load(settings.index, settings.low_resource, settings.prompt_style)
         self._semaphore: asyncio.Semaphore | None = None
         self._reload_lock: asyncio.Lock | None = None
 
@@ -173,7 +180,7 @@ class BridgeService:
         async with self._reload_lock:
             try:
                 runtime = await asyncio.to_thread(
-                    Runtime.load, self.settings.index, self.settings.low_resource
+                    Runtime.load, self.settings.index, self.settings.low_resource, self.settings.prompt_style
                 )
             except Exception:
                 self.metrics.reloads.labels("failed").inc()
@@ -253,6 +260,7 @@ class BridgeService:
             answer_tokens=req.max_tokens,
             force=force,
             uncalibrated=self.settings.uncalibrated,
+            prompt_style=runtime.prompt_style,
         )
 
     async def _run(
@@ -351,6 +359,7 @@ class BridgeService:
                         for lang in index.languages.values()
                     ],
                     "pairs": index.pairs(),
+                    "prompt_style": self.runtime.prompt_style,
                 }
             ),
         )

@@ -13,6 +13,7 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return tuple(sorted({c.strip().lower() for c in value.split(",") if c.strip()}))
 
 
+PROMPT_STYLE_SETTINGS = ("auto", "completion", "chat")
 _FALSE = ("0", "false", "no", "off")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -55,6 +56,10 @@ class Settings:
     # Pairs without a calibrated decision: "hsic" (the index's rank-1 bridge) or "direct"
     # (BRIDGEX_UNCALIBRATED).
     uncalibrated: str = "hsic"
+    # How word and sentence translations are asked upstream: "completion" (the few-shot line format),
+    # "chat" (the model's chat template, answers through `extract.extract_translation`) or "auto" (the
+    # family entry in `engines` of the model the index was built from) (BRIDGEX_PROMPT_STYLE).
+    prompt_style: str = "auto"
     # -- limits and deadlines (README "Limits and security") --
     max_body_bytes: int = 4 * 1024 * 1024  # request body; above it 413 (BRIDGEX_MAX_BODY_BYTES)
     max_messages: int = 512  # chat messages in a bridged request (BRIDGEX_MAX_MESSAGES)
@@ -97,6 +102,8 @@ class Settings:
             values["copy_fallback"] = _flag("BRIDGEX_COPY_FALLBACK", get("BRIDGEX_COPY_FALLBACK"))
         if get("BRIDGEX_UNCALIBRATED"):
             values["uncalibrated"] = get("BRIDGEX_UNCALIBRATED").strip().lower()
+        if get("BRIDGEX_PROMPT_STYLE"):
+            values["prompt_style"] = get("BRIDGEX_PROMPT_STYLE").strip().lower()
         for var, name in (
             ("BRIDGEX_PUBLIC_METRICS", "public_metrics"),
             ("BRIDGEX_PUBLIC_READY", "public_ready"),
@@ -174,5 +181,9 @@ class Settings:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.uncalibrated not in ("hsic", "direct"):
             raise ValueError(f"uncalibrated must be 'hsic' or 'direct', got {self.uncalibrated!r}")
+        if self.prompt_style not in PROMPT_STYLE_SETTINGS:
+            raise ValueError(
+                f"prompt_style must be one of {', '.join(PROMPT_STYLE_SETTINGS)}, got {self.prompt_style!r}"
+            )
         if not self.upstream.startswith(("http://", "https://")):
             raise ValueError(f"upstream {self.upstream!r} is not an http(s) URL")

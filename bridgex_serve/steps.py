@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .extract import extract_translation
 from .plan import Plan
 from .prompts import answer_prompt, bridge_close, bridge_prompt
 from .protocol import ClientRequest
@@ -61,9 +62,67 @@ def _chat(req: ClientRequest, plan: Plan, prefill: str, max_tokens: int, stop: l
     return Step("/v1/chat/completions", body)
 
 
+# -- chat style (plan.chat_style): words and sentences through the model's chat template ---------------
+CHAT_MARGIN_TOKENS = 16  # room for a preamble line that `extract_translation` drops
+
+
+def _ask(task: str, source: str, target: str, text: str) -> dict:
+    if task == "word":
+        content = f'Translate the {source} word "{text}" into {target}. Reply with the translation only.'
+    else:
+        content = (
+            f"Translate the following {source} text into {target}. Reply with the translation only.\n\n{text}"
+        )
+    return {"role": "user", "content": content}
+
+
+def _chat_translation(
+    req: ClientRequest, plan: Plan, legs: tuple[int, int], text: str, max_tokens: int
+) -> Step:
+    """One chat call translating `text` from language `legs[0]` to `legs[1]` (0 source, 1 target, 2 bridge
+    of the plan), the plan's demonstrations in those two languages as earlier turns."""
+    names = plan.english
+    columns = {0: 0, 2: 1, 1: -1}  # where each language sits in a bridged demonstration (s, b, t)
+    if plan.bridge is None:
+        columns = {0: 0, 1: -1}
+    a, b = columns[legs[0]], columns[legs[1]]
+    messages: list[dict] = []
+    for demo in plan.demos:
+        messages += [
+            _ask("word", names[legs[0]], names[legs[1]], demo[a]),
+            {"role": "assistant", "content": demo[b]},
+        ]
+    messages.append(_ask(plan.task, names[legs[0]], names[legs[1]], text))
+    body = {
+        "model": req.model,
+        "messages": messages,
+        "max_tokens": max_tokens + CHAT_MARGIN_TOKENS,
+        "stream": False,
+    }
+    body.update(req.sampling)
+    return Step("/v1/chat/completions", body)
+
+
+def read_translation(plan: Plan, text: str, into: int) -> str:
+    """A chat-style answer read back: the translation only (`extract_translation`), into language `into`
+    (1 target, 2 bridge); a word is the first line of it."""
+    names = tuple(n for n in (plan.english[into], plan.names[into]) if n)
+    found = extract_translation(text, names)
+    return found.split("\n", 1)[0].strip() if plan.task == "word" else found
+
+
+def read_direct(plan: Plan, text: str) -> str:
+    """The answer of a direct step (a direct plan, or the copy fallback's direct call)."""
+    return read_translation(plan, text, 1) if plan.chat_style else clean_bridge(text)
+
+
 def first_step(plan: Plan, req: ClientRequest) -> Step:
     """Two-step: the bridge rendering. Chain: bridge rendering and answer. Direct: the answer."""
     answer = req.max_tokens or plan.answer_tokens
+    if plan.chat_style:
+        if plan.mode == "direct":
+            return _chat_translation(req, plan, (0, 1), plan.text, answer)
+        return _chat_translation(req, plan, (0, 2), plan.text, plan.bridge_tokens)
     if plan.mode == "direct":
         return _completion(req, bridge_prompt(plan), answer, ['"', "\n"])
     if uses_chat_upstream(plan, req):
@@ -79,6 +138,8 @@ def first_step(plan: Plan, req: ClientRequest) -> Step:
 def answer_step(plan: Plan, req: ClientRequest, bridge_text: str) -> Step:
     """The answer, with the bridge rendering in the prompt (two-step call 2, chain's continuation)."""
     answer = req.max_tokens or plan.answer_tokens
+    if plan.chat_style:  # the pivot: the bridge rendering translated into the target
+        return _chat_translation(req, plan, (2, 1), bridge_text, answer)
     if uses_chat_upstream(plan, req):
         _s, t, b = plan.names
         return _chat(req, plan, f'{b}:"{bridge_text}"\n{t}:"', answer, None)

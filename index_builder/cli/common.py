@@ -123,6 +123,14 @@ def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[
             "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
         ),
         click.option(
+            "--prompt-style",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "completion", "chat"]),
+            help="As the server: words and sentences asked as few-shot completion lines or through the chat "
+            "template; auto: what bridgex-serve picks for the family of the index's model.",
+        ),
+        click.option(
             "--copy-fallback/--no-copy-fallback",
             default=True,
             show_default=True,

@@ -34,6 +34,8 @@ def _eval_command(cfg, out: Path) -> str:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
         args += ["--no-copy-fallback"]
+    if cfg.prompt_style != "auto":
+        args += ["--prompt-style", cfg.prompt_style]
     args += ["--concurrency", str(cfg.concurrency), "--out", str(out)]
     return shlex.join(args)
 
@@ -144,6 +146,7 @@ def eval_cmd(
         "shots": str(cfg.shots),
         "test words per pair": str(cfg.limit) if cfg.limit else "all",
         "strategies": ", ".join(cfg.strategies),
+        "prompt style": cfg.prompt_style,
         "copy fallback": "on (as the proxy serves)"
         if cfg.copy_fallback
         else "off (the bridged answer as is)",
@@ -251,6 +254,8 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
         args += ["--no-copy-fallback"]
+    if cfg.prompt_style != "auto":
+        args += ["--prompt-style", cfg.prompt_style]
     return shlex.join([*args, "--concurrency", str(cfg.concurrency)])
 
 

@@ -65,8 +65,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def is_bridgex(endpoint: str, api_key: str | None) -> bool:
-    """Whether `endpoint` is a BridgeX server (it lists its index at `/v1/languages`)."""
+def served_prompt_style(endpoint: str, api_key: str | None) -> str | None:
+    """The prompt style of the BridgeX server at `endpoint` (`completion` when it does not say), or None
+    when the endpoint is not a BridgeX server."""
     import httpx
 
     try:
@@ -74,12 +75,15 @@ def is_bridgex(endpoint: str, api_key: str | None) -> bool:
     except httpx.HTTPError as err:
         raise EndpointError(f"cannot reach {endpoint}: {_reason(err)}") from None
     if response.status_code != 200:
-        return False
+        return None
     try:
         body = response.json()
     except ValueError:
-        return False
-    return isinstance(body, dict) and "languages" in body and "pairs" in body
+        return None
+    if not (isinstance(body, dict) and "languages" in body and "pairs" in body):
+        return None
+    style = body.get("prompt_style")
+    return style if isinstance(style, str) else "completion"
 
 
 @contextlib.contextmanager
@@ -89,17 +93,25 @@ def bridgex_server(
     api_key: str | None,
     concurrency: int,
     say: Callable[[str], None],
+    prompt_style: str = "auto",
 ) -> Iterator[str]:
     """The root URL of a BridgeX server answering for `endpoint`: the endpoint itself when it is one, else a
-    child `bridgex-serve` in front of it (stopped on exit)."""
+    child `bridgex-serve --prompt-style prompt_style` in front of it (stopped on exit)."""
     url = base_url(endpoint)
-    if is_bridgex(endpoint, api_key):
-        say(f"{endpoint} is a BridgeX server: asking its /v1/translate")
+    served = served_prompt_style(endpoint, api_key)
+    if served is not None:
+        if prompt_style != "auto" and served != prompt_style:
+            raise EvaluationError(
+                f"{endpoint} is a BridgeX server asking in {served} style, not {prompt_style} "
+                f"(--prompt-style {served}, or restart it with --prompt-style {prompt_style})"
+            )
+        say(f"{endpoint} is a BridgeX server ({served} prompts): asking its /v1/translate")
         yield url
         return
     port = free_port()
     command = [sys.executable, "-m", "bridgex_serve", "--index", str(index), "--upstream", url]
     command += ["--host", "127.0.0.1", "--port", str(port), "--max-concurrency", str(concurrency)]
+    command += ["--prompt-style", prompt_style]
     if api_key:
         command += ["--upstream-api-key", api_key]
     env = {k: v for k, v in os.environ.items() if k not in ("BRIDGEX_API_KEYS", "BRIDGEX_UPSTREAM_API_KEY")}
@@ -258,8 +270,10 @@ class TranslateClient:
         api_key: str | None,
         timeout: float,
         concurrency: int,
+        prompt_style: str = "auto",
     ):
         self.endpoint = endpoint
+        self.prompt_style = prompt_style
         self.cache = cache
         self.index_id = index_id
         self.api_key = api_key
@@ -271,7 +285,12 @@ class TranslateClient:
         return request_key(self.record(request))
 
     def record(self, request: WordRequest) -> dict[str, Any]:
-        record = {"path": "/v1/translate", "body": request.body(), "index": self.index_id}
+        record = {
+            "path": "/v1/translate",
+            "body": request.body(),
+            "index": self.index_id,
+            "prompt_style": self.prompt_style,
+        }
         return {**record, "context": request.context} if request.context else record
 
     def cached(

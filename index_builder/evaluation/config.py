@@ -37,6 +37,7 @@ class EvalConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = 300.0  # seconds per request (a busy CPU server queues requests)
     copy_fallback: bool = True  # as the proxy: a bridged answer that is a copy is asked again directly
+    prompt_style: str = "auto"  # as the proxy's --prompt-style: auto | completion | chat
     words: str = (
         "all"  # all | calibration | evaluation: which half of the test words (calibration.split_words)
     )

@@ -102,6 +102,7 @@ def _client(cfg: EvalConfig, data: IndexData, store: ResultStore) -> TranslateCl
     return TranslateClient(
         AnswerCache(store, cfg.model),
         index_identity(data),
+        prompt_style=cfg.prompt_style,
         endpoint=cfg.endpoint,
         api_key=cfg.api_key,
         timeout=cfg.timeout,
@@ -201,4 +202,4 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
 
 
 def _server(cfg: EvalConfig, say: Callable[[str], None]):
-    return bridgex_server(cfg.endpoint, cfg.index, cfg.api_key, cfg.concurrency, say)
+    return bridgex_server(cfg.endpoint, cfg.index, cfg.api_key, cfg.concurrency, say, cfg.prompt_style)

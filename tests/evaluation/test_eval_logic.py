@@ -116,3 +116,16 @@ def test_request_key_depends_on_everything_but_key_order():
     assert request_key(a) != request_key({**a, "body": {**a["body"], "model": "other"}})
     assert request_key(a) != request_key({**a, "body": {**a["body"], "q": ["moto"]}})
     assert request_key(a) != request_key({**a, "index": "another build"})
+
+
+def test_the_prompt_style_is_part_of_the_answer_cache_key():
+    from index_builder.evaluation.client import TranslateClient
+
+    def client(style: str) -> TranslateClient:
+        return TranslateClient(
+            None, "idx", endpoint="http://h", api_key=None, timeout=1.0, concurrency=1, prompt_style=style
+        )
+
+    request = word_request("maji", {"model": "m", "route": "direct"})
+    keys = {client(style).key(request) for style in ("auto", "completion", "chat")}
+    assert len(keys) == 3

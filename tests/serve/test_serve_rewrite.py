@@ -27,6 +27,9 @@ class FakeIndex:
     def prompt_name(self, code):
         return self.names[code]
 
+    def english_name(self, code):
+        return {"sw": "Swahili", "he": "Hebrew", "de": "German"}.get(code, self.names[code])
+
     def language_codes(self):
         return sorted(self.names)
 
