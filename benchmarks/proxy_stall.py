@@ -4,10 +4,11 @@ run, side by side with the idle p99.
 A stub upstream (the canned-completion stub of `proxy_overhead.py`) runs in one process, `bridgex-serve` in
 another: this process first sends `--probes` `/health` requests (one every 5 ms) to the idle proxy, then
 the same probes while `--workers` clients of a separate load process send bridged translate requests whose
-body is just under the proxy's body limit (`--body-bytes`, default just under the 4 MiB default limit).
+body is just under the proxy's limit for bridged bodies (`--body-bytes`, default just under the 1 MiB
+`BRIDGEX_MAX_BRIDGED_BYTES`; a larger bridged body is a 413 before any work).
 Everything shares this machine's cores, the load generators included.
 
-    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/proxy_stall.py [--body-bytes 4194304]
+    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/proxy_stall.py [--body-bytes 1047552]
 
 Ends with one `RESULT` line (milliseconds; `big_ok` = large requests answered 200).
 """
@@ -118,7 +119,7 @@ async def loaded_probes(base: str, probes: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--body-bytes", type=int, default=4 * 1024 * 1024 - 1024, help="large request size")
+    parser.add_argument("--body-bytes", type=int, default=1024 * 1024 - 1024, help="large request size")
     parser.add_argument("--probes", type=int, default=400, help="/health requests per phase")
     parser.add_argument("--workers", type=int, default=2, help="clients sending large requests")
     args = parser.parse_args()

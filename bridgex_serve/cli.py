@@ -114,6 +114,14 @@ def _loop_and_http() -> tuple[str, str]:
     help="Largest request body; above it 413 (env BRIDGEX_MAX_BODY_BYTES; default 4 MiB).",
 )
 @click.option(
+    "--max-bridged-bytes",
+    type=click.IntRange(1),
+    default=None,
+    show_default=False,
+    help="Largest body of a bridged request or /v1/translate call; above it 413 "
+    "(env BRIDGEX_MAX_BRIDGED_BYTES; default 1 MiB).",
+)
+@click.option(
     "--max-upstream",
     type=click.IntRange(1),
     default=None,
@@ -166,6 +174,7 @@ def main(
     uncalibrated,
     prompt_style,
     max_body_bytes,
+    max_bridged_bytes,
     max_upstream,
     max_queue,
     request_timeout,
@@ -193,6 +202,7 @@ def main(
         uncalibrated=uncalibrated,
         prompt_style=prompt_style,
         max_body_bytes=max_body_bytes,
+        max_bridged_bytes=max_bridged_bytes,
         max_upstream=max_upstream,
         max_queue=max_queue,
         request_timeout=request_timeout,

@@ -92,6 +92,15 @@ def _too_large(limit: int) -> ClientFault:
     return ClientFault(413, f"the request body is larger than {limit} bytes", code="request_too_large")
 
 
+def bridged_too_large(limit: int) -> ClientFault:
+    return ClientFault(
+        413,
+        f"a bridged request body is limited to {limit} bytes (BRIDGEX_MAX_BRIDGED_BYTES); a larger text "
+        "exceeds any model context the bridge prompts must fit in: split it, or send it without bridgex",
+        code="request_too_large",
+    )
+
+
 async def until_disconnect(receive) -> None:
     """Return when the client disconnects (call after the body is read)."""
     while True:

@@ -17,7 +17,7 @@ from .detect import make_detector
 from .engines import prompt_style_for
 from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
-from .limits import DEADLINE, ClientFault, check_generation, off_loop, positive_int
+from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, off_loop, positive_int
 from .metrics import Metrics
 from .options import Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
@@ -230,6 +230,8 @@ class BridgeService:
             return body
         if "bridgex" not in body:
             return Forward(raw, [])
+        if len(raw) > self.settings.max_bridged_bytes:
+            return fault_reply(bridged_too_large(self.settings.max_bridged_bytes))
         runtime = self.runtime
         try:
             check_generation(endpoint, body, self.settings)
@@ -292,6 +294,8 @@ class BridgeService:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "task"?, "route"?, "bridge"?,
         "mode"?, "shots"?, "copy_fallback"?}` → `{"translations": [{"text", "source", "bridge", ...}],
         "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is `word`)."""
+        if len(raw) > self.settings.max_bridged_bytes:
+            return fault_reply(bridged_too_large(self.settings.max_bridged_bytes))
         body = await off_loop(_json_object, len(raw), raw)
         if isinstance(body, Reply):
             return body

@@ -62,6 +62,9 @@ class Settings:
     prompt_style: str = "auto"
     # -- limits and deadlines (README "Limits and security") --
     max_body_bytes: int = 4 * 1024 * 1024  # request body; above it 413 (BRIDGEX_MAX_BODY_BYTES)
+    # A body carrying `bridgex` (and any /v1/translate body) is rewritten on CPU: a smaller limit keeps one
+    # request from holding the event loop's GIL share (benchmarks/proxy_stall.py; BRIDGEX_MAX_BRIDGED_BYTES).
+    max_bridged_bytes: int = 1024 * 1024
     max_messages: int = 512  # chat messages in a bridged request (BRIDGEX_MAX_MESSAGES)
     max_content_parts: int = 64  # content parts per message of a bridged request (BRIDGEX_MAX_CONTENT_PARTS)
     max_tokens_limit: int = (
@@ -125,6 +128,7 @@ class Settings:
             "BRIDGEX_UPSTREAM_TIMEOUT": ("upstream_timeout", float),
             "BRIDGEX_CONNECT_TIMEOUT": ("connect_timeout", float),
             "BRIDGEX_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "BRIDGEX_MAX_BRIDGED_BYTES": ("max_bridged_bytes", int),
             "BRIDGEX_MAX_MESSAGES": ("max_messages", int),
             "BRIDGEX_MAX_CONTENT_PARTS": ("max_content_parts", int),
             "BRIDGEX_MAX_TOKENS_LIMIT": ("max_tokens_limit", int),
@@ -158,6 +162,7 @@ class Settings:
                 )
         positive = (
             "max_body_bytes",
+            "max_bridged_bytes",
             "max_messages",
             "max_content_parts",
             "max_tokens_limit",

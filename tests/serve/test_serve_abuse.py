@@ -47,6 +47,7 @@ def guarded(request, stub, index_path):  # noqa: F811
         index=str(index_path),
         upstream=stub.url,
         max_body_bytes=4096,
+        max_bridged_bytes=2048,
         header_timeout=0.5,
         body_timeout=0.5,
         max_messages=4,
@@ -98,6 +99,17 @@ def test_a_body_over_the_limit_is_a_413(guarded):
 
     r = httpx.post(guarded.url + "/v1/chat/completions", content=chunks())
     assert error_of(r, 413) and not guarded.stub.requests
+
+
+def test_a_bridged_body_has_its_own_smaller_limit_and_plain_bodies_keep_theirs(guarded):
+    body = chat("maji " * 500, bridgex=WORD)  # about 2.6 kB: under the body limit, over the bridged one
+    r = httpx.post(guarded.url + "/v1/chat/completions", json=body)
+    assert "BRIDGEX_MAX_BRIDGED_BYTES" in error_of(r, 413)["message"]
+    r = httpx.post(guarded.url + "/v1/translate", json={"q": ["maji " * 500], "target": "he", "model": "m"})
+    assert error_of(r, 413)["code"] == "request_too_large"
+    assert not guarded.stub.requests
+    r = httpx.post(guarded.url + "/v1/chat/completions", json=chat("maji " * 500))  # no bridgex: relayed
+    assert r.status_code == 200 and len(guarded.stub.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -393,14 +405,15 @@ def test_middleware_bridged_requests_beyond_the_queue_get_429(index_path, monkey
 
 
 def test_a_large_bridged_body_does_not_block_the_event_loop(index_path):  # noqa: F811
-    """1 MB of text through parsing, planning, the copy check and the answer: the loop keeps ticking (done on
-    the loop, these steps blocked it for several seconds here; the bound leaves room for a busy machine)."""
+    """0.8 MB of text (under the bridged limit) through parsing, planning, the copy check and the answer: the
+    loop keeps ticking (done on the loop, these steps blocked it for seconds; the bound leaves room for a busy
+    machine)."""
     from fault_upstream import completion
 
     from bridgex_serve.service import BridgeService
 
     service = BridgeService(Settings(index=str(index_path)))
-    text = " ".join(["habari", "ya", "asubuhi", "rafiki"] * 50_000)
+    text = " ".join(["habari", "ya", "asubuhi", "rafiki"] * 40_000)
     body = orjson.dumps(chat(text, bridgex={"task": "translate", "source": "sw", "target": "he"}))
 
     async def call(path: str, body: dict) -> dict:
