@@ -44,3 +44,11 @@ def normalise_word(text: str) -> str:
     while end > start and _edge(text[end - 1]):
         end -= 1
     return unicodedata.normalize("NFC", text[start:end])
+
+
+def copy_key(word: str) -> str:
+    """What two spellings of one word share: `normalise_word` without accents (Curaçao ≈ Curacao). The one
+    copy rule: dictionaries drop entries whose two words share it, the server's demonstrations skip them and
+    its copy fallback compares by it."""
+    decomposed = unicodedata.normalize("NFKD", normalise_word(word))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

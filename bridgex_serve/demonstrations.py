@@ -18,20 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import unicodedata
 from collections.abc import Iterable, Sequence
 
-from bridgex_index.words import normalise_word
+from bridgex_index.words import copy_key
 
 # source, target, source_word, target_word, concept, category, split: a `dictionary_entries` row
 EntryRow = tuple[str, str, str, str, "str | None", "str | None", str]
 Links = dict[tuple[str, str], dict[str, frozenset[str]]]  # (x, y) → word in x → its translations in y
-
-
-def copy_key(word: str) -> str:
-    """What two spellings of one word share: `normalise_word` without accents (Curaçao ≈ Curacao)."""
-    decomposed = unicodedata.normalize("NFKD", normalise_word(word))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def _stable_hash(words: Sequence[str]) -> int:

@@ -14,8 +14,9 @@ from pathlib import Path
 from bridgex_index import read
 from bridgex_index.health import health_from_connection
 from bridgex_index.store import IndexReadError, open_index, provenance, routing_decisions
+from bridgex_index.words import copy_key
 
-from .demonstrations import Lexicon, copy_key
+from .demonstrations import Lexicon
 from .plan import CalibratedRoute
 
 log = logging.getLogger("bridgex_serve.index")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from babel import Locale
 
+from bridgex_index.words import copy_key
 from index_builder.build.languages import validate_codes
 
 
@@ -212,12 +213,6 @@ def _concept_words(code: str, categories: Sequence[str]) -> dict[str, tuple[str,
     return result
 
 
-def _copy_key(word: str) -> str:
-    """What two spellings of one word share: case-folded, without accents (Curaçao ≈ Curacao)."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 def _pair_entries(words_a: dict[str, tuple[str, str]], words_b: dict[str, tuple[str, str]]) -> list[Entry]:
     """Entries for the concepts both locales name, minus copies; a repeated pair keeps its first concept."""
     entries: dict[tuple[str, str], Entry] = {}
@@ -225,7 +220,7 @@ def _pair_entries(words_a: dict[str, tuple[str, str]], words_b: dict[str, tuple[
         if concept not in words_b:
             continue
         word_b = words_b[concept][0]
-        if _copy_key(word_a) != _copy_key(word_b):
+        if copy_key(word_a) != copy_key(word_b):
             entries.setdefault((word_a, word_b), Entry(word_a, word_b, concept, category))
     return list(entries.values())
 

@@ -80,12 +80,16 @@ def test_loading_the_server_imports_no_torch_and_no_builder(module):
 
 
 def test_one_word_normaliser_serves_scoring_and_the_copy_rule():
-    from bridgex_index.words import normalise_word
+    from bridgex_index.words import copy_key, normalise_word
     from bridgex_serve import demonstrations, words
+    from index_builder.build import dictionaries
     from index_builder.evaluation import scoring
 
     assert scoring.normalise is normalise_word
-    assert words.normalise_word is normalise_word and demonstrations.normalise_word is normalise_word
+    assert words.normalise_word is normalise_word
+    # one copy rule: the build's dictionaries drop, and the server's demonstrations skip, by the same key
+    assert demonstrations.copy_key is copy_key and dictionaries.copy_key is copy_key
+    assert copy_key("Curaçao") == copy_key("«curacao»")
     assert words.is_copy("מַיִם", "«מים»")
     # NFC after case-folding (the server's copy of the rule used to leave ΐ decomposed)
     assert normalise_word("\u0390") == "\u0390"
