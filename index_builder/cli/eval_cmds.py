@@ -199,6 +199,7 @@ def _report_sentences(cfg, result, out: Path) -> None:
         "sentences per pair": str(cfg.limit) if cfg.limit else "all",
         "mode": cfg.mode,
         "shots": str(cfg.shots),
+        "prompt style": cfg.prompt_style,
         "strategies": ", ".join(cfg.strategies),
         "answers": "bridgex-serve /v1/translate, task translate (the proxy's prompts and routes)",
         "run": f"{result.run_id}, {result.created_at:%Y-%m-%d %H:%M} UTC, {result.seconds:.0f} s",
