@@ -22,18 +22,26 @@ PROMPT_STYLES = ("completion", "chat")
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """What `VllmServer` passes to vLLM, and how BridgeX should prompt the model."""
+    """What `VllmServer` passes to vLLM, and how BridgeX should prompt the model: per task, `completion`
+    (the few-shot line format) or `chat` (the chat template)."""
 
     block_size: int
     dtype: str
     max_model_len: int
-    prompt_style: str = "completion"  # completion: raw few-shot prompts; chat: through the chat template
+    word_style: str = "completion"  # single words (task word)
+    sentence_style: str = "completion"  # sentences (task translate, batch translation)
 
     def __post_init__(self) -> None:
-        if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, not {self.prompt_style!r}")
+        for style in (self.word_style, self.sentence_style):
+            if style not in PROMPT_STYLES:
+                raise ValueError(f"a prompt style must be one of {PROMPT_STYLES}, not {style!r}")
         if self.block_size <= 0 or self.max_model_len <= 0:
             raise ValueError("block_size and max_model_len must be positive")
+
+    @property
+    def prompt_styles(self) -> dict[str, str]:
+        """task → style, as `plan.plan_request` reads it."""
+        return {"word": self.word_style, "translate": self.sentence_style}
 
 
 # A family absent from FAMILIES: CPU attention wants multiples of 32 (the tiny test models, head_dim 32,
@@ -48,11 +56,12 @@ FAMILIES: dict[tuple[str, str], EngineSettings] = {
     # Gemma 3 270M (base, no chat template of its own): 16-token blocks start and hit the prefix cache.
     ("gemma3_text", "cpu"): EngineSettings(block_size=16, dtype="bfloat16", max_model_len=1024),
     ("gemma3", "cpu"): EngineSettings(block_size=16, dtype="bfloat16", max_model_len=1024),
-    # Qwen2.5 (Coder-1.5B-Instruct): block size 16 fails at start-up. Chat scored +1.0 (direct) and +3.0
-    # (via English) points over raw few-shot completions on 100 held-out words, within noise
-    # (docs/results/qwen2.5-coder-1.5b.md), so the instruct family is asked through its chat template.
-    ("qwen2", "cpu"): EngineSettings(32, "bfloat16", 2048, prompt_style="chat"),
-    ("qwen2", "cuda"): EngineSettings(16, "bfloat16", 4096, prompt_style="chat"),
+    # Qwen2.5 (Coder-1.5B-Instruct): block size 16 fails at start-up. Words through the chat template
+    # (P@1 direct +3.1 points over few-shot completions on 160 held-out words, +1.0 / +3.0 direct / via
+    # English on another 100), sentences as few-shot completions (chrF++ +1.8 direct, +0.9 via English,
+    # +3.0 via the index's bridge over chat on 160 shipped sentences): docs/results/qwen2.5-coder-1.5b.md.
+    ("qwen2", "cpu"): EngineSettings(32, "bfloat16", 2048, word_style="chat"),
+    ("qwen2", "cuda"): EngineSettings(16, "bfloat16", 4096, word_style="chat"),
 }
 
 
@@ -94,10 +103,10 @@ def family_of_architecture(architecture: str | None) -> str | None:
     return None
 
 
-def prompt_style_for(architecture: str | None, backend: str | None = None) -> str:
-    """The prompt style of a model family (`FAMILIES`), from the architecture an index was built from;
-    `completion` for a family without an entry."""
+def prompt_style_for(architecture: str | None, backend: str | None = None) -> dict[str, str]:
+    """task → prompt style of a model family (`FAMILIES`), from the architecture an index was built from;
+    `completion` for every task of a family without an entry."""
     family = family_of_architecture(architecture)
     backend = backend or default_backend()
     entry = FAMILIES.get((family, backend)) if family else None
-    return entry.prompt_style if entry else DEFAULTS[backend].prompt_style
+    return (entry or DEFAULTS[backend]).prompt_styles

@@ -12,7 +12,7 @@ the pair (`routing_decisions`); else, for uncalibrated pairs, the HSIC rank-1 br
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -143,14 +143,14 @@ def plan_request(
     answer_tokens: int | None = None,
     force: bool = False,
     uncalibrated: str = "hsic",
-    prompt_style: str = "completion",
+    prompt_style: str | Mapping[str, str] = "completion",
 ) -> Plan | Passthrough:
     """Decide task, languages, route, mode and demonstrations for one input text.
 
     `force` (batch translation) never passes through: a pair that is not low-resource or has no bridge is
     translated directly. `uncalibrated` ("hsic" or "direct") routes pairs without a stored decision.
-    `prompt_style` "chat" asks words and sentences through the chat template; its bridged mode is always
-    two-step (a chat answer is one translation, not a chain of them).
+    `prompt_style` (one style, or task → style) "chat" asks words or sentences through the chat template;
+    its bridged mode is always two-step (a chat answer is one translation, not a chain of them).
     Raises `RequestError` for unknown languages and impossible combinations.
     """
     for key in ("source", "target", "bridge"):
@@ -198,7 +198,8 @@ def plan_request(
         return _direct_passthrough(source, target, decision_source)
 
     mode = options.mode or DEFAULT_MODE
-    chat_style = prompt_style == "chat" and task in CHAT_STYLE_TASKS
+    style = prompt_style.get(task, "completion") if isinstance(prompt_style, Mapping) else prompt_style
+    chat_style = style == "chat" and task in CHAT_STYLE_TASKS
     if chat_style:
         mode = "two-step"
     shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
-from .engines import prompt_style_for
+from .engines import DEFAULTS, prompt_style_for
 from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
 from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, off_loop, positive_int
@@ -32,6 +32,7 @@ MARKER = b'"bridgex"'
 # `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints).
 TRANSLATE_OPTIONS = ("task", "source", "target", "bridge", "route", "mode", "shots", "copy_fallback")
 TRANSLATE_TASKS = ("auto", "word", "translate")
+COMPLETION_STYLES = DEFAULTS["cpu"].prompt_styles  # every task as few-shot completion lines
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,21 @@ class Runtime:
     index: BridgeIndex
     low_resource: frozenset[str]
     detect: object  # Callable[[str], str | None]
-    prompt_style: str = "completion"  # completion | chat: how word and sentence translations are asked
+    # task (word | translate) → completion | chat: how word and sentence translations are asked upstream
+    prompt_styles: dict[str, str] = field(default_factory=lambda: dict(COMPLETION_STYLES))
 
     @classmethod
     def load(
         cls, path: str, low_resource: tuple[str, ...] | None = None, prompt_style: str = "auto"
     ) -> Runtime:
         """Blocking: read the index and build the detector (call from a thread on reload). `prompt_style`
-        "auto" is the family entry (`engines.prompt_style_for`) of the index's model architecture."""
+        "auto" takes each task's style from the family entry (`engines.prompt_style_for`) of the index's
+        model architecture; "completion" or "chat" applies to every task."""
         index = load_index(path)
         if prompt_style == "auto":
-            prompt_style = prompt_style_for(index.provenance.get("architecture"))
+            styles = prompt_style_for(index.provenance.get("architecture"))
+        else:
+            styles = {task: prompt_style for task in COMPLETION_STYLES}
         if low_resource is not None:
             unknown = [c for c in low_resource if not index.has_language(c)]
             if unknown:
@@ -64,7 +69,7 @@ class Runtime:
             chosen = frozenset(low_resource)
         else:
             chosen = index.low_resource()
-        return cls(index, chosen, make_detector(index.language_codes()), prompt_style)
+        return cls(index, chosen, make_detector(index.language_codes()), styles)
 
 
 @dataclass
@@ -262,7 +267,7 @@ class BridgeService:
             answer_tokens=req.max_tokens,
             force=force,
             uncalibrated=self.settings.uncalibrated,
-            prompt_style=runtime.prompt_style,
+            prompt_style=runtime.prompt_styles,
         )
 
     async def _run(
@@ -363,7 +368,7 @@ class BridgeService:
                         for lang in index.languages.values()
                     ],
                     "pairs": index.pairs(),
-                    "prompt_style": self.runtime.prompt_style,
+                    "prompt_style": self.runtime.prompt_styles,
                 }
             ),
         )

@@ -65,9 +65,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def served_prompt_style(endpoint: str, api_key: str | None) -> str | None:
-    """The prompt style of the BridgeX server at `endpoint` (`completion` when it does not say), or None
-    when the endpoint is not a BridgeX server."""
+def served_prompt_style(endpoint: str, api_key: str | None) -> dict[str, str] | None:
+    """task → prompt style of the BridgeX server at `endpoint` (`completion` for what it does not say), or
+    None when the endpoint is not a BridgeX server."""
     import httpx
 
     try:
@@ -83,7 +83,10 @@ def served_prompt_style(endpoint: str, api_key: str | None) -> str | None:
     if not (isinstance(body, dict) and "languages" in body and "pairs" in body):
         return None
     style = body.get("prompt_style")
-    return style if isinstance(style, str) else "completion"
+    if isinstance(style, str):
+        return {"word": style, "translate": style}
+    styles = style if isinstance(style, dict) else {}
+    return {task: str(styles.get(task, "completion")) for task in ("word", "translate")}
 
 
 @contextlib.contextmanager
@@ -100,12 +103,13 @@ def bridgex_server(
     url = base_url(endpoint)
     served = served_prompt_style(endpoint, api_key)
     if served is not None:
-        if prompt_style != "auto" and served != prompt_style:
+        shown = ", ".join(f"{task} {style}" for task, style in served.items())
+        if prompt_style != "auto" and set(served.values()) != {prompt_style}:
             raise EvaluationError(
-                f"{endpoint} is a BridgeX server asking in {served} style, not {prompt_style} "
-                f"(--prompt-style {served}, or restart it with --prompt-style {prompt_style})"
+                f"{endpoint} is a BridgeX server prompting {shown}, not {prompt_style} for every task "
+                f"(--prompt-style auto, or restart it with --prompt-style {prompt_style})"
             )
-        say(f"{endpoint} is a BridgeX server ({served} prompts): asking its /v1/translate")
+        say(f"{endpoint} is a BridgeX server ({shown}): asking its /v1/translate")
         yield url
         return
     port = free_port()

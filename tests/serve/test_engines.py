@@ -52,8 +52,8 @@ def test_bad_back_end_config_and_prompt_style_are_refused(tmp_path):
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="unreadable model config"):
         model_family(broken)
-    with pytest.raises(ValueError, match="prompt_style"):
-        EngineSettings(block_size=32, dtype="float32", max_model_len=512, prompt_style="raw")
+    with pytest.raises(ValueError, match="prompt style"):
+        EngineSettings(block_size=32, dtype="float32", max_model_len=512, word_style="raw")
 
 
 def test_the_launcher_passes_the_family_settings_to_vllm(tmp_path, monkeypatch):
@@ -68,5 +68,10 @@ def test_the_launcher_passes_the_family_settings_to_vllm(tmp_path, monkeypatch):
 
 
 def test_the_instruct_qwen_family_is_asked_through_its_chat_template_and_gemma_base_is_not(tmp_path):
-    assert engine_settings(_folder(tmp_path, "qwen2"), "cpu").prompt_style == "chat"
-    assert engine_settings(_folder(tmp_path, "gemma3_text"), "cpu").prompt_style == "completion"
+    assert engine_settings(_folder(tmp_path, "qwen2"), "cpu").prompt_styles == {
+        "word": "chat",
+        "translate": "completion",
+    }
+    assert set(engine_settings(_folder(tmp_path, "gemma3_text"), "cpu").prompt_styles.values()) == {
+        "completion"
+    }

@@ -52,10 +52,11 @@ class ChatUpstream:
 
 def test_the_family_of_the_index_model_picks_the_style():
     assert engines.family_of_architecture("Qwen2ForCausalLM") == "qwen2"
-    assert engines.prompt_style_for("Qwen2ForCausalLM", "cpu") == "chat"
-    assert engines.prompt_style_for("Gemma3ForCausalLM", "cpu") == "completion"
-    assert engines.prompt_style_for("LlamaForCausalLM", "cpu") == "completion"  # no entry: completion
-    assert engines.prompt_style_for(None, "cpu") == "completion"
+    assert engines.prompt_style_for("Qwen2ForCausalLM", "cpu") == {"word": "chat", "translate": "completion"}
+    completion = {"word": "completion", "translate": "completion"}
+    assert engines.prompt_style_for("Gemma3ForCausalLM", "cpu") == completion
+    assert engines.prompt_style_for("LlamaForCausalLM", "cpu") == completion  # no entry: completion
+    assert engines.prompt_style_for(None, "cpu") == completion
     assert engines.family_of_architecture("ForCausalLM") is None
 
 
@@ -145,3 +146,21 @@ def test_completion_style_plans_are_unchanged():
         detect=lambda t: "sw",
     )
     assert (p.style, p.mode, p.chat_style) == ("completion", "chain", False)
+
+
+def test_a_style_per_task_applies_to_its_task_only():
+    styles = {"word": "chat", "translate": "completion"}
+
+    def planned(text, task):
+        return plan_request(
+            Options(task=task, target="he"),
+            text,
+            index=FakeIndex(),
+            low_resource=LOW,
+            detect=lambda t: "sw",
+            prompt_style=styles,
+        )
+
+    assert (planned("kitabu", "word").style, planned("kitabu", "word").mode) == ("chat", "two-step")
+    sentence = planned("Habari ya asubuhi rafiki", "translate")
+    assert (sentence.style, sentence.mode, len(sentence.demos)) == ("completion", "chain", 3)

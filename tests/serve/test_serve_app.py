@@ -231,7 +231,8 @@ def test_languages_lists_the_index(proxy):
         "target": "he",
         "bridges": [{"bridge": "en", "probability": 0.7}, {"bridge": "de", "probability": 0.3}],
     } in body["pairs"]
-    assert body["prompt_style"] == "completion"  # auto, and the test index names no known family
+    # auto, and the test index names no known family
+    assert body["prompt_style"] == {"word": "completion", "translate": "completion"}
 
 
 @pytest.mark.parametrize(
