@@ -1,7 +1,8 @@
 """The main job: build a bridge index for a real model over CLDR dictionaries, show the bridges it picks
 for low-resource pairs, write the plots, then serve it: vLLM (CPU), the BridgeX proxy in front, and fixed word
 examples through the openai client, each answered directly and by the proxy's route, with the reference and
-whether each is right; it ends with word P@1 per route measured on held-out words (`bridgex-index eval`).
+whether each is right; it ends with word P@1 per route on held-out words and sentence chrF++ per route on the
+shipped parallel set (`bridgex-index eval`).
 Everything it starts is stopped at the end. Run through `make demo` (`--no-serve` stops after the index).
 
 Models: Qwen2.5-Coder-1.5B-Instruct (default; Apache-2.0) or Gemma 3 270M (`--model gemma`; Gemma Terms of
@@ -40,6 +41,9 @@ EXAMPLES = [
     ("מרואיטית", "he", "de", "Meroitisch"),
 ]
 EVAL_PAIRS = "sw-fr,sw-es,ar-fr,he-de"
+# sentence chrF++ on the shipped parallel set, for the pairs where bridges moved it in docs/results
+SENTENCE_PAIRS = "ar-fr,he-de"
+SENTENCE_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,12 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, examples: l
             "--limit", str(demo.eval_limit), "--out", str(report), "--quiet",
         )  # fmt: skip
         print(_summary(report / "report.md"))
+        print("== measured on shipped sentences (bridgex-index eval --task translate: chrF++)", flush=True)
+        bridgex_index(
+            "eval", "--index", str(index), "--endpoint", vllm.url + "/v1", "--model", demo.name,
+            "--task", "translate", "--pairs", SENTENCE_PAIRS, "--strategies", "direct,english,bridgex",
+            "--limit", str(SENTENCE_LIMIT), "--out", str(out / f"sentences-{demo.name}"), "--quiet",
+        )  # fmt: skip
         n = len(examples)
         print(f"routed: {right['routed']}/{n} right")
         print(f"direct: {right['direct']}/{n} right")
