@@ -8,6 +8,7 @@ prompt extends the first one, so the prefix cache serves it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .extract import extract_translation
@@ -64,6 +65,8 @@ def _chat(req: ClientRequest, plan: Plan, prefill: str, max_tokens: int, stop: l
 
 # -- chat style (plan.chat_style): words and sentences through the model's chat template ---------------
 CHAT_MARGIN_TOKENS = 16  # room for a preamble line that `extract_translation` drops
+WORD_ANSWER_WORDS = 3  # a word's answer longer than this with quotes in it is a sentence about the word
+_QUOTED = re.compile(r'["“«]\s*([^"”»]+?)\s*["”»]')
 
 
 def _ask(task: str, source: str, target: str, text: str) -> dict:
@@ -105,10 +108,17 @@ def _chat_translation(
 
 def read_translation(plan: Plan, text: str, into: int) -> str:
     """A chat-style answer read back: the translation only (`extract_translation`), into language `into`
-    (1 target, 2 bridge); a word is the first line of it."""
+    (1 target, 2 bridge); a word is the first line of it, or, when that line is a sentence about the word
+    (`"kitabu" translates to English as "book".`), its last quoted part."""
     names = tuple(n for n in (plan.english[into], plan.names[into]) if n)
     found = extract_translation(text, names)
-    return found.split("\n", 1)[0].strip() if plan.task == "word" else found
+    if plan.task != "word":
+        return found
+    line = found.split("\n", 1)[0].strip()
+    quoted = _QUOTED.findall(line)
+    if len(line.split()) > WORD_ANSWER_WORDS and quoted:
+        return quoted[-1].strip()
+    return line
 
 
 def read_direct(plan: Plan, text: str) -> str:

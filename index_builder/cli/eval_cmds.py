@@ -137,10 +137,11 @@ def eval_cmd(
             "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"
         )
     prov = result.provenance
+    model_name = Path(prov.get("model", "?")).name  # a committed report must not name this machine's paths
     meta = {
         "model": cfg.model,
         "endpoint": cfg.endpoint,
-        "index": f"{index.name} (built from {prov.get('model', '?')}, {prov.get('created_at', '?')})",
+        "index": f"{index.name} (built from {model_name}, {prov.get('created_at', '?')})",
         "dictionaries": _test_set_line(cfg.test_set) if cfg.test_set else cfg.dictionaries,
         "mode": cfg.mode,
         "shots": str(cfg.shots),

@@ -164,3 +164,19 @@ def test_a_style_per_task_applies_to_its_task_only():
     assert (planned("kitabu", "word").style, planned("kitabu", "word").mode) == ("chat", "two-step")
     sentence = planned("Habari ya asubuhi rafiki", "translate")
     assert (sentence.style, sentence.mode, len(sentence.demos)) == ("completion", "chain", 3)
+
+
+@pytest.mark.parametrize(
+    ("answer", "word"),
+    [
+        ('"Mostretable" translates to German as "Anzeigenbar".', "Anzeigenbar"),
+        ("The Hebrew word for “book” is “ספר”.", "ספר"),
+        ("ספר", "ספר"),
+        ('"ספר"', "ספר"),
+        ("New York", "New York"),  # no quotes: kept whole
+    ],
+)
+def test_a_word_answered_in_a_sentence_is_its_last_quoted_part(answer, word):
+    from bridgex_serve.steps import read_translation
+
+    assert read_translation(chat_plan(task="word", target="he"), answer, 1) == word
