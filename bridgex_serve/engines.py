@@ -87,9 +87,13 @@ def engine_settings(model: Path | str, backend: str | None = None, **overrides) 
     backend = backend or default_backend()
     if backend not in BACKENDS:
         raise ValueError(f"unknown back-end {backend!r} (expected one of {', '.join(BACKENDS)})")
-    family = model_family(model)
-    settings = FAMILIES.get((family, backend), DEFAULTS[backend]) if family else DEFAULTS[backend]
+    settings = _family_entry(model_family(model), backend)
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _family_entry(family: str | None, backend: str) -> EngineSettings:
+    """The `FAMILIES` entry of a family on a back-end, else the back-end's defaults."""
+    return FAMILIES.get((family, backend), DEFAULTS[backend]) if family else DEFAULTS[backend]
 
 
 def family_of_architecture(architecture: str | None) -> str | None:
@@ -106,7 +110,4 @@ def family_of_architecture(architecture: str | None) -> str | None:
 def prompt_style_for(architecture: str | None, backend: str | None = None) -> dict[str, str]:
     """task → prompt style of a model family (`FAMILIES`), from the architecture an index was built from;
     `completion` for every task of a family without an entry."""
-    family = family_of_architecture(architecture)
-    backend = backend or default_backend()
-    entry = FAMILIES.get((family, backend)) if family else None
-    return (entry or DEFAULTS[backend]).prompt_styles
+    return _family_entry(family_of_architecture(architecture), backend or default_backend()).prompt_styles

@@ -26,12 +26,11 @@ from .steps import (
     Step,
     answer_step,
     choice_text,
-    clean_answer,
-    clean_bridge,
     first_step,
     parse_chain,
+    read_answer,
+    read_bridge,
     read_direct,
-    read_translation,
 )
 from .words import COPY_FALLBACK_TASKS, copy_reason
 
@@ -138,10 +137,8 @@ async def run_plans(
         if plan.mode == "direct":
             outcomes.append(Outcome(plan, read_direct(plan, text), None, finish, 1))
             continue
-        if plan.chat_style:
-            bridge, answer = read_translation(plan, text, 2), None
-        elif plan.mode == "two-step":
-            bridge, answer = clean_bridge(text), None
+        if plan.mode == "two-step":  # chat-style bridged plans are always two-step
+            bridge, answer = read_bridge(plan, text), None
         else:
             bridge, answer = parse_chain(plan, req, text)
         outcomes.append(Outcome(plan, answer or "", bridge, finish, 1))
@@ -152,8 +149,7 @@ async def run_plans(
         replies = await dispatch(second, call, usage, max_batch=max_batch)
         for i, (text, finish) in zip(pending, replies, strict=True):
             outcome = outcomes[i]
-            plan = plans[i]
-            outcome.answer = read_translation(plan, text, 1) if plan.chat_style else clean_answer(text)
+            outcome.answer = read_answer(plans[i], text)
             outcome.finish_reason = finish
             outcome.calls = 2
     if copy_fallback:

@@ -101,7 +101,7 @@ class Plan:
 
     @property
     def chat_style(self) -> bool:
-        return self.style == "chat" and self.task in CHAT_STYLE_TASKS
+        return self.style == "chat"  # set by plan_request for CHAT_STYLE_TASKS only
 
     @property
     def bridge_tokens(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .detect import make_detector
-from .engines import DEFAULTS, prompt_style_for
+from .engines import prompt_style_for
 from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
 from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, off_loop, positive_int
@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .options import Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .outcome import Outcome, headers_for
-from .plan import Passthrough, Plan, plan_request
+from .plan import CHAT_STYLE_TASKS, Passthrough, Plan, plan_request
 from .protocol import ClientRequest, Usage, client_request, error_body, json_body, response_body, sse_chunks
 from .settings import Settings
 
@@ -32,7 +32,6 @@ MARKER = b'"bridgex"'
 # `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints).
 TRANSLATE_OPTIONS = ("task", "source", "target", "bridge", "route", "mode", "shots", "copy_fallback")
 TRANSLATE_TASKS = ("auto", "word", "translate")
-COMPLETION_STYLES = DEFAULTS["cpu"].prompt_styles  # every task as few-shot completion lines
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,9 @@ class Runtime:
     low_resource: frozenset[str]
     detect: object  # Callable[[str], str | None]
     # task (word | translate) → completion | chat: how word and sentence translations are asked upstream
-    prompt_styles: dict[str, str] = field(default_factory=lambda: dict(COMPLETION_STYLES))
+    prompt_styles: dict[str, str] = field(
+        default_factory=lambda: dict.fromkeys(CHAT_STYLE_TASKS, "completion")
+    )
 
     @classmethod
     def load(
@@ -56,7 +57,7 @@ class Runtime:
         if prompt_style == "auto":
             styles = prompt_style_for(index.provenance.get("architecture"))
         else:
-            styles = {task: prompt_style for task in COMPLETION_STYLES}
+            styles = dict.fromkeys(CHAT_STYLE_TASKS, prompt_style)
         if low_resource is not None:
             unknown = [c for c in low_resource if not index.has_language(c)]
             if unknown:

@@ -126,6 +126,16 @@ def read_direct(plan: Plan, text: str) -> str:
     return read_translation(plan, text, 1) if plan.chat_style else clean_bridge(text)
 
 
+def read_bridge(plan: Plan, text: str) -> str:
+    """The bridge rendering of a two-step plan's first call."""
+    return read_translation(plan, text, 2) if plan.chat_style else clean_bridge(text)
+
+
+def read_answer(plan: Plan, text: str) -> str:
+    """The answer of a second call (two-step call 2, chain's continuation)."""
+    return read_translation(plan, text, 1) if plan.chat_style else clean_answer(text)
+
+
 def first_step(plan: Plan, req: ClientRequest) -> Step:
     """Two-step: the bridge rendering. Chain: bridge rendering and answer. Direct: the answer."""
     answer = req.max_tokens or plan.answer_tokens
