@@ -8,8 +8,9 @@ Three layouts are read, each with validation that names file and line (`TestSetE
     FLORES-200  DIR/<split>/<code>.<split>  e.g. devtest/swh_Latn.devtest (ISO 639-1 codes are mapped)
 
 Every set carries a name and a SHA-256 over the names and bytes of the files it read, so a result can
-say exactly which test set it was measured on (`provenance()`). The shipped parallel set (Django's
-translation catalogs, see `scripts/make_sentence_set.py`) is `shipped_sentences()`.
+say exactly which test set it was measured on (`provenance()`). The shipped sets (Django's translation
+catalogs, see `scripts/make_sentence_set.py`) are `shipped_sentences()` and `shipped_words()`; the latter is
+also what the directory name `shipped` means to `read_muse_test_dir` (`--test-dict-dir shipped`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _MUSE_NAME = re.compile(rf"({_CODE})-({_CODE})\.txt")
 _PARALLEL_NAME = re.compile(rf"({_CODE})\.txt")
 SHIPPED_PACKAGE = "index_builder.data"
 SHIPPED_DIR = "sentences"
+SHIPPED_WORDS_DIR = "words"
+SHIPPED_WORDS = "shipped"  # the --test-dict-dir value that names the shipped word set (not a path)
 
 # ISO 639-1 (or CLDR's three-letter code) → FLORES-200 file code: the project's languages and other common
 # ones. Arabic is Modern Standard Arabic, Chinese is Simplified, Persian is Western Persian as in FLORES.
@@ -138,6 +141,7 @@ class WordTestSet:
     path: Path
     sha256: str
     dictionaries: dict[Pair, PairDictionary]
+    kind: str = "muse"  # "muse" | "shipped"
 
     @property
     def pairs(self) -> list[Pair]:
@@ -176,12 +180,12 @@ class WordTestSet:
             if entries:
                 kept[(source, target)] = PairDictionary(source, target, entries, d.origin)
         name = self.name if not words else f"{self.name} (minus {len(words)} probe words)"
-        return WordTestSet(name, self.path, self.sha256, kept)
+        return WordTestSet(name, self.path, self.sha256, kept, self.kind)
 
     def provenance(self) -> dict[str, object]:
         """What a run records about its test set."""
         return {
-            "kind": "muse",
+            "kind": self.kind,
             "name": self.name,
             "path": str(self.path),
             "sha256": self.sha256,
@@ -201,7 +205,10 @@ def read_muse_test_dir(
     The pairs come from the file names, or from `pairs` (`sw-he` or tuples; each needs its own file).
     Other files are ignored (MUSE's own `en-de.5000-6500.txt` must be renamed to `en-de.txt`). A language
     outside `languages`, a missing file and a malformed line are TestSetErrors naming file and line.
+    The string `shipped` (not a path such as `./shipped`) is the shipped word set: `shipped_words`.
     """
+    if isinstance(directory, str) and directory == SHIPPED_WORDS:
+        return shipped_words(languages, pairs)
     directory = Path(directory)
     if not directory.is_dir():
         raise TestSetError(f"{directory}: no such test dictionary directory")
@@ -410,5 +417,42 @@ def shipped_sentences(languages: Iterable[str] | None = None) -> ParallelSet:
     folder = resources.files(SHIPPED_PACKAGE).joinpath(SHIPPED_DIR)
     with resources.as_file(folder) as path:
         result = read_parallel_dir(path, languages, name="bridgex-django-sentences")
+    result.kind = "shipped"
+    return result
+
+
+def shipped_words(
+    languages: Collection[str] | None = None, pairs: Iterable[str | Pair] | None = None
+) -> WordTestSet:
+    """The MUSE word set installed with the package (Django's one-word catalog messages; see its NOTICE):
+    the given `pairs` (each must be shipped, its languages in `languages`), else every shipped pair whose
+    two languages are in `languages` (default: all shipped pairs)."""
+    folder = resources.files(SHIPPED_PACKAGE).joinpath(SHIPPED_WORDS_DIR)
+    with resources.as_file(folder) as path:
+        shipped = [
+            (match[1], match[2])
+            for file in sorted(path.iterdir())
+            if (match := _MUSE_NAME.fullmatch(file.name)) and file.is_file()
+        ]
+        codes = sorted({code for pair in shipped for code in pair})
+        allowed = set(codes if languages is None else languages)
+        if pairs is None:
+            chosen = [pair for pair in shipped if set(pair) <= allowed]
+            if not chosen:
+                raise TestSetError(
+                    f"the shipped word set has no pair of the languages {', '.join(sorted(allowed))} "
+                    f"(it has {', '.join(codes)})"
+                )
+        else:
+            chosen = _parse_pairs(pairs)
+            if languages is not None:
+                _check_languages(chosen, allowed, {pair: f"pair {pair[0]}-{pair[1]}" for pair in chosen})
+            missing = next((pair for pair in chosen if pair not in shipped), None)
+            if missing is not None:
+                raise TestSetError(
+                    f"the shipped word set has no pair {missing[0]}-{missing[1]} "
+                    f"({len(shipped)} ordered pairs of {', '.join(codes)})"
+                )
+        result = read_muse_test_dir(path, allowed, chosen, name="bridgex-django-words")
     result.kind = "shipped"
     return result

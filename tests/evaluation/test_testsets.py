@@ -7,6 +7,8 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
+from bridgex_index.words import copy_key
+from index_builder.build.dictionaries import read_muse
 from index_builder.evaluation.testsets import (
     FLORES_CODES,
     TestSetError,
@@ -15,6 +17,7 @@ from index_builder.evaluation.testsets import (
     read_muse_test_dir,
     read_parallel_dir,
     shipped_sentences,
+    shipped_words,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -253,41 +256,46 @@ def _script():
     return module
 
 
-def _po(messages: list[tuple[str, str, bool]]) -> bytes:
+def _po(messages: list[tuple]) -> bytes:
+    """A .po file of (English, translation, fuzzy[, msgctxt]) messages; a tuple English is a plural."""
     catalog = Catalog(locale=None)
-    for english, translation, fuzzy in messages:
-        catalog.add(english, translation, flags=["fuzzy"] if fuzzy else [])
+    for english, translation, fuzzy, *context in messages:
+        catalog.add(english, translation, flags=["fuzzy"] if fuzzy else [], context=next(iter(context), None))
     out = io.BytesIO()
     write_po(out, catalog)
     return out.getvalue()
 
 
+def _wheel(catalogs: dict[str, list[tuple]]) -> bytes:
+    """An in-memory Django wheel: its LICENSE and one .po catalog per path (messages as `_po` takes them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("django-9.9.dist-info/licenses/LICENSE", "BSD licence text\n")
+        for name, messages in catalogs.items():
+            z.writestr(name, _po(messages))
+    return buffer.getvalue()
+
+
 def test_the_generator_keeps_aligned_sentences_and_drops_the_rest(tmp_path):
     wheel = tmp_path / "Django-9.9-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        z.writestr("django-9.9.dist-info/licenses/LICENSE", "BSD licence text\n")
-        z.writestr(
-            "django/conf/locale/fr/LC_MESSAGES/django.po",
-            _po(
-                [
-                    ("Enter a valid email address.", "Saisissez une adresse e-mail valide.", False),
-                    ("This field is required here.", "Ce champ est obligatoire ici.", False),
-                    ("Enter a valid %(name)s value.", "Saisissez une valeur %(name)s valide.", False),
-                    ("Click <b>here</b> to continue now.", "Cliquez <b>ici</b> pour continuer.", False),
-                    ("Too short", "Trop court", False),
-                    ("A fuzzy message is never kept.", "Un message flou.", True),
-                    ("The same in both languages.", "The same in both languages.", False),
-                ]
-            ),
+    fr = [
+        ("Enter a valid email address.", "Saisissez une adresse e-mail valide.", False),
+        ("This field is required here.", "Ce champ est obligatoire ici.", False),
+        ("Enter a valid %(name)s value.", "Saisissez une valeur %(name)s valide.", False),
+        ("Click <b>here</b> to continue now.", "Cliquez <b>ici</b> pour continuer.", False),
+        ("Too short", "Trop court", False),
+        ("A fuzzy message is never kept.", "Un message flou.", True),
+        ("The same in both languages.", "The same in both languages.", False),
+    ]
+    sw = [("This field is required here.", "Sehemu hii inahitajika hapa.", False)]
+    wheel.write_bytes(
+        _wheel(
+            {
+                "django/conf/locale/fr/LC_MESSAGES/django.po": fr,
+                "django/contrib/admin/locale/sw/LC_MESSAGES/django.po": sw,
+            }
         )
-        z.writestr(
-            "django/contrib/admin/locale/sw/LC_MESSAGES/django.po",
-            _po(
-                [
-                    ("This field is required here.", "Sehemu hii inahitajika hapa.", False),
-                ]
-            ),
-        )
+    )
     out = tmp_path / "sentences"
     lines = _script().build(wheel, out, ("en", "fr", "sw"), "9.9")
     assert lines == {
@@ -298,4 +306,113 @@ def test_the_generator_keeps_aligned_sentences_and_drops_the_rest(tmp_path):
     test_set = read_parallel_dir(out)
     assert [p.line for p in test_set.pair("sw", "fr")] == [2]
     assert "Django 9.9" in (out / "NOTICE").read_text(encoding="utf-8")
+    assert (out / "LICENSE.django").read_text(encoding="utf-8") == "BSD licence text\n"
+
+
+# ------------------------------------------------------------------------------ the shipped word set
+
+
+def test_the_shipped_word_files_are_muse_dictionaries_without_copies():
+    folder = REPO / "index_builder" / "data" / "words"
+    files = sorted(folder.glob("*-*.txt"))
+    languages = set(_script().LANGUAGES)
+    assert len(files) == len(languages) * (len(languages) - 1)  # under the size limit: every ordered pair
+    for path in files:
+        source, target = path.stem.split("-")
+        assert {source, target} <= languages and source != target, path.name
+        entries = read_muse(path, source, target).entries
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert len(entries) == len(lines) and lines == sorted(set(lines)), path.name  # sorted, unique
+        assert all(line.count(" ") == 1 for line in lines), path.name
+        copies = [e for e in entries if copy_key(e.source_word) == copy_key(e.target_word)]
+        assert not copies, (path.name, copies[:3])
+    notice = (folder / "NOTICE").read_text(encoding="utf-8")
+    assert "Django 5.2.9" in notice and "BSD 3-Clause" in notice and "sw-he: " in notice
+    assert (folder / "LICENSE.django").read_bytes() == (
+        folder.parent / "sentences" / "LICENSE.django"
+    ).read_bytes()
+
+
+def test_shipped_names_the_installed_word_set_and_a_path_stays_a_path(muse_dir, monkeypatch):
+    every = shipped_words()
+    assert every.kind == "shipped" and every.name == "bridgex-django-words" and len(every.pairs) == 182
+    test_set = read_muse_test_dir("shipped", INDEX_LANGS)  # the pairs of the index's languages it has
+    assert test_set.name == "bridgex-django-words" and test_set.kind == "shipped"
+    assert sorted(test_set.pairs) == sorted((s, t) for s in INDEX_LANGS for t in INDEX_LANGS if s != t)
+    assert test_set.provenance()["kind"] == "shipped" and len(test_set.sha256) == 64
+    assert read_muse_test_dir("shipped", INDEX_LANGS, pairs=["sw-he"]).pairs == [("sw", "he")]
+    assert test_set.sha256 == read_muse_test_dir("shipped", INDEX_LANGS).sha256
+    with pytest.raises(TestSetError, match="language 'ja' is not in the index"):
+        read_muse_test_dir("shipped", INDEX_LANGS, pairs=["sw-ja"])
+    with pytest.raises(TestSetError, match="the shipped word set has no pair of the languages ko, ru"):
+        shipped_words({"ko", "ru"})
+    (muse_dir / "shipped").mkdir()
+    (muse_dir / "shipped" / "sw-he.txt").write_text("mbwa כלב\n", encoding="utf-8")
+    monkeypatch.chdir(muse_dir)
+    own = read_muse_test_dir("./shipped", INDEX_LANGS)  # any other value is a directory
+    assert own.kind == "muse" and own.name == "shipped" and own.pairs == [("sw", "he")]
+
+
+def test_the_word_generator_keeps_one_word_messages_and_drops_the_rest(tmp_path):
+    fr = [
+        ("Search", "Rechercher", False),
+        ("Save", "Enregistrer", False),
+        ("May", "mai", False, "abbrev. month"),
+        ("May", "Mai", False, "alt. month"),  # the same word: one line per pair and spelling
+        ("Save changes", "Enregistrer", False),  # English of two words
+        ("Delete", "Supprimer la sélection", False),  # translation of three words
+        ("Menu", "Menú", False),  # a copy of the English (accents dropped), not of the Japanese
+        ("Email", "%(email)s", False),  # placeholder
+        ("Close", "<b>Fermer</b>", False),  # markup
+        ("None", "-", False),  # punctuation alone
+        ("S", "D", False, "one letter Sunday"),  # one letter
+        ("Café", "Café", False),  # not letters a-z
+        ("Add", "Ajouter", True),  # fuzzy
+        (("item", "items"), ("élément", "éléments"), False),  # plural
+    ]
+    ja = [
+        ("Search", "検索", False),
+        ("May", "5月", False, "abbrev. month"),
+        ("Save", "保存 する", False),  # whitespace: two tokens
+        ("Menu", "メニュー", False),
+    ]
+    data = _wheel(
+        {
+            "django/conf/locale/fr/LC_MESSAGES/django.po": fr,
+            "django/contrib/admin/locale/ja/LC_MESSAGES/django.po": ja,
+        }
+    )
+    script = _script()
+    with zipfile.ZipFile(io.BytesIO(data)) as catalogs:  # the filter alone, on the in-memory catalog
+        assert script.catalog_words(catalogs, "fr") == {
+            (None, "Search"): "Rechercher",
+            (None, "Save"): "Enregistrer",
+            ("abbrev. month", "May"): "mai",
+            ("alt. month", "May"): "Mai",
+            (None, "Menu"): "Menú",  # copies are dropped per pair, not per language
+        }
+    wheel = tmp_path / "Django-9.9-py3-none-any.whl"
+    wheel.write_bytes(data)
+    out = tmp_path / "words"
+    pairs = script.build_words(wheel, out, ("en", "fr", "ja"), "9.9")
+    assert pairs == {
+        ("en", "fr"): ["May Mai", "May mai", "Save Enregistrer", "Search Rechercher"],
+        ("en", "ja"): ["May 5月", "Menu メニュー", "Search 検索"],
+        ("fr", "en"): ["Enregistrer Save", "Mai May", "Rechercher Search", "mai May"],
+        ("fr", "ja"): ["Menú メニュー", "Rechercher 検索", "mai 5月"],
+        ("ja", "en"): ["5月 May", "メニュー Menu", "検索 Search"],
+        ("ja", "fr"): ["5月 mai", "メニュー Menú", "検索 Rechercher"],
+    }
+    assert sorted(p.name for p in out.glob("*.txt")) == [
+        "en-fr.txt",
+        "en-ja.txt",
+        "fr-en.txt",
+        "fr-ja.txt",
+        "ja-en.txt",
+        "ja-fr.txt",
+    ]
+    test_set = read_muse_test_dir(out, {"en", "fr", "ja"})
+    assert [e.target_word for e in test_set.dictionaries[("fr", "ja")].entries] == ["メニュー", "検索", "5月"]
+    notice = (out / "NOTICE").read_text(encoding="utf-8")
+    assert "Django 9.9" in notice and "fr-ja: 3 entries, 3 source words" in notice
     assert (out / "LICENSE.django").read_text(encoding="utf-8") == "BSD licence text\n"
