@@ -144,7 +144,7 @@ OPTIONAL_TABLES: dict[str, str] = {
             bridge VARCHAR,                    -- the candidate the numbers below describe (NULL: none tested)
             direct_accuracy DOUBLE,
             bridge_accuracy DOUBLE,
-            n INTEGER,                         -- paired held-out words (calibration half)
+            n INTEGER,                         -- paired words or sentences (calibration half)
             gain DOUBLE,                       -- bridge_accuracy - direct_accuracy
             ci_low DOUBLE,                     -- confidence interval of the paired gain (see `test`)
             ci_high DOUBLE,
@@ -155,6 +155,8 @@ OPTIONAL_TABLES: dict[str, str] = {
             endpoint VARCHAR,
             created_at TIMESTAMP,
             task VARCHAR NOT NULL DEFAULT 'word', -- word | translate: the requests the decision routes
+            test_set VARCHAR,                  -- what it was measured on: '<name> sha256:<hex>' of a test
+                                               -- set, or 'held-out split (<dictionaries>)'; NULL: older row
             PRIMARY KEY (source, target, task)
         )""",
 }

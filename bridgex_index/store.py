@@ -130,6 +130,7 @@ ROUTING_COLUMNS = (
     "endpoint",
     "created_at",
     "task",
+    "test_set",
 )
 DECISION_TASKS = ("word", "translate")  # `routing_decisions.task`: single words; sentences (chat, qa too)
 
@@ -158,11 +159,13 @@ def routing_decisions(con: duckdb.DuckDBPyConnection, task: str = "word") -> dic
 
 def migrate_routing_decisions(con: duckdb.DuckDBPyConnection) -> None:
     """Give a `routing_decisions` table from before per-task decisions its `task` column (old rows are
-    `word` decisions) and the (source, target, task) key; a no-op on a current or absent table."""
+    `word` decisions) and the (source, target, task) key, and one from before `test_set` that column (NULL
+    on old rows); a no-op on a current or absent table. The schema version stays: an optional table."""
     if not has_table(con, "routing_decisions"):
         return
     present = [r[0] for r in con.execute("DESCRIBE routing_decisions").fetchall()]
     if "task" in present:
+        con.execute("ALTER TABLE routing_decisions ADD COLUMN IF NOT EXISTS test_set VARCHAR")
         return
     kept = ", ".join(c for c in ROUTING_COLUMNS if c in present)
     con.execute("ALTER TABLE routing_decisions RENAME TO routing_decisions_before_task")

@@ -92,6 +92,13 @@ def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[
             "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
         ),
         click.option(
+            "--test-dict-dir",
+            type=click.Path(),  # a str: `shipped` is a keyword, `./shipped` a directory
+            help="Word test set instead of the index's held-out split: MUSE dictionaries "
+            "DIR/<src>-<trg>.txt not used in the build, or `shipped` (the Django word set installed with "
+            "BridgeX); entries with a probe word of the index are dropped.",
+        ),
+        click.option(
             "--task",
             default="word",
             show_default=True,

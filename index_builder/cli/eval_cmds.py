@@ -21,12 +21,7 @@ def _eval_command(cfg, out: Path) -> str:
     args += ["--model", cfg.model, "--task", cfg.task]
     if cfg.pairs:  # none: a --test-dict-dir's own pairs
         args += ["--pairs", ",".join(f"{s}-{t}" for s, t in cfg.pairs)]
-    if cfg.task == "translate":
-        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
-    elif cfg.test_dict_dir is not None:
-        args += ["--test-dict-dir", cfg.test_dict_dir]
-    else:
-        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+    args += _test_source_args(cfg)
     args += ["--strategies", ",".join(cfg.strategies), "--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.words != "all":
         args += ["--words", cfg.words]
@@ -40,16 +35,19 @@ def _eval_command(cfg, out: Path) -> str:
     return shlex.join(args)
 
 
+def _test_source_args(cfg) -> list[str]:
+    """The test-set flags of a command line: a sentence set, a word test set or the index's dictionaries."""
+    if cfg.task == "translate":
+        return ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
+    if cfg.test_dict_dir is not None:
+        return ["--test-dict-dir", cfg.test_dict_dir]
+    return ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
+
+
 @click.command(name="eval")
 @measuring_options(
     "Comma-separated source-target pairs, e.g. sw-he,id-ja (with --test-dict-dir: default its files' pairs).",
     pairs_required=False,
-)
-@click.option(
-    "--test-dict-dir",
-    type=click.Path(path_type=Path),
-    help="MUSE test dictionaries <src>-<trg>.txt not used in the build (instead of the index's held-out "
-    "split; entries with a probe word of the index are dropped).",
 )
 @click.option(
     "--strategies",
@@ -105,7 +103,7 @@ def eval_cmd(
             strategies=parse_strategies(strategies),
             task=task,
             test_dir=str(test_dir) if test_dir is not None else None,
-            test_dict_dir=str(test_dict_dir) if test_dict_dir is not None else None,
+            test_dict_dir=test_dict_dir,
             **opts,
         )
         safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.model)
@@ -213,8 +211,9 @@ def _report_sentences(cfg, result, out: Path) -> None:
 def _test_set_line(test_set: dict) -> str:
     """The report's line for a `--test-dict-dir` test set: name, hash and what was dropped."""
     dropped = test_set.get("probe_words_dropped", 0)
+    where = "shipped in index_builder/data/words" if test_set.get("kind") == "shipped" else test_set["path"]
     return (
-        f"test set {test_set['name']} ({test_set['path']}, sha256 {str(test_set['sha256'])[:16]}…, "
+        f"test set {test_set['name']} ({where}, sha256 {str(test_set['sha256'])[:16]}…, "
         f"{dropped} probe words of the index dropped)"
     )
 
@@ -242,16 +241,15 @@ def _calibrated_lines(result) -> list[str]:
     return lines
 
 
-def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
+def _calibrate_command(cfg, pairs_arg: str | None, top: int) -> str:
+    """The canonical command line of a calibration (`pairs_arg` as given: a list, `all`, or none with a
+    word test set, whose pairs it then takes)."""
     import shlex
 
     args = ["bridgex-index", "calibrate", "--index", str(cfg.index), "--endpoint", cfg.endpoint]
-    args += ["--model", cfg.model, "--task", cfg.task, "--pairs", pairs_arg, "--top", str(top)]
-    if cfg.task == "translate":
-        args += ["--test-dir", cfg.test_dir] if cfg.test_dir is not None else []
-    else:
-        args += ["--dictionaries", "cldr"] if cfg.dictionaries == "cldr" else ["--dict-dir", cfg.dictionaries]
-    args += ["--mode", cfg.mode, "--shots", str(cfg.shots)]
+    args += ["--model", cfg.model, "--task", cfg.task]
+    args += ["--pairs", pairs_arg] if pairs_arg is not None else []
+    args += ["--top", str(top), *_test_source_args(cfg), "--mode", cfg.mode, "--shots", str(cfg.shots)]
     if cfg.limit is not None:
         args += ["--limit", str(cfg.limit)]
     if not cfg.copy_fallback:
@@ -263,29 +261,43 @@ def _calibrate_command(cfg, pairs_arg: str, top: int) -> str:
 
 @click.command(name="calibrate")
 @measuring_options(
-    "Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow)."
+    "Comma-separated source-target pairs (e.g. sw-he,he-sw), or `all` (every ranked pair; slow); with "
+    "--test-dict-dir: default its pairs of the index's languages.",
+    pairs_required=False,
 )
 @click.option(
     "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
 )
 @fails_cleanly
 def calibrate_cmd(
-    index: Path, pairs: str, dict_source, dict_dir, task: str, test_dir, top: int, quiet: bool, **opts
+    index: Path,
+    pairs: str | None,
+    dict_source,
+    dict_dir,
+    task: str,
+    test_dir,
+    test_dict_dir,
+    top: int,
+    quiet: bool,
+    **opts,
 ) -> None:
-    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words (or,
-    with --task translate, of a sentence set) and store it in the index's `routing_decisions` under its
-    task (what `bridgex-serve` follows after a reload: word decisions for single words, translate
-    decisions for sentences, chat and qa)."""
+    """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words (or of
+    a word test set, --test-dict-dir; or, with --task translate, of a sentence set) and store it in the
+    index's `routing_decisions` under its task, with the test set it was measured on (what `bridgex-serve`
+    follows after a reload: word decisions for single words, translate decisions for sentences, chat and
+    qa)."""
     from ..evaluation.calibrate import all_pairs, calibrate
     from ..evaluation.client import EvaluationError
     from ..evaluation.config import EvalConfig, parse_pairs
     from ..evaluation.tasks import read_index
 
     try:
-        _check_test_source(task, dict_source, dict_dir, test_dir, None, pairs)
+        _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pairs)
         if top < 1:
             raise EvaluationError(f"--top must be at least 1, got {top}")
-        if pairs.strip().lower() == "all":
+        if pairs is None:  # a word test set's own pairs (plan_tasks fills them in)
+            chosen = []
+        elif pairs.strip().lower() == "all":
             chosen = all_pairs(read_index(index).bridges)
             if not chosen:
                 raise EvaluationError(f"--pairs all: {index} ranks no bridges")
@@ -297,6 +309,7 @@ def calibrate_cmd(
             dictionaries="cldr" if dict_source else str(dict_dir or ""),
             task=task,
             test_dir=str(test_dir) if test_dir is not None else None,
+            test_dict_dir=test_dict_dir,
             strategies=("direct", "all-bridges"),
             words="calibration",
             top_bridges=top,
@@ -320,6 +333,7 @@ def calibrate_cmd(
             f"{ci:>15} {p:>8}"
         )
     r = done.result
+    click.echo(f"measured on {done.measured_on}")
     click.echo(
         f"wrote {len(done.rows)} {task} routing decisions to {index}; {r.upstream_calls} upstream calls, "
         f"{r.cached_calls} cached"

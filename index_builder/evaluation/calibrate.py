@@ -5,7 +5,9 @@ held-out words (`--task word`) or of a sentence set's lines (`--task translate`)
 The measuring is `bridgex-index eval` (`index_builder.evaluation.run`) with strategies `direct` and
 `all-bridges` limited to the top K candidates and `words="calibration"`: the same prompts, demonstrations,
 copy fallback and answer cache, so a calibration after an evaluation of the same words asks nothing again.
-The run is recorded in `evaluation_runs`/`evaluations` like any evaluation.
+The run is recorded in `evaluation_runs`/`evaluations` like any evaluation. The words can also be the
+calibration half of a word test set never used in the build (`test_dict_dir`: a MUSE directory or the
+shipped set); every decision row names the test set it was measured on (`measured_on`).
 """
 
 from __future__ import annotations
@@ -35,11 +37,21 @@ class Calibration:
     result: RunResult
     decisions: dict[Pair, RouteDecision]
     rows: list[dict]
+    measured_on: str  # the test set the decisions were measured on (`measured_on`)
 
 
 def all_pairs(index_bridges: Mapping[Pair, Sequence]) -> list[Pair]:
     """Every (source, target) the index ranks bridges for (`--pairs all`)."""
     return sorted(index_bridges)
+
+
+def measured_on(cfg: EvalConfig) -> str:
+    """What a decision was measured on, as `routing_decisions.test_set` stores it: a test set's name and
+    SHA-256 (a word test set or a sentence set, `cfg.test_set` as the run filled it in), else the index's
+    held-out split and the dictionaries it was checked against."""
+    if cfg.test_set is not None:
+        return f"{cfg.test_set['name']} sha256:{cfg.test_set['sha256']}"
+    return f"held-out split ({cfg.dictionaries})"
 
 
 def paired_hits(task: PairTask, answers: Mapping, arm: str | None) -> dict[str, bool]:
@@ -95,12 +107,13 @@ def calibrate(
     else:
         decisions = decide_tasks(result.tasks, result.answers, alpha)
     created = datetime.now(timezone.utc).replace(tzinfo=None)
+    test_set = measured_on(cfg)
     rows = [
-        d.row(s, t, model=cfg.model, endpoint=cfg.endpoint, created_at=created)
+        d.row(s, t, model=cfg.model, endpoint=cfg.endpoint, created_at=created, test_set=test_set)
         for (s, t), d in decisions.items()
     ]
     from bridgex_index.store import write_routing_decisions
 
     with ResultStore(cfg.index).connect() as con:
         write_routing_decisions(con, rows)
-    return Calibration(result, decisions, rows)
+    return Calibration(result, decisions, rows, test_set)

@@ -92,8 +92,10 @@ class RouteDecision:
         model: str | None = None,
         endpoint: str | None = None,
         created_at: object = None,
+        test_set: str | None = None,
     ) -> dict:
-        """The decision as a `routing_decisions` row (`bridgex_index.store.write_routing_decisions`)."""
+        """The decision as a `routing_decisions` row (`bridgex_index.store.write_routing_decisions`);
+        `test_set` names what it was measured on (`calibrate.measured_on`)."""
         return {
             "source": source,
             "target": target,
@@ -112,6 +114,7 @@ class RouteDecision:
             "endpoint": endpoint,
             "created_at": created_at,
             "task": self.task,
+            "test_set": test_set,
         }
 
 

@@ -16,9 +16,11 @@ from serve_support import (
     vllm_tiny,  # noqa: F401 (fixture)
 )
 from test_eval_run import (
+    LANGS,
     accuracies,
     assert_fails_cleanly,
     cli,
+    entries_of,
     eval_args,
     free_port,
     index,  # noqa: F401 (fixture)
@@ -27,7 +29,9 @@ from test_eval_run import (
     template_index,  # noqa: F401 (fixture)
 )
 
+from index_builder.build.languages import prompt_name
 from index_builder.evaluation.decision import split_words
+from index_builder.evaluation.testsets import shipped_words
 
 
 def calibrate_args(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 10,
@@ -149,6 +153,76 @@ def test_bad_calibrate_input_is_one_line_exit_2(index, extra, pairs, needles):  
     tables = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'evaluations'"
     assert rows(index, tables)[0][0]
     assert rows(index, "SELECT count(*) FROM routing_decisions") == [(0,)]  # nothing decided without answers
+
+
+# ------------------------------------------------------------------------ a word test set (--test-dict-dir)
+
+
+def word_set_args(path: Path, endpoint: str, test_dict_dir, *extra) -> list:
+    return ["calibrate", "--index", path, "--endpoint", endpoint, "--model", "stub", "--test-dict-dir",
+            test_dict_dir, "--limit", "10", "--quiet", *extra]  # fmt: skip
+
+
+def test_calibrate_on_a_muse_test_dir_takes_its_pairs_and_records_its_name_and_hash(index, oracle, tmp_path):  # noqa: F811
+    held = sorted(
+        (wt, ws)
+        for s, t, ws, wt, split in entries_of(index)
+        if (s, t, split) == ("he", "sw", "test") and " " not in ws + wt
+    )
+    probe = next(wt for s, t, _ws, wt, split in entries_of(index) if (s, t, split) == ("he", "sw", "probe"))
+    (tmp_path / "muse-test").mkdir()
+    lines = [f"{sw} {he}" for sw, he in held] + [f"{probe} שלום"]  # a probe word: dropped
+    (tmp_path / "muse-test" / "sw-he.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli(*word_set_args(index, oracle.url, tmp_path / "muse-test"))  # no --pairs: the files' pairs
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    found = rows(index, "SELECT source, target, decision, n, test_set FROM routing_decisions")
+    assert [r[:4] for r in found] == [("sw", "he", "en", 10)]
+    name, _, digest = found[0][4].partition(" sha256:")
+    assert name == "muse-test (minus 1 probe words)" and len(digest) == 64
+    assert f"measured on {found[0][4]}" in result.stdout
+    words = asked_words(oracle.prompts)  # the calibration half of the test set's words, no probe word
+    assert probe not in words and words <= {sw for sw, _he in held}
+    assert not split_words(f"sw:{w}" for w in words)[1]
+    (command, params) = rows(index, "SELECT command, parameters FROM evaluation_runs")[0]
+    assert "--pairs" not in command and f"--test-dict-dir {tmp_path / 'muse-test'}" in command
+    assert json.loads(params)["test_set"]["sha256"] == digest
+
+
+def test_calibrate_on_the_shipped_word_set(index, oracle):  # noqa: F811
+    names = {c: prompt_name(c) for c in LANGS}
+    for (s, t), d in shipped_words(LANGS).dictionaries.items():  # the stub learns the Django words
+        for e in d.entries:
+            oracle.gold.setdefault((names[s], e.source_word, names[t]), e.target_word)
+    result = cli(*word_set_args(index, oracle.url, "shipped", "--pairs", "sw-he", "--top", "1"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    ((decision, n, test_set),) = rows(index, "SELECT decision, n, test_set FROM routing_decisions")
+    assert (decision, n) == ("en", 10)
+    assert test_set.startswith("bridgex-django-words") and " sha256:" in test_set
+    sw_words = {e.source_word for e in shipped_words(LANGS, ["sw-he"]).dictionaries[("sw", "he")].entries}
+    assert asked_words(oracle.prompts) <= sw_words
+    (command,) = rows(index, "SELECT command FROM evaluation_runs")[0]
+    assert "--pairs sw-he --top 1 --test-dict-dir shipped --mode chain" in command
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--task", "translate", "--pairs", "sw-he"], ["--task translate reads sentences"]),
+        (["--dictionaries", "cldr"], ["--test-dict-dir replaces --dictionaries"]),
+        (["--pairs", "sw-xx"], ["'xx' is not in this index"]),
+        (["--pairs", "sw-he", "--top", "0"], ["--top must be at least 1"]),
+    ],
+)
+def test_bad_word_set_calibration_is_one_line_exit_2(index, extra, needles):  # noqa: F811
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*word_set_args(index, url, "shipped", *extra)), *needles)
+
+
+def test_a_missing_word_set_or_missing_pairs_is_one_line_exit_2(index, tmp_path):  # noqa: F811
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    assert_fails_cleanly(cli(*word_set_args(index, url, tmp_path / "none")), "--test-dict-dir", "none")
+    args = [a for a in calibrate_args(index, url) if a not in ("--pairs", "sw-he,he-ja")]
+    assert_fails_cleanly(cli(*args), "--pairs is required")
 
 
 # ------------------------------------------------------------------------------------ real vLLM (slow)

@@ -165,6 +165,34 @@ def test_a_decision_round_trips_through_the_index_table(tmp_path):
         write_routing_decisions(con, [{"source": "sw", "colour": "red"}])
 
 
+TASK_ERA_ROUTING = """CREATE TABLE routing_decisions (source VARCHAR NOT NULL, target VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL, bridge VARCHAR, direct_accuracy DOUBLE, bridge_accuracy DOUBLE, n INTEGER,
+    gain DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, test VARCHAR, candidates INTEGER,
+    model VARCHAR, endpoint VARCHAR, created_at TIMESTAMP, task VARCHAR NOT NULL DEFAULT 'word',
+    PRIMARY KEY (source, target, task))"""
+
+
+def test_a_table_from_before_test_set_is_read_and_gains_the_column_on_write(tmp_path):
+    path = tmp_path / "i.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(TASK_ERA_ROUTING)
+    con.execute("INSERT INTO routing_decisions (source, target, decision) VALUES ('he', 'sw', 'de')")
+    con.close()
+    con = duckdb.connect(str(path), read_only=True)  # as the server reads it: no write, test_set NULL
+    assert routing_decisions(con)[("he", "sw")]["test_set"] is None
+    con.close()
+    direct, bridge = planted(both=10, bridge_only=30, direct_only=0, neither=60)
+    row = decide(direct, {"en": bridge}).row("sw", "he", test_set="bridgex-django-words sha256:ab")
+    con = duckdb.connect(str(path))
+    write_routing_decisions(con, [row])
+    con.close()
+    con = duckdb.connect(str(path), read_only=True)
+    stored = routing_decisions(con)
+    assert stored[("he", "sw")]["decision"] == "de" and stored[("he", "sw")]["test_set"] is None
+    assert stored[("sw", "he")]["test_set"] == "bridgex-django-words sha256:ab"
+    con.close()
+
+
 def test_sentence_decisions_take_a_bridge_only_when_its_chrf_gain_is_significant():
     from index_builder.evaluation.decision import decide_sentences
 

@@ -581,6 +581,26 @@ def test_a_muse_test_dir_is_scored_without_its_probe_words_and_named_in_the_run(
     assert "muse-test" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
 
 
+def test_shipped_is_the_installed_word_set_named_in_the_run_and_report(index, oracle, tmp_path):
+    from index_builder.evaluation.testsets import shipped_words
+
+    names = {c: prompt_name(c) for c in LANGS}
+    for (s, t), d in shipped_words(LANGS).dictionaries.items():  # the stub learns the Django words
+        for e in d.entries:
+            oracle.gold.setdefault((names[s], e.source_word, names[t]), e.target_word)
+    args = muse_test_args(index, oracle.url, tmp_path / "r", "shipped", "--pairs", "sw-he", "--limit", "4")
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert accuracies(index) == {("sw", "he", "direct", None): 0.0, ("sw", "he", "english", "en"): 100.0}
+    command, params = rows(index, "SELECT command, parameters FROM evaluation_runs")[0]
+    test_set = json.loads(params)["test_set"]
+    assert (test_set["kind"], test_set["pairs"]) == ("shipped", ["sw-he"])
+    assert test_set["name"].startswith("bridgex-django-words") and len(test_set["sha256"]) == 64
+    assert "--test-dict-dir shipped" in command
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "bridgex-django-words" in report and "shipped in index_builder/data/words" in report
+
+
 def test_test_dict_dir_validation_is_one_line_and_exit_2(index, tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
     muse = tmp_path / "t"
