@@ -320,6 +320,7 @@ def calibrate_cmd(
     except EvaluationError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
+    click.echo("scores: " + ("corpus chrF++ / 100" if task == "translate" else "P@1 (fraction of words)"))
     click.echo(
         f"{'pair':7} {'decision':8} {'n':>4} {'direct':>6} {'bridge':>10} {'gain':>7} {'95% CI':>15} {'p':>8}"
     )

@@ -92,10 +92,10 @@ def sentence_cells(
 
 def cell_lines(cells: Sequence[SentenceCell]) -> list[str]:
     """A plain-text table: per cell chrF++ and BLEU, the chrF++ difference with direct and its 95% interval,
-    and the diagnostics as percentages."""
+    the diagnostics as percentages and the length ratio (answer / reference characters)."""
     head = (
         f"{'pair':7} {'strategy':12} {'bridge':6} {'n':>4} {'chrF++':>6} {'BLEU':>5} "
-        f"{'Δ chrF++ vs direct [95% CI]':>27} {'empty%':>6} {'copy%':>5} {'wrong-lang%':>11}"
+        f"{'Δ chrF++ vs direct [95% CI]':>27} {'empty%':>6} {'copy%':>5} {'wrong-lang%':>11} {'len':>4}"
     )
     lines = [head]
     for c in cells:
@@ -104,9 +104,12 @@ def cell_lines(cells: Sequence[SentenceCell]) -> list[str]:
             f"{vs.delta:+.1f} [{vs.low:+.1f},{vs.high:+.1f}]{'*' if vs.significant else ' '}" if vs else "-"
         )
         rates = c.diagnostics.rates()
+        length = c.diagnostics.length_ratio
+        ratio = f"{length:.2f}" if length is not None else "-"
         lines.append(
             f"{c.source}-{c.target:4} {c.strategy:12} {c.bridge or '-':6} {c.n:>4} "
             f"{c.scores[sentence_scoring.CHRF_PP]:>6.1f} {c.scores[sentence_scoring.BLEU_METRIC]:>5.1f} "
-            f"{delta:>27} {rates['empty']:>6.1f} {rates['copies']:>5.1f} {rates['wrong_language']:>11.1f}"
+            f"{delta:>27} {rates['empty']:>6.1f} {rates['copies']:>5.1f} {rates['wrong_language']:>11.1f} "
+            f"{ratio:>4}"
         )
     return lines

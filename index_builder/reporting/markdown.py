@@ -322,7 +322,8 @@ def write_sentence_report(out: Path, lines: Sequence[str], meta: Mapping[str, st
     notes = [
         "Corpus chrF++ and BLEU (sacrebleu); Δ is chrF++ minus direct on the same sentences with its 95% "
         "paired-bootstrap interval (* : the interval excludes 0). empty/copy/wrong-lang: % of answers "
-        "that are empty, copy the source, or are detected in another language than the target.",
+        "that are empty, copy the source, or are detected in another language than the target; len: "
+        "characters of all answers / characters of all references.",
         "",
     ]
     report.write_text("\n".join(head + body + notes), encoding="utf-8")

@@ -648,6 +648,9 @@ def test_sentences_are_scored_with_chrf_per_strategy_against_direct(index, oracl
     assert got[("direct", "chrf++")][3] < 10.0
     assert set(got) == {(s, m) for s in ("direct", "english", "bridgex") for m in ("chrf++", "bleu")}
     assert "english" in result.stdout and "*" in result.stdout  # +Δ with an interval that excludes 0
+    # the last column is the length ratio: the English route's answers are the references (some cut short)
+    english = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["english"])
+    assert result.stdout.splitlines()[0].split()[-1] == "len" and 0.5 < float(english.split()[-1]) <= 1.0
     (params,) = rows(index, "SELECT parameters FROM evaluation_runs")[0]
     test_set = json.loads(params)["test_set"]
     assert test_set["name"] == "bridgex-django-sentences" and len(test_set["sha256"]) == 64
