@@ -212,8 +212,9 @@ def _test_set_line(test_set: dict) -> str:
     """The report's line for a `--test-dict-dir` test set: name, hash and what was dropped."""
     dropped = test_set.get("probe_words_dropped", 0)
     where = "shipped in index_builder/data/words" if test_set.get("kind") == "shipped" else test_set["path"]
+    name = str(test_set["name"]).split(" (minus ", 1)[0]  # the reduced set's name says the count again
     return (
-        f"test set {test_set['name']} ({where}, sha256 {str(test_set['sha256'])[:16]}…, "
+        f"test set {name} ({where}, sha256 {str(test_set['sha256'])[:16]}…, "
         f"{dropped} probe words of the index dropped)"
     )
 
