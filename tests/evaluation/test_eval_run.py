@@ -122,6 +122,7 @@ class OracleStub:
         self.die_after: int | None = None
         self.direct_knows = False  # True: direct prompts get the gold answer too
         self.server = None
+        self.delay = 0.0  # seconds every completion waits before answering (timeouts)
         self.app = Starlette(
             routes=[
                 Route("/v1/completions", self.completions, methods=["POST"]),
@@ -175,6 +176,8 @@ class OracleStub:
             # shutting down: uvicorn stops accepting within 0.1 s and finishes what is in flight
             self.server.server.should_exit = True
             await asyncio.sleep(0.3)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         self.prompts += prompts
         self.bodies.append(body)
@@ -441,6 +444,13 @@ def test_endpoint_dying_mid_run_keeps_answers_and_complete_cells_then_resumes(in
 
 def canonical_body(request: str) -> str:
     return json.dumps(json.loads(request)["body"], sort_keys=True)
+
+
+def test_a_timeout_says_which_knobs_to_turn(index, oracle, tmp_path):
+    oracle.delay = 2.0
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--timeout", "0.5"))
+    line = assert_fails_cleanly(result, "Timeout", "run the same command again")
+    assert line.endswith("it timed out: raise --timeout or lower --concurrency)")
 
 
 def test_endpoint_down_is_one_line_and_exit_2(index, tmp_path):
