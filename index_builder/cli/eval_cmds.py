@@ -209,14 +209,10 @@ def _report_sentences(cfg, result, out: Path) -> None:
 
 
 def _test_set_line(test_set: dict) -> str:
-    """The report's line for a `--test-dict-dir` test set: name, hash and what was dropped."""
-    dropped = test_set.get("probe_words_dropped", 0)
+    """The report's line for a `--test-dict-dir` test set: its name (which says how many probe words were
+    dropped, `WordTestSet.without`), where it is and its hash."""
     where = "shipped in index_builder/data/words" if test_set.get("kind") == "shipped" else test_set["path"]
-    name = str(test_set["name"]).split(" (minus ", 1)[0]  # the reduced set's name says the count again
-    return (
-        f"test set {name} ({where}, sha256 {str(test_set['sha256'])[:16]}…, "
-        f"{dropped} probe words of the index dropped)"
-    )
+    return f"test set {test_set['name']} ({where}, sha256 {str(test_set['sha256'])[:16]}…)"
 
 
 def _calibrated_lines(result) -> list[str]:

@@ -41,7 +41,12 @@ class EvaluationError(ValueError):
 
 
 class EndpointError(EvaluationError):
-    """The endpoint could not be reached or refused a request; answers received so far are cached."""
+    """The endpoint could not be reached or refused a request; answers received so far are cached.
+    `timed_out`: the last attempt ran out of `--timeout` (on a slow endpoint mostly queueing)."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 def base_url(endpoint: str) -> str:
@@ -367,7 +372,10 @@ class TranslateClient:
                 raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
             except (httpx.TransportError, httpx.TimeoutException) as err:
                 if last:
-                    raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+                    raise EndpointError(
+                        f"cannot reach {self.endpoint}: {_reason(err)}",
+                        timed_out=isinstance(err, httpx.TimeoutException),
+                    ) from None
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             seconds = (time.perf_counter() - t0) / len(batch)

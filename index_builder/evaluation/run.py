@@ -194,8 +194,8 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     with store.connect() as con:
         write_results(con, cfg, result)
     if error is not None:
-        # a timeout on a slow endpoint is mostly queueing: --concurrency batches of 32 texts are in flight
-        hint = "; it timed out: raise --timeout or lower --concurrency" if "Timeout" in str(error) else ""
+        # a timeout is mostly queueing: --concurrency batches of 32 texts are in flight at once
+        hint = "; it timed out: raise --timeout or lower --concurrency" if error.timed_out else ""
         raise EndpointError(
             f"{error} ({len(answers)} of {len(jobs)} answers done and cached, "
             f"{len(cells) + len(sentences)} complete cells written; run the same command again to resume"
