@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from index_builder.build.capture import (
+from index_builder.indexing.capture import (
     EncodedProbe,
     LanguageCounts,
     collate,
@@ -34,9 +34,9 @@ from index_builder.build.capture import (
     length_batches,
     run_pass,
 )
-from index_builder.build.models import LoadedModel, load_model
-from index_builder.build.pipeline import BuildConfig, validate
-from index_builder.build.probes import Probe, build_probes
+from index_builder.indexing.models import LoadedModel, load_model
+from index_builder.indexing.pipeline import BuildConfig, validate
+from index_builder.indexing.probes import Probe, build_probes
 
 NEW_TOKENS = 30
 
@@ -155,7 +155,7 @@ def main() -> None:
     langs = [c.strip() for c in args.langs.split(",") if c.strip()]
     probes = make_probes(langs, args.probes, args.seed)
     if args.model is None:
-        from index_builder.build.gemma import prepare
+        from index_builder.indexing.gemma import prepare
 
         args.model = str(prepare())
     start = time.perf_counter()

@@ -27,8 +27,8 @@ import re
 from collections.abc import Sequence
 
 from bridgex_index.words import copy_key
-from index_builder.build.dictionaries import cldr_dictionaries
 from index_builder.evaluation.testsets import shipped_sentences
+from index_builder.indexing.dictionaries import cldr_dictionaries
 
 EVAL_PAIRS = (("sw", "fr"), ("sw", "es"), ("ar", "fr"), ("he", "de"))  # docs/results' sentence pairs
 NO_SPACES = {"ja", "zh"}

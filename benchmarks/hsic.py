@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from index_builder.build.hsic import hsic_matrix, hsic_reference
+from index_builder.indexing.hsic import hsic_matrix, hsic_reference
 
 
 def best_time(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:

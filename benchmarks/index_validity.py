@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from index_builder.build import bridges, neurons
+from index_builder.indexing import bridges, neurons
 
 ISO3 = {  # ISO 639-1 → the URIEL code lang2vec knows (individual languages for macrolanguages)
     "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "id": "ind", "ar": "arb",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder.build import neurons
-from index_builder.build.pipeline import BuildConfig, BuildError, _probes, validate
+from index_builder.indexing import neurons
+from index_builder.indexing.pipeline import BuildConfig, BuildError, _probes, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    from index_builder.build.capture import LanguageCounts, encode_probes, run_pass
-    from index_builder.build.models import default_cache_dir, load_model
+    from index_builder.indexing.capture import LanguageCounts, encode_probes, run_pass
+    from index_builder.indexing.models import default_cache_dir, load_model
 
     model = args.model
     if model == "gemma-3-270m":

@@ -109,7 +109,7 @@ def main() -> int:
     max_pairs = args.max_pairs or demo.max_pairs
 
     sys.path.insert(0, str(REPO))
-    prepare = importlib.import_module(f"index_builder.build.{demo.module}").prepare
+    prepare = importlib.import_module(f"index_builder.indexing.{demo.module}").prepare
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"== {demo.title}: assembling and converting once", flush=True)
     model = prepare(REPO / ".cache" / "bridgex")

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bridgex_serve.extract import extract_translation  # noqa: E402
-from index_builder.build.dictionaries import cldr_dictionaries, split_entries  # noqa: E402
-from index_builder.build.languages import english_name, prompt_name  # noqa: E402
 from index_builder.evaluation import scoring  # noqa: E402
 from index_builder.evaluation.words import stable_order  # noqa: E402
+from index_builder.indexing.dictionaries import cldr_dictionaries, split_entries  # noqa: E402
+from index_builder.indexing.languages import english_name, prompt_name  # noqa: E402
 
 PAIRS = "sw-fr,sw-es,he-es,he-de,ar-fr,ar-de,ja-fr,fr-es"
 SHOTS = 3

@@ -50,7 +50,7 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO))
     from bridgex_serve.launch import VllmServer
-    from index_builder.build.qwen import prepare
+    from index_builder.indexing.qwen import prepare
 
     bin_dir = Path(sys.executable).parent
     args.out.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,6 @@ def gemma_folder() -> Path:
     about a minute, then cached under .cache/bridgex, or $BRIDGEX_CACHE)."""
     import os
 
-    from index_builder.build.gemma import prepare
+    from index_builder.indexing.gemma import prepare
 
     return prepare(Path(os.environ.get("BRIDGEX_CACHE", REPO / ".cache" / "bridgex")))

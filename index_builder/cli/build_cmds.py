@@ -111,7 +111,7 @@ from .common import _band, _codes, fails_cleanly
 @fails_cleanly
 def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
     """Build a bridge index from a model and bilingual dictionaries."""
-    from ..build.pipeline import BuildConfig, BuildError, build_index
+    from ..indexing.pipeline import BuildConfig, BuildError, build_index
 
     if (dict_source is None) == (dict_dir is None):
         raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")
@@ -154,6 +154,6 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
 @fails_cleanly
 def convert(gguf: Path, out: Path, dtype: str) -> None:
     """Convert a .gguf model once into a Hugging Face folder (which vLLM can serve)."""
-    from ..build.models import DTYPES, convert_gguf
+    from ..indexing.models import DTYPES, convert_gguf
 
     click.echo(str(convert_gguf(gguf, out, DTYPES[dtype])))

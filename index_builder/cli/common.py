@@ -17,9 +17,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bridgex_index.results import IndexWriteError
     from bridgex_index.store import IndexReadError
 
-    from ..build.dictionaries import DictionaryError
-    from ..build.languages import UnknownLanguageError
-    from ..build.pipeline import BuildError
+    from ..indexing.dictionaries import DictionaryError
+    from ..indexing.languages import UnknownLanguageError
+    from ..indexing.pipeline import BuildError
 
     errors: list[type[BaseException]] = [
         BuildError,
@@ -29,7 +29,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         IndexWriteError,
     ]
     try:
-        from ..build.models import ModelError
+        from ..indexing.models import ModelError
 
         errors.append(ModelError)
     except ImportError:  # torch not installed: the read-only commands still work

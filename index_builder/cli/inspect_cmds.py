@@ -17,7 +17,7 @@ def _open(index: Path):
 
 
 def _check_language(con, code: str | None, flag: str) -> None:
-    from ..build.pipeline import BuildError
+    from ..indexing.pipeline import BuildError
 
     if code is None:
         return

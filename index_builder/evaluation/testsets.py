@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..build.dictionaries import DictionaryError, PairDictionary, read_muse
+from ..indexing.dictionaries import DictionaryError, PairDictionary, read_muse
 
 Pair = tuple[str, str]
 

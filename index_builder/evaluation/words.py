@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
+from ..indexing.dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
 from . import scoring
 from .client import (
     EvaluationError,

@@ -29,9 +29,9 @@ from test_eval_run import (
     template_index,  # noqa: F401 (fixture)
 )
 
-from index_builder.build.languages import prompt_name
 from index_builder.evaluation.decision import split_words
 from index_builder.evaluation.testsets import shipped_words
+from index_builder.indexing.languages import prompt_name
 
 
 def calibrate_args(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 10,

@@ -8,7 +8,6 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
 from bridgex_index.words import copy_key
-from index_builder.build.dictionaries import read_muse
 from index_builder.evaluation.testsets import (
     FLORES_CODES,
     TestSetError,
@@ -19,6 +18,7 @@ from index_builder.evaluation.testsets import (
     shipped_sentences,
     shipped_words,
 )
+from index_builder.indexing.dictionaries import read_muse
 
 REPO = Path(__file__).resolve().parents[2]
 INDEX_LANGS = {"en", "sw", "he", "fr"}

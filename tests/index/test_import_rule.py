@@ -82,8 +82,8 @@ def test_loading_the_server_imports_no_torch_and_no_builder(module):
 def test_one_word_normaliser_serves_scoring_and_the_copy_rule():
     from bridgex_index.words import copy_key, normalise_word
     from bridgex_serve import demonstrations, words
-    from index_builder.build import dictionaries
     from index_builder.evaluation import scoring
+    from index_builder.indexing import dictionaries
 
     assert scoring.normalise is normalise_word
     assert words.normalise_word is normalise_word

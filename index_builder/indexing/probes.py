@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typing only: this module stays free of the dictionaries' file and babel imports
-    from index_builder.build.dictionaries import Entry
+    from index_builder.indexing.dictionaries import Entry
 
 ARROW = "\u2192"
 MODES = ("teacher-forced", "generate")

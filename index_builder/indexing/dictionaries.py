@@ -18,7 +18,7 @@ from pathlib import Path
 from babel import Locale
 
 from bridgex_index.words import copy_key
-from index_builder.build.languages import validate_codes
+from index_builder.indexing.languages import validate_codes
 
 
 class DictionaryError(ValueError):

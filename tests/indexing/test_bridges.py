@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from index_builder.build.bridges import (
+from index_builder.indexing.bridges import (
     RankedBridge,
     bridge_scores,
     middle_band,

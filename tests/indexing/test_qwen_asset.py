@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.build import qwen
-from index_builder.build.models import ModelError
+from index_builder.indexing import qwen
+from index_builder.indexing.models import ModelError
 
 
 def _parts(tmp_path: Path, chunks: list[bytes]) -> list[Path]:

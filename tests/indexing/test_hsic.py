@@ -4,7 +4,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from index_builder.build.hsic import (
+from index_builder.indexing.hsic import (
     centred_kernels,
     constant_rows,
     hsic_from_kernels,

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from index_builder.build.capture import (
+from index_builder.indexing.capture import (
     LanguageCounts,
     ProbeMeans,
     encode_probes,
     length_batches,
     run_pass,
 )
-from index_builder.build.dictionaries import Entry
-from index_builder.build.languages import prompt_name
-from index_builder.build.models import ModelError, activation_modules, load_model
-from index_builder.build.probes import build_probes
+from index_builder.indexing.dictionaries import Entry
+from index_builder.indexing.languages import prompt_name
+from index_builder.indexing.models import ModelError, activation_modules, load_model
+from index_builder.indexing.probes import build_probes
 
 LANGS = ["en", "he", "ja", "sw"]
 NAMES = {code: prompt_name(code) for code in LANGS}

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from index_builder.build import bridges, neurons
+from index_builder.indexing import bridges, neurons
 
 N_LANG, N_LAYERS, N_NEURONS = 4, 3, 100
 ALWAYS_ON = slice(0, 30)  # p = 1 in every language: the saturated neurons Gemma 3 is full of

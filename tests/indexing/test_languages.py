@@ -1,6 +1,6 @@
 import pytest
 
-from index_builder.build.languages import (
+from index_builder.indexing.languages import (
     DEFAULT_HIGH_RESOURCE,
     UnknownLanguageError,
     english_name,

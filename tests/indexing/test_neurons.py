@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from index_builder.build.neurons import (
+from index_builder.indexing.neurons import (
     activation_probabilities,
     bridge_specific,
     jaccard,

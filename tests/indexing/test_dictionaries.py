@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from babel import Locale
 
-from index_builder.build.dictionaries import (
+from index_builder.indexing.dictionaries import (
     CLDR_CATEGORIES,
     DictionaryError,
     Entry,
@@ -17,7 +17,7 @@ from index_builder.build.dictionaries import (
     read_muse,
     split_entries,
 )
-from index_builder.build.languages import UnknownLanguageError
+from index_builder.indexing.languages import UnknownLanguageError
 
 
 def _write(directory: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -267,7 +267,7 @@ def test_split_is_pinned_so_it_is_the_same_on_every_machine():
 
 def test_split_does_not_depend_on_python_hash_seed(tmp_path):
     code = (
-        "from index_builder.build.dictionaries import PairDictionary, Entry, split_entries\n"
+        "from index_builder.indexing.dictionaries import PairDictionary, Entry, split_entries\n"
         "d = PairDictionary('en', 'sw', [Entry(f'w{i}', f't{i}') for i in range(300)], 'x')\n"
         "p, t = split_entries(d, 0.2, max_pairs=50)\n"
         "print([e.source_word for e in p], [e.source_word for e in t])\n"

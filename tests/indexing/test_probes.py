@@ -1,7 +1,7 @@
 import pytest
 
-from index_builder.build.dictionaries import Entry
-from index_builder.build.probes import Probe, build_probes, complete_generation, token_languages
+from index_builder.indexing.dictionaries import Entry
+from index_builder.indexing.probes import Probe, build_probes, complete_generation, token_languages
 
 NAMES = {"en": "English", "sw": "Kiswahili", "he": "עברית", "ar": "العربية", "ja": "日本語", "zh": "中文"}
 
