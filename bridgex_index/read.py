@@ -38,6 +38,33 @@ class EntryRow(NamedTuple):
     split: str
 
 
+class PairQualityRow(NamedTuple):
+    source: str
+    target: str
+    n_probes: int
+    mean_logprob: float
+    first_top1: float
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether the open index has `table` (later and optional tables may be absent)."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = $1", [table]
+        ).fetchone()[0]
+    )
+
+
+def pair_quality(con: duckdb.DuckDBPyConnection) -> list[PairQualityRow]:
+    """The model's leg quality per directed pair (empty for an index built before the table existed)."""
+    if not has_table(con, "pair_quality"):
+        return []
+    rows = con.execute(
+        "SELECT source, target, n_probes, mean_logprob, first_top1 FROM pair_quality ORDER BY source, target"
+    ).fetchall()
+    return [PairQualityRow(s, t, int(n), float(lp), float(top)) for s, t, n, lp, top in rows]
+
+
 def languages(con: duckdb.DuckDBPyConnection) -> list[LanguageRow]:
     """Every language of the index, by code."""
     rows = con.execute(

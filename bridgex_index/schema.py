@@ -75,9 +75,22 @@ TABLES: dict[str, str] = {
             category VARCHAR,                  -- e.g. CLDR 'territory', 'unit', 'month'; NULL for MUSE
             split VARCHAR NOT NULL             -- 'probe' or 'test'
         )""",
+    # Leg quality: how well the model itself translates source → target, read off the build's own forward
+    # pass over the teacher-forced probes (no extra pass). Empty for generate-mode builds.
+    "pair_quality": """
+        CREATE TABLE pair_quality (
+            source VARCHAR NOT NULL,           -- directional: the probes {source}:"w"→{target}:"gold"
+            target VARCHAR NOT NULL,
+            n_probes INTEGER NOT NULL,
+            mean_logprob DOUBLE NOT NULL,      -- mean over probes of the gold word's mean token log-prob
+            first_top1 DOUBLE NOT NULL         -- share of probes whose first gold token is the top-1
+        )""",
 }
 
-REQUIRED_TABLES = tuple(TABLES)
+# Tables every index has. `pair_quality` came later: an index written before it loads without it (its
+# readers cope with its absence); the builder always writes it.
+LATER_TABLES = ("pair_quality",)
+REQUIRED_TABLES = tuple(t for t in TABLES if t not in LATER_TABLES)
 
 # Optional tables written by `bridgex-index eval` (and `calibrate`) into an existing index (created IF NOT
 # EXISTS when it first writes; an index without them is complete; readers cope with their absence).

@@ -283,7 +283,14 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
     """
     from tqdm.auto import tqdm
 
-    from .capture import LanguageCounts, ProbeMeans, columns_for, encode_probes, generate_probes, run_pass
+    from .capture import (
+        LanguageCounts,
+        ProbeMeans,
+        columns_for,
+        encode_probes,
+        generate_probes,
+        run_pass,
+    )
     from .distributed import close_world, init_world
     from .models import load_model
 
@@ -324,14 +331,18 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
     encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
     device = loaded.input_device
 
-    # Pass 1: activation probabilities per language (probes shared out, counts summed exactly).
+    # Pass 1: activation probabilities per language (probes shared out, counts summed exactly), and the
+    # model's own leg quality per directed pair from the same forward pass (teacher-forced probes only).
     counts = LanguageCounts(len(plan.langs), ident.n_layers, ident.n_neurons, device)
+    legs = leg_quality(loaded, len(plan.langs), device) if cfg.mode == "teacher-forced" else None
     shard = world.shard(encoded)
     with tqdm(total=len(shard), desc="pass 1: language neurons", unit="probe", disable=not progress) as bar:
-        run_pass(loaded, shard, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update)
+        run_pass(loaded, shard, counts, cfg.batch_size, cfg.max_batch_tokens, bar.update, legs)
     world.sum_(counts.positive)
     world.sum_(counts.tokens)
     world.sum_(counts.activation)
+    if legs is not None:
+        world.sum_(legs.sums)
     positive, tokens = counts.result()
     p = neurons.activation_probabilities(positive, tokens, plan.langs)  # (n_lang, L, I)
     masks = select_neurons(p, counts.mean_activation(), cfg)  # (n_lang, L, I)
@@ -379,6 +390,7 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
             "layer_hsic": columns_of(hsic_rows, HSIC_COLUMNS),
             "bridges": columns_of(bridge_rows, BRIDGE_COLUMNS),
             "dictionary_entries": _entry_table(plan),
+            "pair_quality": _pair_quality_table(plan.langs, legs),
         }
         report = health.health_from_tables(tables, band, cfg.min_set)
         for line in report.lines():
@@ -403,6 +415,31 @@ def build_index(cfg: BuildConfig, log: Callable[[str], None] | None = None, prog
         "write": round(t_end - t_pass2, 1),
     }
     return summary
+
+
+def leg_quality(loaded, n_languages: int, device):
+    """The leg-quality collector for `loaded` (its LM head, and Gemma-style final logit soft-capping)."""
+    from .capture import LegQuality
+
+    config = loaded.model.config
+    softcap = getattr(config, "final_logit_softcapping", None)
+    return LegQuality(n_languages, loaded.model.get_output_embeddings(), device, softcap)
+
+
+def _pair_quality_table(langs: Sequence[str], legs) -> dict[str, list]:
+    """`pair_quality` columns: one row per directed pair with scored probes (none in generate mode)."""
+    table: dict[str, list] = {k: [] for k in ("source", "target", "n_probes", "mean_logprob", "first_top1")}
+    if legs is None:
+        return table
+    n, logprob, top1 = legs.result()
+    for a, b in itertools.permutations(range(len(langs)), 2):
+        if n[a, b] > 0:
+            table["source"].append(langs[a])
+            table["target"].append(langs[b])
+            table["n_probes"].append(int(n[a, b]))
+            table["mean_logprob"].append(float(logprob[a, b]))
+            table["first_top1"].append(float(top1[a, b]))
+    return table
 
 
 def _language_table(plan: Plan, tokens: np.ndarray, masks: np.ndarray) -> dict[str, list]:
