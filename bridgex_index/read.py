@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import duckdb
 
+from .store import has_table
+
 
 class LanguageRow(NamedTuple):
     code: str
@@ -44,15 +46,6 @@ class PairQualityRow(NamedTuple):
     n_probes: int
     mean_logprob: float
     first_top1: float
-
-
-def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether the open index has `table` (later and optional tables may be absent)."""
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = $1", [table]
-        ).fetchone()[0]
-    )
 
 
 def pair_quality(con: duckdb.DuckDBPyConnection) -> list[PairQualityRow]:

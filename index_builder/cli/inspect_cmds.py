@@ -110,9 +110,9 @@ def plot(index: Path, out: Path) -> None:
 def show(index: Path, as_json: bool) -> None:
     """Provenance (model, parameters, versions) and row counts of an index."""
     from bridgex_index.health import health_from_connection
-    from bridgex_index.read import has_table, pair_quality
+    from bridgex_index.read import pair_quality
     from bridgex_index.schema import OPTIONAL_TABLES, TABLES
-    from bridgex_index.store import provenance
+    from bridgex_index.store import has_table, provenance
 
     con = _open(index)
     prov = provenance(con)
