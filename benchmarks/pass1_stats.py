@@ -6,7 +6,7 @@ would run with the same --langs/--max-pairs/--test-fraction (same validation and
 only the even/odd probe entries of each pair (as `build --probe-half`).
 
     export BRIDGEX_CACHE=.cache/bridgex   # the converted-model cache (the default)
-    flock /tmp/bridgex-heavy.lock python benchmarks/pass1_stats.py --model gemma-3-270m \
+    python benchmarks/pass1_stats.py --model gemma-3-270m \
         --langs en,de,fr,es,it,pt,id,ar,he,ja,zh,sw,fi,hu --max-pairs 40 --out artifacts/validity/gemma.npz
 """
 
