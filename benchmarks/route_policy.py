@@ -252,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--task", choices=("word", "translate"), default="word")
     ap.add_argument("--pairs", required=True)
     ap.add_argument("--limit", type=int, default=60, help="items per pair (default 60; translate: 0 = all)")
+    ap.add_argument(
+        "--top", type=int, help="measure English and the index's best N bridges only (default: every bridge)"
+    )
     ap.add_argument("--budget", type=int, default=40, help="calibration items per pair (default 40)")
     ap.add_argument("--endpoint", help="a running OpenAI-compatible vLLM server (else --model-dir)")
     ap.add_argument("--model-dir", type=Path, help="start vLLM (CPU) on this model folder")
@@ -284,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.name,
             pairs=parse_pairs(args.pairs),
             dictionaries="",
-            strategies=("direct", "all-bridges"),
+            strategies=("direct", "english", "all-bridges"),
+            top_bridges=args.top,
             limit=args.limit or None,
             concurrency=args.concurrency,
             timeout=args.timeout,

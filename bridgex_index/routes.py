@@ -58,6 +58,9 @@ def served_route(
             return ServedRoute(None, "hsic", f"no bridge in the index for {pair}", ranked=False)
         return ServedRoute(rank1, "hsic", f"HSIC rank-1 bridge for {pair}: {rank1}")
     if policy is None:
+        if source == target:
+            reason = "qa and chat are never calibrated: direct under the route policy"
+            return ServedRoute(None, "default", reason)
         return ServedRoute(None, "default", f"no route policy for {pair} (never calibrated): direct")
     route = policy["route"]
     origin = policy.get("origin") or "prior"

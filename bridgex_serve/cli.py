@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from bridgex_index.routes import UNCALIBRATED
+
 from .settings import Settings
 
 
@@ -92,11 +94,12 @@ def _loop_and_http() -> tuple[str, str]:
 )
 @click.option(
     "--uncalibrated",
-    type=click.Choice(["hsic", "direct"]),
+    type=click.Choice(list(UNCALIBRATED)),
     default=None,
     show_default=False,
-    help="Route of pairs without a calibrated decision in the index: the HSIC rank-1 bridge or direct "
-    "(env BRIDGEX_UNCALIBRATED; default hsic).",
+    help="Route of pairs without a calibrated decision in the index: the route policy's route (learned by "
+    "`bridgex-index calibrate` from the calibrated pairs; direct before any calibration), the HSIC rank-1 "
+    "bridge, or direct (env BRIDGEX_UNCALIBRATED; default policy).",
 )
 @click.option(
     "--prompt-style",

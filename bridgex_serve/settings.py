@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+from bridgex_index.routes import DEFAULT_UNCALIBRATED, UNCALIBRATED
+
 
 def _codes(value: str | None) -> tuple[str, ...] | None:
     if value is None or not value.strip():
@@ -55,7 +57,7 @@ class Settings:
     copy_fallback: bool = True
     # Pairs without a calibrated decision: "hsic" (the index's rank-1 bridge) or "direct"
     # (BRIDGEX_UNCALIBRATED).
-    uncalibrated: str = "hsic"
+    uncalibrated: str = DEFAULT_UNCALIBRATED
     # How word and sentence translations are asked upstream: "completion" (the few-shot line format),
     # "chat" (the model's chat template, answers through `extract.extract_translation`) or "auto" (the
     # family entry in `engines` of the model the index was built from) (BRIDGEX_PROMPT_STYLE).
@@ -184,8 +186,10 @@ class Settings:
             raise ValueError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
-        if self.uncalibrated not in ("hsic", "direct"):
-            raise ValueError(f"uncalibrated must be 'hsic' or 'direct', got {self.uncalibrated!r}")
+        if self.uncalibrated not in UNCALIBRATED:
+            raise ValueError(
+                f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {self.uncalibrated!r}"
+            )
         if self.prompt_style not in PROMPT_STYLE_SETTINGS:
             raise ValueError(
                 f"prompt_style must be one of {', '.join(PROMPT_STYLE_SETTINGS)}, got {self.prompt_style!r}"
