@@ -17,9 +17,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bridgex_index.results import IndexWriteError
     from bridgex_index.store import IndexReadError
 
+    from ..indexing.config import BuildError
     from ..indexing.dictionaries import DictionaryError
     from ..indexing.languages import UnknownLanguageError
-    from ..indexing.pipeline import BuildError
 
     errors: list[type[BaseException]] = [
         BuildError,

@@ -26,8 +26,8 @@ from starlette.routing import Route
 
 from bridgex_index.store import write_index
 from index_builder.cli import main
+from index_builder.indexing.config import BuildConfig, validate
 from index_builder.indexing.languages import english_name, prompt_name
-from index_builder.indexing.pipeline import BuildConfig, validate
 
 LANGS = ["de", "en", "he", "ja", "sw"]
 SENTENCES = Path(__file__).parents[2] / "index_builder" / "data" / "sentences"
