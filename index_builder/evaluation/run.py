@@ -194,8 +194,9 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     with store.connect() as con:
         write_results(con, cfg, result)
     if error is not None:
-        # a timeout is mostly queueing: --concurrency batches of 32 texts are in flight at once
-        hint = "; it timed out: raise --timeout or lower --concurrency" if error.timed_out else ""
+        # batches already wait in the client until the server keeps up (client.Window): one batch of 32
+        # texts took longer than --timeout even so
+        hint = "; it timed out: raise --timeout" if error.timed_out else ""
         raise EndpointError(
             f"{error} ({len(answers)} of {len(jobs)} answers done and cached, "
             f"{len(cells) + len(sentences)} complete cells written; run the same command again to resume"
