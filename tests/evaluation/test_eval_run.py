@@ -28,6 +28,7 @@ from starlette.routing import Route
 from bridgex_index.store import write_index
 from index_builder.cli import main
 from index_builder.evaluation.client import Window
+from index_builder.evaluation.run import UNRANKED
 from index_builder.indexing.config import BuildConfig, validate
 from index_builder.indexing.languages import english_name, prompt_name
 
@@ -463,6 +464,47 @@ def test_a_timeout_says_which_knobs_to_turn(index, oracle, tmp_path):
     result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--timeout", "0.5"))
     line = assert_fails_cleanly(result, "Timeout", "run the same command again")
     assert line.endswith("it timed out: raise --timeout)")
+
+
+def unrank(index: Path, *pairs: tuple[str, str]) -> None:
+    """Drop the index's bridge ranking of `pairs` (both directions), as a build whose pair had no voting
+    layer writes it."""
+    con = duckdb.connect(str(index))
+    try:
+        for s, t in pairs:
+            con.execute("DELETE FROM bridges WHERE (source, target) IN ((?, ?), (?, ?))", [s, t, t, s])
+    finally:
+        con.close()
+
+
+def test_an_unranked_pair_scores_direct_and_english_and_bridgex_is_its_direct_route(index, oracle, tmp_path):
+    """Finding 3 of issue 22: a pair the index ranks no bridge for used to stop the whole evaluation."""
+    unrank(index, ("sw", "he"))
+    strategies = ("--strategies", "direct,english,bridgex")
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", *strategies))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    acc = accuracies(index)
+    assert acc[("sw", "he", "direct", None)] == 0.0
+    assert acc[("sw", "he", "english", "en")] == 100.0
+    assert acc[("sw", "he", "bridgex", None)] == 0.0  # the index's route: direct, the same answers
+    assert acc[("he", "ja", "bridgex", "de")] == 0.0  # the ranked pair keeps its bridge
+    table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if "→" in line}
+    assert table["sw→he"][3:7] == ["0.0", "100.0", "0.0", "(direct)"]  # direct, english, bridgex (route)
+    assert table["he→ja"][3:7] == ["0.0", "100.0", "0.0", "(de)"]
+    assert "1 of 2 pairs have no bridge ranking in the index: BridgeX routes them directly" in result.stdout
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "| sw→he | 4 | 3 | 0.0 | 100.0 | 0.0 (direct) |" in report
+
+
+def test_an_unranked_pair_is_named_with_its_direct_route_when_not_quiet(index, oracle, tmp_path):
+    unrank(index, ("sw", "he"))
+    args = [a for a in eval_args(index, oracle.url, tmp_path / "r", "--dry-run") if a != "--quiet"]
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sw→he:")]
+    assert lines, result.stderr
+    assert lines[0].endswith(UNRANKED)
+    assert "its route is direct (bridgex is scored as direct)" in UNRANKED
 
 
 def test_a_server_answering_one_batch_at_a_time_is_not_flooded_into_timeouts(index, oracle, tmp_path):
