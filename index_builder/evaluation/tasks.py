@@ -14,10 +14,10 @@ from .client import (
     word_request,
 )
 from .config import DEFAULT_TEST_FRACTION, EvalConfig, Pair
-from .words import (
+from .held_out import (
     HeldOutWord,
-    _categories,
-    _oriented,
+    entry_categories,
+    oriented_entries,
     recompute_entries,
     select_test_words,
     split_disagreement,
@@ -159,17 +159,17 @@ def _held_out_entries(cfg: EvalConfig, data: IndexData, known: list[str]) -> Tes
     recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
     out: TestEntries = {}
     for s, t in cfg.pairs:
-        index_test = _oriented(data.entries, (s, t), "test")
+        index_test = oriented_entries(data.entries, (s, t), "test")
         if not index_test:
             raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
-        differs = split_disagreement(set(index_test), set(_oriented(recomputed, (s, t), "test")))
+        differs = split_disagreement(set(index_test), set(oriented_entries(recomputed, (s, t), "test")))
         if differs:
             source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
             raise EvaluationError(
                 f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
                 "give the dictionaries the index was built from"
             )
-        out[(s, t)] = index_test, _categories(data.entries, (s, t))
+        out[(s, t)] = index_test, entry_categories(data.entries, (s, t))
     return out
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from index_builder.evaluation.client import EvaluationError, base_url, request_key, word_request
 from index_builder.evaluation.config import EvalConfig, parse_pairs, parse_strategies
+from index_builder.evaluation.held_out import HeldOutWord, select_test_words, split_disagreement
 from index_builder.evaluation.tasks import CandidateBridge, PairTask, arm_options, make_jobs, served_request
-from index_builder.evaluation.words import HeldOutWord, select_test_words, split_disagreement
 
 
 def test_parse_pairs_keeps_order_and_drops_repeats():
