@@ -34,8 +34,8 @@ from index_builder.indexing.capture import (
     length_batches,
     run_pass,
 )
+from index_builder.indexing.config import BuildConfig, validate
 from index_builder.indexing.models import LoadedModel, load_model
-from index_builder.indexing.pipeline import BuildConfig, validate
 from index_builder.indexing.probes import Probe, build_probes
 
 NEW_TOKENS = 30

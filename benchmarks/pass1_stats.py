@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from index_builder.indexing import neurons
-from index_builder.indexing.pipeline import BuildConfig, BuildError, _probes, validate
+from index_builder.indexing.config import BuildConfig, BuildError, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     loaded = load_model(cfg.model, "cpu", "auto")
-    probes = _probes(plan, cfg.mode)
+    probes = plan.probes(cfg.mode)
     all_probes = [p for pair in sorted(probes) for p in probes[pair]]
     encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
     ident = loaded.identity

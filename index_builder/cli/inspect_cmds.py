@@ -17,7 +17,7 @@ def _open(index: Path):
 
 
 def _check_language(con, code: str | None, flag: str) -> None:
-    from ..indexing.pipeline import BuildError
+    from ..indexing.config import BuildError
 
     if code is None:
         return

@@ -12,9 +12,10 @@ import pytest
 
 from bridgex_index.store import open_index, provenance, records
 from index_builder.indexing.bridges import middle_band
+from index_builder.indexing.config import BuildConfig
 from index_builder.indexing.dictionaries import cldr_dictionaries
 from index_builder.indexing.models import config_hash
-from index_builder.indexing.pipeline import BuildConfig, build_index
+from index_builder.indexing.pipeline import build_index
 
 LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 6, 128  # tests/tinymodels.py
