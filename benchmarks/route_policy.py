@@ -218,8 +218,8 @@ def calibration(signals: Signals, pairs: Sequence[PairData], task: str, budget: 
     by_pair = {p.pair: p for p in pairs}
     split = {p.pair: halves(p) for p in pairs}
 
-    def measure_k(pair: tuple[str, str], k: int) -> list[Evidence]:
-        return evidence(by_pair[pair], split[pair][0][:k], task)
+    def measure_k(open_pairs, k: int) -> dict[tuple[str, str], list[Evidence]]:
+        return {pair: evidence(by_pair[pair], split[pair][0][:k], task) for pair in open_pairs}
 
     settled = sequential([p.pair for p in pairs], measure_k, signals, task, budget=budget)
     gains, english_gains, items = [], [], []

@@ -223,8 +223,16 @@ def _upsert(
         )
 
 
-def write_route_evidence(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping]) -> None:
-    """Insert or replace evidence rows (one per source, target, task, route)."""
+def write_route_evidence(
+    con: duckdb.DuckDBPyConnection, task: str, pairs: Sequence[tuple[str, str]], rows: Sequence[Mapping]
+) -> None:
+    """Replace the `task` evidence of `pairs` by `rows` (one per source, target, task, route): a pair
+    measured again keeps no route of its earlier measurement."""
+    con.execute(OPTIONAL_TABLES["route_evidence"])
+    for source, target in pairs:
+        con.execute(
+            "DELETE FROM route_evidence WHERE task = ? AND source = ? AND target = ?", [task, source, target]
+        )
     _upsert(con, "route_evidence", EVIDENCE_COLUMNS, rows)
 
 

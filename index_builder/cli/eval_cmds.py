@@ -136,8 +136,20 @@ def _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pai
 @click.option(
     "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
 )
+@click.option(
+    "--decision",
+    "rule",
+    type=click.Choice(["pooled", "strict"]),
+    default="pooled",
+    show_default=True,
+    help="pooled: the route policy's rule (a bridge when P(gain>0) >= 0.95 and P(loss beyond the margin) "
+    "<= 0.05, each pair's evidence pooled with the other pairs'), measured sequentially in steps of 10 items "
+    "up to --limit, a pair settled stops; strict: every item, then the per-pair Holm-McNemar rule.",
+)
 @fails_cleanly
-def calibrate_cmd(index: Path, pairs: str | None, task: str, top: int, quiet: bool, **opts) -> None:
+def calibrate_cmd(
+    index: Path, pairs: str | None, task: str, top: int, rule: str, quiet: bool, **opts
+) -> None:
     """Decide each pair's route (direct or a bridge) on the calibration half of the held-out words (or of
     a word test set, --test-dict-dir; or, with --task translate, of a sentence set) and store it in the
     index's `routing_decisions` under its task, with the test set it was measured on (what `bridgex-serve`
@@ -159,7 +171,7 @@ def calibrate_cmd(index: Path, pairs: str | None, task: str, top: int, quiet: bo
             **opts,
         )
         cfg.command = cfg.command_line("calibrate")
-        return calibrate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None)
+        return calibrate(cfg, quiet=quiet, log=(lambda _m: None) if quiet else None, rule=rule)
 
     for line in calibration_lines(_fails_as_usage(run), task, index):
         click.echo(line)

@@ -24,6 +24,7 @@ Pure (numpy and the standard library; no I/O, no clock). Three steps:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -361,39 +362,51 @@ def settled_direct(choice: RouteChoice, beliefs: Sequence[RouteBelief], p_gain: 
 
 def sequential(
     pairs: Sequence[Pair],
-    measure: Callable[[Pair, int], list[Evidence]],
+    measure: Callable[[Sequence[Pair], int], Mapping[Pair, list[Evidence]]],
     signals: Signals,
     task: str,
     budget: int = 40,
     step: int = 10,
 ) -> dict[Pair, Settled]:
     """Sequential calibration: measure every open pair `step` more items at a time (up to `budget`),
-    re-decide all open pairs with the evidence pooled so far, and stop measuring a pair once it is settled.
+    re-decide the open pairs with the evidence pooled so far (the other pairs' latest evidence as the
+    prior), and stop measuring a pair once it is settled.
 
-    `measure(pair, k)` returns the pair's evidence (one row per candidate route) on its first k calibration
-    items (fewer when it has fewer; the same rows again when k does not grow).
+    `measure(open_pairs, k)` returns each open pair's evidence (one row per candidate route) on its first k
+    calibration items (fewer when it has fewer).
     """
     latest: dict[Pair, list[Evidence]] = {}
-    used: dict[Pair, int] = {}
     out: dict[Pair, Settled] = {}
     k = 0
     while len(out) < len(pairs):
         k = min(k + step, budget)
         open_pairs = [p for p in pairs if p not in out]
-        for pair in open_pairs:
-            latest[pair] = measure(pair, k)
-            used[pair] = max((e.n for e in latest[pair]), default=0)
+        latest.update(measure(open_pairs, k))
         rows = [e for p in pairs for e in latest.get(p, [])]
         for pair in open_pairs:
+            own = {e.route: e for e in latest.get(pair, [])}
+            used = max((e.n for e in own.values()), default=0)
             prior = fit_prior([e for e in rows if e.pair != pair], signals)
-            own = {e.route: e for e in latest[pair]}
             beliefs = [belief(prior, signals, *pair, r, e) for r, e in own.items()]
             choice = choose(beliefs, MARGINS[task])
-            exhausted = k >= budget or any(e.n < k for e in latest[pair]) or not beliefs
             if choice.route != "direct":
-                out[pair] = Settled(choice, used[pair], "bridge")
-            elif settled_direct(choice, beliefs):
-                out[pair] = Settled(choice, used[pair], "direct")
-            elif exhausted:
-                out[pair] = Settled(choice, used[pair], "budget")
+                out[pair] = Settled(choice, used, "bridge")
+            elif beliefs and settled_direct(choice, beliefs):
+                out[pair] = Settled(choice, used, "direct")
+            elif k >= budget or used < k or not beliefs:
+                out[pair] = Settled(choice, used, "budget" if beliefs else "nothing to measure")
     return out
+
+
+def policy_rows(
+    rows: Sequence[Evidence], signals: Signals, task: str
+) -> tuple[list[tuple[Pair, RouteChoice]], Prior]:
+    """The policy's choice for every ordered pair of the index's languages (evidence pooled, each measured
+    pair judged with the prior fitted on the others), and the prior fitted on all the evidence."""
+    everything = fit_prior(rows, signals)
+    measured = {e.pair for e in rows}
+    out = []
+    for pair in itertools.permutations(signals.languages, 2):
+        prior = None if pair in measured else everything
+        out.append((pair, decide_pair(rows, signals, *pair, task, prior=prior)))
+    return out, everything

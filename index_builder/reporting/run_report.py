@@ -134,10 +134,15 @@ def calibration_lines(done, task: str, index: Path) -> list[str]:
             f"{s}-{t:4} {d.decision:8} {d.n:>4} {d.direct_accuracy:>6.3f} {bridge:>10} {gain:>7} "
             f"{ci:>15} {p:>8}"
         )
-    r = done.result
-    lines.append(f"measured on {done.measured_on}")
+    for (s, t), settled in done.settled.items():
+        lines.append(f"{s}-{t}: {settled.items} items measured, stopped: {settled.reason}")
+    lines.append(f"measured on {done.measured_on}; decision rule {done.rule}")
     lines.append(
-        f"wrote {len(done.rows)} {task} routing decisions to {index}; {r.upstream_calls} upstream calls, "
-        f"{r.cached_calls} cached"
+        f"wrote {len(done.rows)} {task} routing decisions to {index}; {done.upstream_calls} upstream calls, "
+        f"{done.cached_calls} cached"
+    )
+    lines.append(
+        f"route policy ({task}) refitted for {done.policy_pairs} pairs, {done.policy_bridged} of them bridged"
+        f" (bridgex-index route {index} --source S --target T --task {task} --explain)"
     )
     return lines
