@@ -11,6 +11,7 @@ from .. import __version__
 from .build_cmds import build, convert
 from .eval_cmds import calibrate_cmd, eval_cmd
 from .inspect_cmds import bridges_cmd, health, plot, show, similarity
+from .route_cmd import route_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,5 +20,16 @@ def main() -> None:
     """Build and inspect BridgeX bridge indexes (language neurons, overlaps, HSIC bridge scores)."""
 
 
-for command in (build, convert, bridges_cmd, similarity, plot, show, health, eval_cmd, calibrate_cmd):
+for command in (
+    build,
+    convert,
+    bridges_cmd,
+    similarity,
+    plot,
+    show,
+    health,
+    route_cmd,
+    eval_cmd,
+    calibrate_cmd,
+):
     main.add_command(command)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,10 +32,24 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("lang2vec", "pkg_resources"))
 
 
+def _lang2vec():
+    """lang2vec's module. lang2vec also installs a script named `lang2vec.py` into the environment's bin/,
+    which shadows the package when a console script (whose folder is sys.path[0]) imports it: such folders
+    are left out of the search for the import."""
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if not os.path.isfile(os.path.join(p or ".", "lang2vec.py"))]
+    try:
+        import lang2vec.lang2vec as l2v
+    except (ImportError, OSError) as err:
+        raise TypologyError(f"lang2vec cannot be loaded: {err}") from err
+    finally:
+        sys.path[:] = saved
+    return l2v
+
+
 def typology(langs: Sequence[str]) -> dict[str, dict[tuple[str, str], float]]:
     """Cosine of lang2vec feature vectors per unordered pair (a < b), one table per feature set."""
-    import lang2vec.lang2vec as l2v
-
+    l2v = _lang2vec()
     missing = [c for c in langs if c not in ISO3]
     if missing:
         raise TypologyError(f"no URIEL code known for {', '.join(missing)}")

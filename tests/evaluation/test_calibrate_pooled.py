@@ -71,3 +71,29 @@ def test_recalibrating_a_pair_replaces_its_evidence(index, oracle):  # noqa: F81
     assert cli(*pooled(index, oracle.url, "--top", "1", pairs="sw-he")).exit_code == 0
     routes = rows(index, "SELECT route FROM route_evidence WHERE source = 'sw' AND target = 'he'")
     assert routes == [("en",)]  # the rank-1 candidate only, nothing left of the --top 3 run
+
+
+def test_route_prints_what_the_server_does_and_why(index, oracle):  # noqa: F811
+    from test_eval_run import assert_fails_cleanly
+
+    before = json.loads(cli("route", index, "--source", "sw", "--target", "he", "--json").stdout)
+    assert (before["route"], before["decision_source"]) == ("direct", "default")  # never calibrated
+    assert cli(*pooled(index, oracle.url)).exit_code == 0
+    after = json.loads(cli("route", index, "--source", "sw", "--target", "he", "--json").stdout)
+    assert (after["route"], after["decision_source"]) == ("en", "calibrated")
+    assert after["expected_gain"] == 100.0  # the measured gain: every word right through English only
+    # a pair nobody measured follows the prior learned from the calibrated ones
+    ((route, gain),) = rows(index, "SELECT route, expected_gain FROM route_policy"
+                                   " WHERE source = 'ja' AND target = 'sw' AND task = 'word'")  # fmt: skip
+    other = json.loads(cli("route", index, "--source", "ja", "--target", "sw", "--json", "--explain").stdout)
+    assert (other["route"], other["decision_source"], other["expected_gain"]) == (route, "prior", gain)
+    explain = other["explain"]
+    assert explain["fitted"] and explain["n_pairs"] == 2
+    assert explain["terms"][0]["term"] == "intercept"
+    assert {c["bridge"] for c in explain["candidates"]} == set(LANGS) - {"ja", "sw"}
+    text = cli("route", index, "--source", "ja", "--target", "sw", "--explain").stdout
+    assert "source prior" in text and "coefficients per standard deviation" in text
+    hsic = json.loads(cli("route", index, "--source", "ja", "--target", "sw", "--json",
+                          "--uncalibrated", "hsic").stdout)  # fmt: skip
+    assert hsic["decision_source"] == "hsic"
+    assert_fails_cleanly(cli("route", index, "--source", "xx", "--target", "sw"), "'xx' is not in this index")
