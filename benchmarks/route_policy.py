@@ -37,8 +37,11 @@ from index_builder.evaluation import scoring
 from index_builder.evaluation.config import EvalConfig, parse_pairs
 from index_builder.evaluation.decision import split_words
 from index_builder.evaluation.route_policy import (
+    DEFAULT_RULE,
+    DENSE,
     MARGINS,
     Evidence,
+    Rule,
     Signals,
     belief,
     choose,
@@ -52,6 +55,16 @@ from index_builder.evaluation.sentence_scoring import CHRF_PP, corpus_score, met
 
 DIRECT = "direct"
 BOOT = 1000
+# The policy as shipped (`policy`) and variants measured beside it: the confident rule, the
+# risk-neutral rule (highest expected gain, if positive) with every feature, with the leg qualities only,
+# and with the language indicators only (pure pooling).
+VARIANTS = {
+    "policy": DEFAULT_RULE,
+    "policy_strict": Rule(DENSE, 0.95, 0.05),
+    "policy_mean": Rule(DENSE, 0.5, 1.0),
+    "legs_mean": Rule(DENSE[:3], 0.5, 1.0),
+    "pooling_mean": Rule((), 0.5, 1.0),
+}
 
 
 @dataclass
@@ -150,21 +163,22 @@ def rules(signals: Signals, pairs: Sequence[PairData], task: str) -> dict[str, C
         best = max(measured(p), key=lambda b: (weaker(b), b), default=None)
         return best if best is not None and weaker(best) > direct[1] else DIRECT
 
-    def policy(p: PairData, p_gain: float = 0.95, p_loss: float = 0.05) -> str:
+    def policy(p: PairData, rule: Rule) -> str:
         rows = [e for q, r in all_rows.items() if q != p.pair for e in r]
-        prior = fit_prior(rows, signals)
+        prior = fit_prior(rows, signals, rule)
         beliefs = [belief(prior, signals, p.source, p.target, r, None) for r in measured(p)]
-        return choose(beliefs, MARGINS[task], p_gain, p_loss).route
+        return choose(beliefs, MARGINS[task], rule.p_gain, rule.p_loss).route
 
-    return {
+    chosen: dict[str, Callable[[PairData], str]] = {
         "direct": lambda p: DIRECT,
         "english": english,
         "nearest": nearest,
         "hsic": hsic,
         "legs": legs,
-        "policy": policy,
-        "policy_mean": lambda p: policy(p, 0.5, 1.0),
     }
+    for name, rule in VARIANTS.items():
+        chosen[name] = lambda p, rule=rule: policy(p, rule)
+    return chosen
 
 
 def regret_table(signals: Signals, pairs: Sequence[PairData], task: str) -> dict[str, list[float]]:
@@ -221,7 +235,8 @@ def calibration(signals: Signals, pairs: Sequence[PairData], task: str, budget: 
     def measure_k(open_pairs, k: int) -> dict[tuple[str, str], list[Evidence]]:
         return {pair: evidence(by_pair[pair], split[pair][0][:k], task) for pair in open_pairs}
 
-    settled = sequential([p.pair for p in pairs], measure_k, signals, task, budget=budget)
+    pair_keys = [p.pair for p in pairs]
+    settled = sequential(pair_keys, measure_k, signals, task, budget=budget, rule=DEFAULT_RULE)
     gains, english_gains, items = [], [], []
     for p in pairs:
         s = settled[p.pair]

@@ -53,6 +53,21 @@ _NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
+class Rule:
+    """How the policy decides: which dense features its prior reads, and the decision thresholds."""
+
+    dense: tuple[str, ...] = DENSE
+    p_gain: float = P_GAIN  # take a route when P(gain > 0) >= p_gain ...
+    p_loss: float = P_LOSS  # ... and P(gain < -margin) <= p_loss
+
+    def describe(self) -> str:
+        return f"p_gain>={self.p_gain:g},p_loss<={self.p_loss:g},features={'+'.join(self.dense) or 'none'}"
+
+
+DEFAULT_RULE = Rule()
+
+
+@dataclass(frozen=True)
 class Evidence:
     """One route's paired gain over direct on one pair's items (points), with its standard error."""
 
@@ -198,13 +213,13 @@ def _solve(x: np.ndarray, y: np.ndarray, se2: np.ndarray, lam: float) -> tuple[n
     return cov @ (x.T @ (w * y)), cov, tau2
 
 
-def _fit(rows: Sequence[Evidence], signals: Signals, lam: float) -> Prior:
+def _fit(rows: Sequence[Evidence], signals: Signals, lam: float, dense: Sequence[str] = DENSE) -> Prior:
     feats = [features(signals, e.source, e.target, e.route) for e in rows]
     indicators = sorted({k for f in feats for k in f if "=" in k})
-    names = [*DENSE, *indicators]
+    names = [*dense, *indicators]
     raw = np.array([[f.get(n, 0.0) for n in names] for f in feats], dtype=float)  # (m, k)
-    center = np.where([n in DENSE for n in names], raw.mean(axis=0), 0.0)
-    scale = np.where([n in DENSE for n in names], raw.std(axis=0), 1.0)
+    center = np.where([n in dense for n in names], raw.mean(axis=0), 0.0)
+    scale = np.where([n in dense for n in names], raw.std(axis=0), 1.0)
     scale[scale < 1e-9] = 1.0
     x = np.hstack([np.ones((len(rows), 1)), (raw - center) / scale])  # (m, k+1)
     y = np.array([e.gain for e in rows])
@@ -224,19 +239,21 @@ def _loglik(prior: Prior, rows: Sequence[Evidence], signals: Signals) -> float:
     return total
 
 
-def fit_prior(rows: Sequence[Evidence], signals: Signals, lambdas: Sequence[float] = LAMBDAS) -> Prior:
+def fit_prior(
+    rows: Sequence[Evidence], signals: Signals, rule: Rule = DEFAULT_RULE, lambdas: Sequence[float] = LAMBDAS
+) -> Prior:
     """The prior from evidence of several pairs; λ chosen by leave-one-pair-out predictive likelihood
     (with fewer than three pairs, the middle of `lambdas`). No evidence: `empty_prior()`."""
     if not rows:
         return empty_prior()
     pairs = sorted({e.pair for e in rows})
     if len(pairs) < 3:
-        return _fit(rows, signals, lambdas[len(lambdas) // 2])
+        return _fit(rows, signals, lambdas[len(lambdas) // 2], rule.dense)
     best, best_score = lambdas[0], -math.inf
     for lam in lambdas:
         score = sum(
             _loglik(
-                _fit([e for e in rows if e.pair != p], signals, lam),
+                _fit([e for e in rows if e.pair != p], signals, lam, rule.dense),
                 [e for e in rows if e.pair == p],
                 signals,
             )
@@ -244,7 +261,7 @@ def fit_prior(rows: Sequence[Evidence], signals: Signals, lambdas: Sequence[floa
         )
         if score > best_score:
             best, best_score = lam, score
-    return _fit(rows, signals, best)
+    return _fit(rows, signals, best, rule.dense)
 
 
 @dataclass(frozen=True)
@@ -312,6 +329,7 @@ def decide_pair(
     task: str,
     prior: Prior | None = None,
     candidates: Sequence[str] | None = None,
+    rule: Rule = DEFAULT_RULE,
 ) -> RouteChoice:
     """The route for (source, target): the prior fitted on every *other* pair's evidence (or `prior`),
     updated by this pair's own evidence. Candidates: the pair's measured routes when it has evidence
@@ -367,10 +385,13 @@ def sequential(
     task: str,
     budget: int = 40,
     step: int = 10,
+    rule: Rule = DEFAULT_RULE,
 ) -> dict[Pair, Settled]:
     """Sequential calibration: measure every open pair `step` more items at a time (up to `budget`),
     re-decide the open pairs with the evidence pooled so far (the other pairs' latest evidence as the
-    prior), and stop measuring a pair once it is settled.
+    prior), and stop measuring a pair once it is settled: a route clears P(gain > 0) >= 0.95 and
+    P(loss beyond the margin) <= 0.05, or no route's P(gain > 0) exceeds 0.05. The route a pair gets is
+    `rule`'s choice on the evidence at its stop.
 
     `measure(open_pairs, k)` returns each open pair's evidence (one row per candidate route) on its first k
     calibration items (fewer when it has fewer).
@@ -386,12 +407,13 @@ def sequential(
         for pair in open_pairs:
             own = {e.route: e for e in latest.get(pair, [])}
             used = max((e.n for e in own.values()), default=0)
-            prior = fit_prior([e for e in rows if e.pair != pair], signals)
+            prior = fit_prior([e for e in rows if e.pair != pair], signals, rule)
             beliefs = [belief(prior, signals, *pair, r, e) for r, e in own.items()]
-            choice = choose(beliefs, MARGINS[task])
-            if choice.route != "direct":
+            choice = choose(beliefs, MARGINS[task], rule.p_gain, rule.p_loss)
+            # settled whatever the serving rule: a route is surely better, or none is still likely to gain
+            if choose(beliefs, MARGINS[task]).route != "direct":
                 out[pair] = Settled(choice, used, "bridge")
-            elif beliefs and settled_direct(choice, beliefs):
+            elif beliefs and settled_direct(choose(beliefs, MARGINS[task]), beliefs):
                 out[pair] = Settled(choice, used, "direct")
             elif k >= budget or used < k or not beliefs:
                 out[pair] = Settled(choice, used, "budget" if beliefs else "nothing to measure")
@@ -399,14 +421,14 @@ def sequential(
 
 
 def policy_rows(
-    rows: Sequence[Evidence], signals: Signals, task: str
+    rows: Sequence[Evidence], signals: Signals, task: str, rule: Rule = DEFAULT_RULE
 ) -> tuple[list[tuple[Pair, RouteChoice]], Prior]:
     """The policy's choice for every ordered pair of the index's languages (evidence pooled, each measured
     pair judged with the prior fitted on the others), and the prior fitted on all the evidence."""
-    everything = fit_prior(rows, signals)
+    everything = fit_prior(rows, signals, rule)
     measured = {e.pair for e in rows}
     out = []
     for pair in itertools.permutations(signals.languages, 2):
         prior = None if pair in measured else everything
-        out.append((pair, decide_pair(rows, signals, *pair, task, prior=prior)))
+        out.append((pair, decide_pair(rows, signals, *pair, task, prior=prior, rule=rule)))
     return out, everything
