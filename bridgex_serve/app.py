@@ -1,10 +1,10 @@
-"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server, behind a raw-ASGI guard.
+"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server, behind the door (`door.Door`).
 
-The guard (`Guard`) runs first for every HTTP request: the key check (every route but /health, and
-/ready and /metrics when configured public), the per-request deadline, the body read (size limit, read
-timeout, a body cut short is never forwarded), cancellation of all work when the client disconnects, and
-one error contract (OpenAI-shaped JSON for every non-2xx). Requests without a `bridgex` field are relayed
-as bytes (`upstream.Upstream`); bridged ones go through `service.BridgeService`.
+The door runs first for every HTTP request: the key check (every route but /health, and /ready and
+/metrics when configured public), the per-request deadline (`X-BridgeX-Timeout`), the body read (size
+limit, read timeout, a body cut short is never forwarded), cancellation of all work when the client
+disconnects, and one error contract (OpenAI-shaped JSON for every non-2xx). Requests without a `bridgex`
+field are relayed as bytes (`upstream.Upstream`); bridged ones go through `service.BridgeService`.
 """
 
 from __future__ import annotations
@@ -19,59 +19,41 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .door import Door, Keys, bearer, replay, send_reply
 from .index import IndexLoadError
-from .limits import DEADLINE, ClientFault, ClientGone, Gate, cancel_on_disconnect, key_matches, read_body
+from .limits import ClientFault, Gate
 from .metrics import Metrics
 from .openapi import DOCUMENT
 from .orchestrate import UpstreamError
-from .protocol import error_body
-from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
+from .replies import Forward, Reply, fault_reply
+from .service import BridgeService
 from .settings import Settings
 from .upstream import Upstream
+from .wire import MARKER, error_body
 
 log = logging.getLogger("bridgex_serve")
 BODY = "bridgex.body"  # the scope key under which the guard hands the read body to the routes
-TIMEOUT_HEADER = b"x-bridgex-timeout"
 
 
 class Proxy:
-    """State of one app: settings, the bridging service, the upstream client, metrics."""
+    """State of one app: settings, the bridging service, the upstream client, metrics, the door."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
         self.service = BridgeService(settings, self.metrics)  # raises IndexLoadError before serving
         self.upstream = Upstream(settings, self.metrics)
-        self.keys = tuple(settings.api_keys)
         self.gate = Gate(settings.max_upstream, settings.max_queue)
         self._model: str | None = settings.default_model
-        self.public = {"/health"}
+        public = {"/health"}
         if settings.public_ready:
-            self.public.add("/ready")
+            public.add("/ready")
         if settings.public_metrics:
-            self.public.add("/metrics")
-
-    def authorized(self, scope) -> bool:
-        return not self.keys or scope["path"] in self.public or key_matches(bearer(scope), self.keys)
-
-    async def deny(self, send) -> None:
-        self.metrics.error(401)
-        await send_reply(
-            send,
-            Reply(
-                401,
-                error_body(401, "invalid or missing API key", code="invalid_api_key"),
-                [("www-authenticate", "Bearer")],
-            ),
-        )
-
-    def client_key(self, scope) -> str | None:
-        return bearer(scope)
+            public.add("/metrics")
+        self.door = Door(settings, self.metrics, Keys(settings.api_keys, public=public), "proxy")
 
     async def reply(self, send, reply: Reply) -> None:
-        if reply.status >= 400:
-            self.metrics.error(reply.status)
-        await send_reply(send, reply)
+        await self.door.reply(send, reply)
 
     async def default_model(self, key: str | None) -> str | None:
         if self._model is None:
@@ -82,7 +64,7 @@ class Proxy:
 
 
 class Guard:
-    """Raw ASGI around the router: keys, deadline, body, disconnects and the error contract."""
+    """The proxy's ASGI app: the door (`door.Door`) in front of the router, which gets the body read."""
 
     def __init__(self, proxy: Proxy, router):
         self.proxy, self.router = proxy, router
@@ -91,61 +73,11 @@ class Guard:
         if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
-        proxy = self.proxy
-        started = False
+        await self.proxy.door(scope, receive, send, self._route)
 
-        async def tracked(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            if not proxy.authorized(scope):
-                await proxy.deny(send)
-                return
-            DEADLINE.set(asyncio.get_running_loop().time() + self.timeout(scope))
-            body = await read_body(receive, scope, proxy.settings)
-            scope[BODY] = body
-            await cancel_on_disconnect(self.router(scope, _body_once(body), tracked), receive)
-        except ClientGone:
-            proxy.metrics.error(499)
-        except ClientFault as exc:
-            if not started:
-                await proxy.reply(send, fault_reply(exc))
-        except Exception:  # a bug, not bad input: log it, answer JSON without a traceback
-            log.exception("bridgex: %s %s failed", scope["method"], scope["path"])
-            if not started:
-                await proxy.reply(
-                    send, error_reply(500, "internal error in the proxy", code="internal_error")
-                )
-
-    def timeout(self, scope) -> float:
-        """The request's deadline in seconds: the setting, or less via the X-BridgeX-Timeout header."""
-        limit = self.proxy.settings.request_timeout
-        for key, value in scope.get("headers", ()):
-            if key == TIMEOUT_HEADER:
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    seconds = -1.0
-                if not 0 < seconds <= 86400:
-                    raise ClientFault(400, "X-BridgeX-Timeout must be seconds in (0, 86400]", param="timeout")
-                return min(limit, seconds)
-        return limit
-
-
-def _body_once(body: bytes):
-    """A `receive` for the routes: the body already read, then nothing (the guard watches disconnects)."""
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-
-    return receive
+    async def _route(self, scope, body: bytes, receive, send) -> None:
+        scope[BODY] = body
+        await self.router(scope, replay(body), send)
 
 
 class Generation:

@@ -186,9 +186,9 @@ def main(
     import uvicorn
 
     from .app import create_app
+    from .connections import guarded_protocol
     from .errors import redact_url
     from .index import IndexLoadError
-    from .protocols import guarded_protocol
 
     overrides = dict(
         index=index,

@@ -362,6 +362,28 @@ def running(app, port: int | None = None):
         yield server
 
 
+@contextlib.contextmanager
+def mounted_middleware(inner, env: dict[str, str] | None = None, *, port: int | None = None):
+    """`BridgeXMiddleware` around the ASGI app `inner`, served by uvicorn as vLLM serves it (uvicorn's own
+    protocol classes, which the middleware guards in place); settings from `env` (BRIDGEX_*), put back with
+    the protocol classes on exit."""
+    from bridgex_serve.connections import unguard_uvicorn
+    from bridgex_serve.vllm_middleware import BridgeXMiddleware
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with running(BridgeXMiddleware(inner), port) as server:
+            yield server
+    finally:
+        unguard_uvicorn()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture
 def stub():
     upstream = StubUpstream()

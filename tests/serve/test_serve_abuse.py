@@ -19,16 +19,16 @@ from serve_support import (
     ServerThread,
     StubUpstream,
     index_path,  # noqa: F401 (fixture)
+    mounted_middleware,
     running,
     stub,  # noqa: F401 (fixture)
 )
 
 from bridgex_serve.app import create_app
 from bridgex_serve.cli import main
+from bridgex_serve.connections import server_config
 from bridgex_serve.limits import key_matches
-from bridgex_serve.protocols import server_config
 from bridgex_serve.settings import Settings
-from bridgex_serve.vllm_middleware import BridgeXMiddleware
 
 WORD = {"task": "word", "source": "sw", "target": "he"}
 
@@ -297,6 +297,10 @@ def middleware_server(
     vllm_keys: list[str],
     bridgex_keys: str | None,
 ):
+    """The middleware over a stub, with vLLM's own key check (`vllm serve --api-key`) stacked inside it when
+    `vllm_keys` are given: vLLM is installed, so a missing module fails the test instead of skipping it."""
+    from vllm.entrypoints.serve.middleware.authenticate import AuthenticationMiddleware
+
     monkeypatch.setenv("BRIDGEX_INDEX", str(index_path))
     if bridgex_keys is None:
         monkeypatch.delenv("BRIDGEX_API_KEYS", raising=False)
@@ -304,10 +308,9 @@ def middleware_server(
         monkeypatch.setenv("BRIDGEX_API_KEYS", bridgex_keys)
     upstream = StubUpstream()
     inner = upstream.app
-    if vllm_keys:  # vLLM's own key check, as `vllm serve --api-key` stacks it inside the BridgeX middleware
-        auth = pytest.importorskip("vllm.entrypoints.serve.middleware.authenticate")
-        inner = auth.AuthenticationMiddleware(upstream.app, tokens=vllm_keys)
-    return running(BridgeXMiddleware(inner))
+    if vllm_keys:
+        inner = AuthenticationMiddleware(upstream.app, tokens=vllm_keys)
+    return mounted_middleware(inner)
 
 
 def test_middleware_bridgex_routes_accept_the_vllm_key_and_the_bridgex_key(index_path, monkeypatch):  # noqa: F811

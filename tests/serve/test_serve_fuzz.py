@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from serve_support import ServerThread, running, write_index
 
 from bridgex_serve.app import create_app
+from bridgex_serve.connections import server_config
 from bridgex_serve.openapi import ERROR, REQUESTS, schema
-from bridgex_serve.protocols import server_config
 from bridgex_serve.settings import Settings
 
 FUZZ = settings(

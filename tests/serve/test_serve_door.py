@@ -1,0 +1,219 @@
+"""The front door (`bridgex_serve.door`), one suite for both shells: every test runs against the proxy (its
+uvicorn protocols from `connections.server_config`) and against the vLLM middleware (uvicorn's own
+protocols, guarded in place as inside `vllm serve`), each over a fault-injecting upstream, through a real
+HTTP client or raw sockets. A limit added to the door is tested here once and shows up in both."""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+
+import httpx
+import orjson
+import pytest
+from fault_upstream import FaultUpstream
+from serve_support import ServerThread, index_path, mounted_middleware, running  # noqa: F401 (fixture)
+
+from bridgex_serve.app import create_app
+from bridgex_serve.connections import server_config
+from bridgex_serve.settings import Settings
+from bridgex_serve.wire import MAX_DEPTH
+
+WORD = {"task": "word", "source": "sw", "target": "he"}
+HEADER_TIMEOUT = 0.5
+GENEROUS = 60.0  # seconds: a ceiling that only a hang reaches, never a timing window
+# The same pair asked three ways: through the index's bridge, forced direct, and a pair the index has no
+# bridge for (de → ja), whose body is relayed without the `bridgex` field.
+ROUTES = {
+    "bridged": WORD,
+    "direct": dict(WORD, route="direct"),
+    "unbridged pair": {"task": "word", "source": "de", "target": "ja"},
+}
+
+
+class Shell:
+    def __init__(self, name: str, server: ServerThread, upstream: FaultUpstream):
+        self.name, self.url, self.port, self.upstream = name, server.url, server.port, upstream
+
+
+@pytest.fixture(params=["proxy", "middleware"])
+def shell(request, index_path):  # noqa: F811
+    upstream = FaultUpstream()
+    if request.param == "middleware":
+        env = {
+            "BRIDGEX_INDEX": str(index_path),
+            "BRIDGEX_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+            "BRIDGEX_MAX_BODY_BYTES": "4096",
+        }
+        with mounted_middleware(upstream.app, env) as server:
+            yield Shell("middleware", server, upstream)
+        return
+    with running(upstream.app) as up:
+        settings = Settings(
+            index=str(index_path), upstream=up.url, header_timeout=HEADER_TIMEOUT, max_body_bytes=4096
+        )
+        server = ServerThread(create_app(settings))
+        server.server.config = server_config(
+            server.server.config.app, settings, host="127.0.0.1", port=server.port
+        )
+        with server:
+            yield Shell("proxy", server, upstream)
+
+
+def error_of(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    return r.json()["error"]
+
+
+def chat(model: str = "m", content: str = "maji", **extra) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def with_nesting(body: dict, depth: int) -> bytes:
+    """`body` with a field `extra` holding arrays nested so that the whole body is `depth` levels deep."""
+    levels = depth - 1  # the body itself is level 1
+    return orjson.dumps(body)[:-1] + b',"extra":' + b"[" * levels + b"]" * levels + b"}"
+
+
+def post(shell: Shell, path: str, content: bytes, **kw) -> httpx.Response:
+    headers = {"content-type": "application/json", **kw.pop("headers", {})}
+    return httpx.post(shell.url + path, content=content, headers=headers, timeout=GENEROUS, **kw)
+
+
+# -- bodies nested too deep --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_body_nested_too_deep_is_a_400_on_every_route(shell, route, caplog):
+    caplog.set_level(logging.WARNING, logger="bridgex_serve")
+    r = post(shell, "/v1/chat/completions", with_nesting(chat(bridgex=ROUTES[route]), 300))
+    error = error_of(r, 400)
+    assert error["code"] == "nesting_too_deep" and "nested too deep" in error["message"]
+    assert not shell.upstream.requests
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_batch_translation_nested_too_deep_is_a_400(shell):
+    body = {"q": ["maji"], "source": "sw", "target": "he", "model": "m"}
+    r = post(shell, "/v1/translate", with_nesting(body, 300))
+    assert error_of(r, 400)["code"] == "nesting_too_deep" and not shell.upstream.requests
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_a_body_at_the_nesting_limit_is_served(shell, route):
+    r = post(shell, "/v1/chat/completions", with_nesting(chat(bridgex=ROUTES[route]), MAX_DEPTH))
+    assert r.status_code == 200, r.text
+    assert shell.upstream.requests
+    if route == "unbridged pair":  # relayed without `bridgex`, the nested field intact
+        sent = shell.upstream.requests[0]["body"]
+        assert "bridgex" not in sent and sent["extra"] == orjson.loads(
+            with_nesting({}, MAX_DEPTH)[:-1].split(b":", 1)[1]
+        )
+
+
+# -- connections: the header deadline counts from when a connection opens ---------------------------------
+
+
+def wait_closed(socks: list[socket.socket]) -> dict[socket.socket, bytes]:
+    """Read every socket until the server closes it; what each received (sockets still open after
+    `GENEROUS` seconds are missing)."""
+    received = {s: b"" for s in socks}
+    left = set(socks)
+    ceiling = time.monotonic() + GENEROUS
+    while left and time.monotonic() < ceiling:
+        readable, _, _ = select.select(list(left), [], [], 1.0)
+        for s in readable:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                received[s] += data
+            else:
+                left.discard(s)
+    for s in socks:
+        s.close()
+    return {s: data for s, data in received.items() if s not in left}
+
+
+def test_connections_that_send_nothing_are_closed_at_the_header_deadline(shell):
+    socks = [socket.create_connection(("127.0.0.1", shell.port), timeout=GENEROUS) for _ in range(200)]
+    closed = wait_closed(socks)
+    assert len(closed) == len(socks), f"{len(socks) - len(closed)} idle connections still open"
+    assert all(data == b"" or data.startswith(b"HTTP/1.1 408") for data in closed.values())
+    r = httpx.get(shell.url + "/v1/languages", timeout=GENEROUS)  # the server still serves
+    assert r.status_code == 200
+
+
+def test_headers_that_never_end_get_a_408(shell):
+    sock = socket.create_connection(("127.0.0.1", shell.port), timeout=GENEROUS)
+    sock.sendall(b"GET /v1/languages HTTP/1.1\r\nhost: x\r\n")  # no blank line: the headers never end
+    closed = wait_closed([sock])
+    assert closed and closed[sock].startswith(b"HTTP/1.1 408") and b'"error"' in closed[sock]
+
+
+def test_a_kept_alive_connection_still_serves_its_next_request(shell):
+    with httpx.Client(timeout=GENEROUS) as client:
+        for _ in range(3):
+            assert client.get(shell.url + "/v1/languages").status_code == 200
+
+
+# -- deadlines ---------------------------------------------------------------------------------------------
+
+
+def test_the_x_bridgex_timeout_header_shortens_the_deadline(shell):
+    """The upstream drips forever and the server's own deadline is 600 s: only the header ends it."""
+    r = post(
+        shell,
+        "/v1/chat/completions",
+        orjson.dumps(chat("drip", bridgex=WORD)),
+        headers={"x-bridgex-timeout": "0.5"},
+    )
+    assert error_of(r, 504)["code"] == "upstream_timeout"
+
+
+def test_bridgex_timeout_in_the_body_shortens_the_deadline(shell):
+    r = post(shell, "/v1/chat/completions", orjson.dumps(chat("drip", bridgex=dict(WORD, timeout=0.5))))
+    assert error_of(r, 504)["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-1", "86401", "nan"])
+def test_a_malformed_x_bridgex_timeout_is_a_400(shell, value):
+    r = post(
+        shell, "/v1/chat/completions", orjson.dumps(chat(bridgex=WORD)), headers={"x-bridgex-timeout": value}
+    )
+    assert error_of(r, 400)["param"] == "timeout" and not shell.upstream.requests
+
+
+@pytest.mark.parametrize("value", [-1, 0, "5", True, 86401])
+def test_a_malformed_bridgex_timeout_is_a_400(shell, value):
+    r = post(shell, "/v1/chat/completions", orjson.dumps(chat(bridgex=dict(WORD, timeout=value))))
+    assert error_of(r, 400)["param"] == "bridgex.timeout" and not shell.upstream.requests
+
+
+# -- bodies ------------------------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_a_413(shell):
+    r = post(shell, "/v1/chat/completions", orjson.dumps(chat("x" * 5000, bridgex=WORD)))
+    assert error_of(r, 413)["code"] == "request_too_large" and not shell.upstream.requests
+
+
+def test_a_body_shorter_than_its_content_length_is_never_forwarded(shell):
+    sock = socket.create_connection(("127.0.0.1", shell.port), timeout=GENEROUS)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b'content-length: 200\r\n\r\n{"model":'
+    )
+    sock.shutdown(socket.SHUT_WR)
+    wait_closed([sock])
+    r = httpx.get(shell.url + "/v1/languages", timeout=GENEROUS)
+    assert r.status_code == 200 and not shell.upstream.requests
+
+
+def test_bad_bridgex_options_are_400s_naming_the_option(shell):
+    r = post(shell, "/v1/chat/completions", orjson.dumps(chat(bridgex=dict(WORD, shots=99))))
+    assert error_of(r, 400)["param"] == "bridgex.shots" and not shell.upstream.requests
