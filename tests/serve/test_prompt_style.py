@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_serve_rewrite import LOW, FakeIndex
+from test_serve_core import LOW, FakeIndex
 
 from bridgex_serve import engines
 from bridgex_serve.options import Options

@@ -1,5 +1,5 @@
-"""The pure rewrite core (options, plan, prompts, steps, words, outcome) and the async orchestration,
-with an in-memory index and a scripted upstream."""
+"""The pure request core (options, plan, prompts, steps, copies, outcome, the wire's client request) and
+the async orchestration, with an in-memory index and a scripted upstream."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_prompt_is_the_bli_chain_ending_in_colon_quote():
 
 def test_the_query_word_is_never_its_own_demonstration():
     p = plan(text="maji", task="word", target="he", shots=2)
-    assert all(d[0] != "maji" for d in p.demos)
+    assert len(p.demos) == 2 and all(d[0] != "maji" for d in p.demos)
 
 
 def test_auto_picks_word_for_one_word_and_translate_for_a_sentence_and_chat_without_target():
