@@ -178,9 +178,8 @@ async def _reload(proxy: Proxy, scope, send) -> None:
     await proxy.reply(send, await proxy.service.reload_reply())
 
 
-def create_app(settings: Settings) -> Guard:
-    """Build the proxy. Loads the index now: a missing or corrupt index raises `IndexLoadError`."""
-    proxy = Proxy(settings)
+def _lifespan(proxy: Proxy):
+    """Start and close the upstream client; SIGHUP reloads the index (the old one stays on failure)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -193,7 +192,7 @@ def create_app(settings: Settings) -> Guard:
             async def run() -> None:
                 try:
                     await proxy.service.reload()
-                    log.warning("bridgex: index reloaded from %s", settings.index)
+                    log.warning("bridgex: index reloaded from %s", proxy.settings.index)
                 except IndexLoadError as exc:
                     log.error("bridgex: reload failed, keeping the previous index: %s", exc)
 
@@ -212,16 +211,11 @@ def create_app(settings: Settings) -> Guard:
                     loop.remove_signal_handler(signal.SIGHUP)
             await proxy.upstream.close()
 
-    async def not_found(request, exc):
-        status = getattr(exc, "status_code", 404)
-        message = "not found" if status == 404 else "method not allowed"
-        return Response(
-            error_body(status, f"{message}: {request.method} {request.url.path}"),
-            status,
-            media_type="application/json",
-        )
+    return lifespan
 
-    routes = [
+
+def _routes(proxy: Proxy) -> list[Route]:
+    return [
         Route("/v1/chat/completions", Generation(proxy, "chat"), methods=["POST"]),
         Route("/v1/completions", Generation(proxy, "completions"), methods=["POST"]),
         Route("/v1/models", Endpoint(proxy, _models, "models", gated=True), methods=["GET"]),
@@ -234,21 +228,36 @@ def create_app(settings: Settings) -> Guard:
         Route("/openapi.json", Endpoint(proxy, _openapi, "openapi"), methods=["GET"]),
     ]
 
-    async def internal(request, exc):
-        """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
-        if isinstance(exc, ClientFault):
-            reply = fault_reply(exc)
-            return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
-        return Response(
-            error_body(500, "internal error in the proxy", code="internal_error"),
-            500,
-            media_type="application/json",
-        )
 
+async def _not_found(request, exc):
+    status = getattr(exc, "status_code", 404)
+    message = "not found" if status == 404 else "method not allowed"
+    return Response(
+        error_body(status, f"{message}: {request.method} {request.url.path}"),
+        status,
+        media_type="application/json",
+    )
+
+
+async def _internal(request, exc):
+    """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
+    if isinstance(exc, ClientFault):
+        reply = fault_reply(exc)
+        return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
+    return Response(
+        error_body(500, "internal error in the proxy", code="internal_error"),
+        500,
+        media_type="application/json",
+    )
+
+
+def create_app(settings: Settings) -> Guard:
+    """Build the proxy. Loads the index now: a missing or corrupt index raises `IndexLoadError`."""
+    proxy = Proxy(settings)
     router = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={404: not_found, 405: not_found, Exception: internal},
+        routes=_routes(proxy),
+        lifespan=_lifespan(proxy),
+        exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
     router.state.proxy = proxy
     app = Guard(proxy, router)
