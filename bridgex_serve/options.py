@@ -32,6 +32,10 @@ OPTION_KEYS = (
     "timeout",
 )
 MAX_TIMEOUT = 86400.0  # seconds: the longest deadline a client may ask for
+# `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints), and the
+# tasks a batch translation takes.
+TRANSLATE_OPTIONS = tuple(k for k in OPTION_KEYS if k != "passage")
+TRANSLATE_TASKS = ("auto", "word", "translate")
 # `route`: `auto` follows the server's policy (calibrated decision, low-resource gate, `uncalibrated`);
 # `direct` forces the direct route; `hsic` takes the index's HSIC rank-1 bridge, ignoring calibrated
 # decisions and the low-resource gate. An explicit `bridge` is its own route.

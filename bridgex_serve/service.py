@@ -18,27 +18,13 @@ from .engines import prompt_style_for
 from .index import BridgeIndex, IndexLoadError, load_index
 from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, off_loop, positive_int
 from .metrics import Metrics
-from .options import Options, RequestError, parse_options
+from .options import TRANSLATE_OPTIONS, TRANSLATE_TASKS, Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .outcome import Outcome, headers_for
 from .plan import CHAT_STYLE_TASKS, Passthrough, Plan, plan_request
 from .replies import SSE, Forward, Reply, error_reply, fault_reply, upstream_error_reply
 from .settings import Settings
 from .wire import ClientRequest, Usage, client_request, json_body, json_object, response_body, sse_chunks
-
-# `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints).
-TRANSLATE_OPTIONS = (
-    "task",
-    "source",
-    "target",
-    "bridge",
-    "route",
-    "mode",
-    "shots",
-    "copy_fallback",
-    "timeout",
-)
-TRANSLATE_TASKS = ("auto", "word", "translate")
 
 
 @dataclass(frozen=True)

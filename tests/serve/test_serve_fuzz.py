@@ -244,3 +244,11 @@ def test_raw_http_bytes_never_hang_and_errors_are_json(fuzzed, data):
         assert status < 500, out[:300]
         if status >= 400:
             assert b"application/json" in out.split(b"\r\n\r\n")[0].lower(), out[:300]
+
+
+def test_the_schema_describes_every_request_option():
+    from bridgex_serve.openapi import OPTIONS
+    from bridgex_serve.options import OPTION_KEYS, TRANSLATE_OPTIONS
+
+    assert set(OPTIONS) == set(OPTION_KEYS)
+    assert set(TRANSLATE_OPTIONS) <= set(REQUESTS[("post", "/v1/translate")]["properties"])
