@@ -11,7 +11,7 @@ The words and demonstrations are CLDR month and weekday names (babel), aligned b
 mode: tokens/s (prompt + completion tokens of all upstream calls, from the usage the proxy adds up, per
 second of wall time) and answers/s. Modes alternate over `--rounds` to share the machine's noise.
 
-    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/bridged_throughput.py [--model DIR]
+    .venv/bin/python benchmarks/bridged_throughput.py [--model DIR]
 
 Target: chain ≥ 0.8× direct in tokens/s. Ends with one `RESULT` line.
 """

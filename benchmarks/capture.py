@@ -2,7 +2,7 @@
 hooks and against the authors' approach (one probe per call, 30 greedy generated tokens, hooks on every
 layer's MLP activation installed and removed per probe, counts moved to the host with `.cpu()` per call).
 
-    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/capture.py --probes 256 --reference-probes 24
+    .venv/bin/python benchmarks/capture.py --probes 256 --reference-probes 24
 
 Same model, same probes (the reference runs on the first `--reference-probes` of them), one process.
 Hooked and plain passes alternate (ABBA order) over `--rounds` rounds and the medians are compared, so both
@@ -34,8 +34,8 @@ from index_builder.indexing.capture import (
     length_batches,
     run_pass,
 )
+from index_builder.indexing.config import BuildConfig, validate
 from index_builder.indexing.models import LoadedModel, load_model
-from index_builder.indexing.pipeline import BuildConfig, validate
 from index_builder.indexing.probes import Probe, build_probes
 
 NEW_TOKENS = 30

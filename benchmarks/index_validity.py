@@ -28,39 +28,17 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from index_builder.evaluation.typology import FEATURES, TypologyError
+from index_builder.evaluation.typology import typology as _typology
 from index_builder.indexing import bridges, neurons
-
-ISO3 = {  # ISO 639-1 → the URIEL code lang2vec knows (individual languages for macrolanguages)
-    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "id": "ind", "ar": "arb",
-    "he": "heb", "ja": "jpn", "zh": "cmn", "sw": "swh", "fi": "fin", "hu": "hun", "ru": "rus", "tl": "tgl",
-    "nl": "nld", "pl": "pol", "tr": "tur", "ko": "kor", "vi": "vie", "hi": "hin", "th": "tha", "uk": "ukr",
-}  # fmt: skip
-FEATURES = ("fam", "syntax_knn")
-
-
-# --------------------------------------------------------------------------------------------- typology
 
 
 def typology(langs: Sequence[str]) -> dict[str, dict[tuple[str, str], float]]:
-    """Cosine of lang2vec feature vectors per unordered pair (a < b), one table per feature set."""
-    import lang2vec.lang2vec as l2v
-
-    missing = [c for c in langs if c not in ISO3]
-    if missing:
-        raise SystemExit(f"error: no URIEL code known for {', '.join(missing)}; add it to ISO3")
-    codes = [ISO3[c] for c in langs]
-    out: dict[str, dict[tuple[str, str], float]] = {}
-    for feature in FEATURES:
-        vecs = l2v.get_features(codes, feature)
-        table: dict[tuple[str, str], float] = {}
-        for a, b in itertools.combinations(sorted(langs), 2):
-            va = np.array([np.nan if x == "--" else float(x) for x in vecs[ISO3[a]]])
-            vb = np.array([np.nan if x == "--" else float(x) for x in vecs[ISO3[b]]])
-            ok = ~(np.isnan(va) | np.isnan(vb))
-            na, nb = np.linalg.norm(va[ok]), np.linalg.norm(vb[ok])
-            table[(a, b)] = float(va[ok] @ vb[ok] / (na * nb)) if na and nb else 0.0
-        out[feature] = table
-    return out
+    """lang2vec cosine per unordered pair and feature set; an unknown language stops with one line."""
+    try:
+        return _typology(langs)
+    except TypologyError as err:
+        raise SystemExit(f"error: {err}; add it to index_builder/evaluation/typology.py ISO3") from err
 
 
 def rho(x: dict[tuple[str, str], float | None], y: dict[tuple[str, str], float]) -> float:

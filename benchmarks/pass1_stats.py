@@ -6,7 +6,7 @@ would run with the same --langs/--max-pairs/--test-fraction (same validation and
 only the even/odd probe entries of each pair (as `build --probe-half`).
 
     export BRIDGEX_CACHE=.cache/bridgex   # the converted-model cache (the default)
-    flock /tmp/bridgex-heavy.lock python benchmarks/pass1_stats.py --model gemma-3-270m \
+    python benchmarks/pass1_stats.py --model gemma-3-270m \
         --langs en,de,fr,es,it,pt,id,ar,he,ja,zh,sw,fi,hu --max-pairs 40 --out artifacts/validity/gemma.npz
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from index_builder.indexing import neurons
-from index_builder.indexing.pipeline import BuildConfig, BuildError, _probes, validate
+from index_builder.indexing.config import BuildConfig, BuildError, validate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     loaded = load_model(cfg.model, "cpu", "auto")
-    probes = _probes(plan, cfg.mode)
+    probes = plan.probes(cfg.mode)
     all_probes = [p for pair in sorted(probes) for p in probes[pair]]
     encoded = encode_probes(loaded.tokenizer, all_probes, plan.langs)
     ident = loaded.identity

@@ -7,7 +7,7 @@ number of requests per level. Added latency = proxy percentile − direct percen
 requests/s = the best proxy throughput over the levels. Everything shares this machine's cores, the load
 generator included, so the figures are a floor for the proxy.
 
-    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/proxy_overhead.py [--requests 3000]
+    .venv/bin/python benchmarks/proxy_overhead.py [--requests 3000]
 
 Targets: p50 ≤ 1 ms and p99 ≤ 5 ms added, ≥ 1,500 requests/s. Ends with one `RESULT` line.
 """

@@ -8,7 +8,7 @@ body is just under the proxy's limit for bridged bodies (`--body-bytes`, default
 `BRIDGEX_MAX_BRIDGED_BYTES`; a larger bridged body is a 413 before any work).
 Everything shares this machine's cores, the load generators included.
 
-    flock /tmp/bridgex-heavy.lock .venv/bin/python benchmarks/proxy_stall.py [--body-bytes 1047552]
+    .venv/bin/python benchmarks/proxy_stall.py [--body-bytes 1047552]
 
 Ends with one `RESULT` line (milliseconds; `big_ok` = large requests answered 200).
 """

@@ -56,6 +56,11 @@ class HealthReport:
     ranked_pairs: int  # unordered pairs with a bridge ranking
     rank1_top: str | None  # the most frequent rank-1 bridge
     rank1_share: float | None  # its share of ranked directed pairs
+    leg_pairs: int = 0  # directed pairs with a leg quality (pair_quality rows; 0 on older indexes)
+    leg_top1_mean: float | None = None  # mean share of probes whose first gold token is the top-1
+    leg_logprob_mean: float | None = None  # mean length-normalised gold log-prob
+    leg_weakest: str | None = None  # the directed pair with the lowest top-1 share, e.g. "sw→he 0.050"
+    leg_strongest: str | None = None
     verdict: str = "ok"
     reasons: list[str] = field(default_factory=list)
 
@@ -84,6 +89,9 @@ class HealthReport:
             f"ranked pairs            {self.ranked_pairs} of {self.pairs}",
             f"rank-1 concentration    {self.rank1_top or '-'} is rank 1 for {fmt(self.rank1_share)} of ranked"
             " directed pairs",
+            f"leg quality             {self.leg_pairs} directed pairs; first-token top-1 mean"
+            f" {fmt(self.leg_top1_mean)} (weakest {self.leg_weakest or '-'}, strongest"
+            f" {self.leg_strongest or '-'}), gold log-prob mean {fmt(self.leg_logprob_mean)}",
             f"verdict                 {self.verdict.upper()}",
         ]
         out += [f"  - {r}" for r in self.reasons]
@@ -97,13 +105,15 @@ def health_report(
     band_sets: Iterable[tuple[str, str, str, int, int, int]],
     rank1: Iterable[tuple[str, str, str]],
     min_set: int,
+    legs: Iterable[tuple[str, str, int, float, float]] = (),
 ) -> HealthReport:
     """Statistics and verdict from plain rows.
 
     `neuron_rows`: (language, layer, neuron, p_a) of every language neuron; `languages`: every index
     language; `similarities`: language_similarity.similarity per unordered pair; `band_sets`: (source, target,
     bridge, layer, n_overlap, n_bridge) of every band layer HSIC saw (both sets non-empty); `rank1`:
-    (source, target, bridge) of every directed pair's rank-1 bridge; `min_set`: the build's minimum set size.
+    (source, target, bridge) of every directed pair's rank-1 bridge; `min_set`: the build's minimum set size;
+    `legs`: (source, target, n_probes, mean_logprob, first_top1) per directed pair (reported, not judged).
     """
     langs = list(languages)
     sets: dict[str, set[tuple[int, int]]] = {c: set() for c in langs}
@@ -145,6 +155,7 @@ def health_report(
         ranked_pairs=len(ranked),
         rank1_top=top[0] if top else None,
         rank1_share=top[1] / len(firsts) if top else None,
+        **_leg_summary(list(legs)),
     )
     report.verdict, report.reasons = verdict(report)
     return report
@@ -190,6 +201,21 @@ def verdict(r: HealthReport) -> tuple[str, list[str]]:
     return "ok", ["every statistic meets its target"]
 
 
+def _leg_summary(legs: Sequence[tuple[str, str, int, float, float]]) -> dict:
+    """The HealthReport fields that summarise the leg-quality rows."""
+    if not legs:
+        return {}
+    weakest = min(legs, key=lambda r: (r[4], r[3]))
+    strongest = max(legs, key=lambda r: (r[4], r[3]))
+    return {
+        "leg_pairs": len(legs),
+        "leg_top1_mean": float(np.mean([r[4] for r in legs])),
+        "leg_logprob_mean": float(np.mean([r[3] for r in legs])),
+        "leg_weakest": f"{weakest[0]}→{weakest[1]} {weakest[4]:.3f}",
+        "leg_strongest": f"{strongest[0]}→{strongest[1]} {strongest[4]:.3f}",
+    }
+
+
 def health_from_tables(
     tables: Mapping[str, Mapping[str, list]], band: Sequence[int], min_set: int
 ) -> HealthReport:
@@ -221,7 +247,12 @@ def health_from_tables(
             if rank == 1
         ),
         min_set,
+        _rows_of(tables.get("pair_quality"), ("source", "target", "n_probes", "mean_logprob", "first_top1")),
     )
+
+
+def _rows_of(table: Mapping[str, list] | None, names: Sequence[str]) -> list[tuple]:
+    return list(zip(*(table[n] for n in names), strict=True)) if table else []
 
 
 def health_from_connection(con) -> HealthReport:
@@ -245,4 +276,5 @@ def health_from_connection(con) -> HealthReport:
         ).fetchall(),
         [(r.source, r.target, r.bridge) for r in read.bridges(con, top=1)],
         min_set,
+        [tuple(r) for r in read.pair_quality(con)],
     )

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import duckdb
 
+from .store import has_table
+
 
 class LanguageRow(NamedTuple):
     code: str
@@ -36,6 +38,24 @@ class EntryRow(NamedTuple):
     concept: str | None
     category: str | None
     split: str
+
+
+class PairQualityRow(NamedTuple):
+    source: str
+    target: str
+    n_probes: int
+    mean_logprob: float
+    first_top1: float
+
+
+def pair_quality(con: duckdb.DuckDBPyConnection) -> list[PairQualityRow]:
+    """The model's leg quality per directed pair (empty for an index built before the table existed)."""
+    if not has_table(con, "pair_quality"):
+        return []
+    rows = con.execute(
+        "SELECT source, target, n_probes, mean_logprob, first_top1 FROM pair_quality ORDER BY source, target"
+    ).fetchall()
+    return [PairQualityRow(s, t, int(n), float(lp), float(top)) for s, t, n, lp, top in rows]
 
 
 def languages(con: duckdb.DuckDBPyConnection) -> list[LanguageRow]:

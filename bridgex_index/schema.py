@@ -75,9 +75,22 @@ TABLES: dict[str, str] = {
             category VARCHAR,                  -- e.g. CLDR 'territory', 'unit', 'month'; NULL for MUSE
             split VARCHAR NOT NULL             -- 'probe' or 'test'
         )""",
+    # Leg quality: how well the model itself translates source → target, read off the build's own forward
+    # pass over the teacher-forced probes (no extra pass). Empty for generate-mode builds.
+    "pair_quality": """
+        CREATE TABLE pair_quality (
+            source VARCHAR NOT NULL,           -- directional: the probes {source}:"w"→{target}:"gold"
+            target VARCHAR NOT NULL,
+            n_probes INTEGER NOT NULL,
+            mean_logprob DOUBLE NOT NULL,      -- mean over probes of the gold word's mean token log-prob
+            first_top1 DOUBLE NOT NULL         -- share of probes whose first gold token is the top-1
+        )""",
 }
 
-REQUIRED_TABLES = tuple(TABLES)
+# Tables every index has. `pair_quality` came later: an index written before it loads without it (its
+# readers cope with its absence); the builder always writes it.
+LATER_TABLES = ("pair_quality",)
+REQUIRED_TABLES = tuple(t for t in TABLES if t not in LATER_TABLES)
 
 # Optional tables written by `bridgex-index eval` (and `calibrate`) into an existing index (created IF NOT
 # EXISTS when it first writes; an index without them is complete; readers cope with their absence).
@@ -158,6 +171,49 @@ OPTIONAL_TABLES: dict[str, str] = {
             test_set VARCHAR,                  -- what it was measured on: '<name> sha256:<hex>' of a test
                                                -- set, or 'held-out split (<dictionaries>)'; NULL: older row
             PRIMARY KEY (source, target, task)
+        )""",
+    # The route policy's evidence: one route's paired gain over direct on one pair's calibration items
+    # (points: P@1 × 100 for words, sentence chrF++ for sentences), written by `calibrate`.
+    "route_evidence": """
+        CREATE TABLE IF NOT EXISTS route_evidence (
+            source VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            task VARCHAR NOT NULL,             -- word | translate
+            route VARCHAR NOT NULL,            -- the bridge measured against direct
+            n INTEGER NOT NULL,                -- paired items
+            gain DOUBLE NOT NULL,              -- mean paired difference, points
+            se DOUBLE NOT NULL,                -- its standard error, points
+            test_set VARCHAR,                  -- what it was measured on (as routing_decisions.test_set)
+            model VARCHAR,
+            created_at TIMESTAMP,
+            PRIMARY KEY (source, target, task, route)
+        )""",
+    # The route the policy gives every ordered pair of the index's languages and task
+    # (index_builder.evaluation.route_policy): from the pair's own evidence pooled with the others', or
+    # from the prior alone. Rewritten whole for a task by every `calibrate` of that task.
+    "route_policy": """
+        CREATE TABLE IF NOT EXISTS route_policy (
+            source VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            task VARCHAR NOT NULL,             -- word | translate
+            route VARCHAR NOT NULL,            -- 'direct' or a bridge code
+            origin VARCHAR NOT NULL,           -- evidence | prior
+            expected_gain DOUBLE NOT NULL,     -- of the route over direct, points (0 for direct)
+            sd DOUBLE NOT NULL,
+            p_gain DOUBLE NOT NULL,            -- P(gain > 0)
+            p_loss DOUBLE NOT NULL,            -- P(gain < -margin)
+            n INTEGER NOT NULL,                -- items of the pair's own evidence (0: the prior alone)
+            best VARCHAR,                      -- the best-believed candidate, chosen or not
+            best_gain DOUBLE,                  -- its expected gain
+            created_at TIMESTAMP,
+            PRIMARY KEY (source, target, task)
+        )""",
+    # The fitted prior of each task (JSON: features, coefficients, tau², lambda), for `route --explain`.
+    "route_policy_models": """
+        CREATE TABLE IF NOT EXISTS route_policy_models (
+            task VARCHAR PRIMARY KEY,
+            model VARCHAR NOT NULL,
+            created_at TIMESTAMP
         )""",
 }
 

@@ -188,3 +188,78 @@ def write_routing_decisions(con: duckdb.DuckDBPyConnection, rows: Sequence[Mappi
             f"VALUES ({', '.join('?' for _ in names)})",
             [row[c] for c in names],
         )
+
+
+EVIDENCE_COLUMNS = ("source", "target", "task", "route", "n", "gain", "se", "test_set", "model", "created_at")
+POLICY_COLUMNS = (
+    "source",
+    "target",
+    "task",
+    "route",
+    "origin",
+    "expected_gain",
+    "sd",
+    "p_gain",
+    "p_loss",
+    "n",
+    "best",
+    "best_gain",
+    "created_at",
+)
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: Sequence[Mapping]
+) -> None:
+    unknown = sorted({k for r in rows for k in r} - set(columns))
+    if unknown:
+        raise ValueError(f"{table} has no columns {', '.join(unknown)}")
+    con.execute(OPTIONAL_TABLES[table])
+    for row in rows:
+        names = [c for c in columns if c in row]
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [row[c] for c in names],
+        )
+
+
+def write_route_evidence(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping]) -> None:
+    """Insert or replace evidence rows (one per source, target, task, route)."""
+    _upsert(con, "route_evidence", EVIDENCE_COLUMNS, rows)
+
+
+def route_evidence(con: duckdb.DuckDBPyConnection, task: str) -> list[dict]:
+    """Every evidence row of `task` ([] without the table)."""
+    if not has_table(con, "route_evidence"):
+        return []
+    return records(con, "SELECT * FROM route_evidence WHERE task = ? ORDER BY source, target, route", [task])
+
+
+def write_route_policy(
+    con: duckdb.DuckDBPyConnection, task: str, rows: Sequence[Mapping], model: str, created_at
+) -> None:
+    """Replace the whole policy of `task`: its rows (one per ordered pair) and its fitted model (JSON)."""
+    con.execute(OPTIONAL_TABLES["route_policy"])
+    con.execute(OPTIONAL_TABLES["route_policy_models"])
+    con.execute("DELETE FROM route_policy WHERE task = ?", [task])
+    _upsert(con, "route_policy", POLICY_COLUMNS, rows)
+    con.execute(
+        "INSERT OR REPLACE INTO route_policy_models (task, model, created_at) VALUES (?, ?, ?)",
+        [task, model, created_at],
+    )
+
+
+def route_policy(con: duckdb.DuckDBPyConnection, task: str) -> dict[tuple[str, str], dict]:
+    """The policy's row per (source, target) for `task` ({} without the table)."""
+    if not has_table(con, "route_policy"):
+        return {}
+    rows = records(con, "SELECT * FROM route_policy WHERE task = ?", [task])
+    return {(r["source"], r["target"]): r for r in rows}
+
+
+def route_policy_model(con: duckdb.DuckDBPyConnection, task: str) -> str | None:
+    """The fitted prior of `task` as stored (JSON), None when no calibration fitted one."""
+    if not has_table(con, "route_policy_models"):
+        return None
+    row = con.execute("SELECT model FROM route_policy_models WHERE task = ?", [task]).fetchone()
+    return row[0] if row else None

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from bridgex_index import read
 from bridgex_index.health import health_from_connection
-from bridgex_index.store import IndexReadError, open_index, provenance, routing_decisions
+from bridgex_index.store import IndexReadError, open_index, provenance, route_policy, routing_decisions
 from bridgex_index.words import copy_key
 
 from .demonstrations import Lexicon
-from .plan import CalibratedRoute
+from .plan import CalibratedRoute, PolicyRoute
 
 log = logging.getLogger("bridgex_serve.index")
 
@@ -55,6 +55,8 @@ class BridgeIndex:
     lexicon: Lexicon  # probe-split words for gold demonstrations
     decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # routing_decisions: word
     sentence_decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # translate
+    # route_policy: task ("word" | "translate") → (source, target) → the policy's route
+    policies: dict[str, dict[tuple[str, str], PolicyRoute]] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _demo_cache: dict = field(default_factory=dict, repr=False)
@@ -105,6 +107,10 @@ class BridgeIndex:
         table = self.decisions if task == "word" else self.sentence_decisions
         return table.get((source, target))
 
+    def policy_route(self, source: str, target: str, task: str = "word") -> PolicyRoute | None:
+        """The route policy's route of the pair for `task` (None: no `calibrate` wrote a policy)."""
+        return self.policies.get(task, {}).get((source, target))
+
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]:
@@ -124,7 +130,10 @@ class BridgeIndex:
     def pairs(self) -> list[dict]:
         """Ranked bridges per pair, and the calibrated decision (`decision`) where there is one."""
         out = []
-        for s, t in sorted(set(self.bridges) | set(self.decisions) | set(self.sentence_decisions)):
+        policy_pairs = {pair for rows in self.policies.values() for pair in rows}
+        for s, t in sorted(
+            set(self.bridges) | set(self.decisions) | set(self.sentence_decisions) | policy_pairs
+        ):
             pair: dict = {
                 "source": s,
                 "target": t,
@@ -136,6 +145,9 @@ class BridgeIndex:
                 pair["decision"] = self.decisions[(s, t)].summary()
             if (s, t) in self.sentence_decisions:
                 pair["translate_decision"] = self.sentence_decisions[(s, t)].summary()
+            for task, key in (("word", "policy"), ("translate", "translate_policy")):
+                if (s, t) in self.policies.get(task, {}):
+                    pair[key] = self.policies[task][(s, t)].summary()
             out.append(pair)
         return out
 
@@ -177,6 +189,7 @@ def _read(con, path: Path) -> BridgeIndex:
     lexicon = Lexicon(read.dictionary_entries(con), CATEGORY_PREFERENCE)
     decisions = _decisions(con, path, languages, "word")
     sentence_decisions = _decisions(con, path, languages, "translate")
+    policies = {task: _policy(con, path, languages, task) for task in ("word", "translate")}
     report = health_from_connection(con)
     if report.verdict == "degenerate":
         log.warning(
@@ -192,8 +205,35 @@ def _read(con, path: Path) -> BridgeIndex:
         lexicon=lexicon,
         decisions=decisions,
         sentence_decisions=sentence_decisions,
+        policies=policies,
         provenance=provenance(con),
     )
+
+
+def _policy(con, path: Path, languages: dict[str, Language], task: str) -> dict[tuple[str, str], PolicyRoute]:
+    """The `task` rows of the optional `route_policy` table; a route the server cannot follow stops the
+    load."""
+    out: dict[tuple[str, str], PolicyRoute] = {}
+    for (s, t), row in route_policy(con, task).items():
+        route = row["route"]
+        if s not in languages or t not in languages or s == t:
+            raise IndexLoadError(f"{path}: route_policy has a row for an unknown pair {s}→{t}")
+        if route != "direct" and (route not in languages or route in (s, t)):
+            raise IndexLoadError(
+                f"{path}: route_policy says {s}→{t} goes through {route!r}, not a bridge here"
+            )
+        out[(s, t)] = PolicyRoute(
+            s,
+            t,
+            route,
+            row["origin"],
+            float(row["expected_gain"]),
+            float(row["sd"]),
+            float(row["p_gain"]),
+            float(row["p_loss"]),
+            int(row["n"]),
+        )
+    return out
 
 
 def _decisions(

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bridgex_index import routes
+
 TASKS = ("auto", "word", "translate", "qa", "chat")
 MODES = ("chain", "two-step")
 DEFAULT_MODE = "chain"
@@ -40,9 +42,10 @@ TRANSLATE_TASKS = ("auto", "word", "translate")
 # `direct` forces the direct route; `hsic` takes the index's HSIC rank-1 bridge, ignoring calibrated
 # decisions and the low-resource gate. An explicit `bridge` is its own route.
 ROUTES = ("auto", "direct", "hsic")
-# Where the route of a request came from (metadata `decision_source`).
-DECISION_SOURCES = ("client", "calibrated", "hsic", "default")
-UNCALIBRATED = ("hsic", "direct")  # what an uncalibrated pair gets: the HSIC rank-1 bridge, or direct
+# Where the route of a request came from (metadata `decision_source`), and what an uncalibrated pair gets
+# (`policy`: the route policy's route; `hsic`: the HSIC rank-1 bridge; `direct`): bridgex_index.routes.
+DECISION_SOURCES = routes.DECISION_SOURCES
+UNCALIBRATED = routes.UNCALIBRATED
 
 
 class RequestError(ValueError):

@@ -53,6 +53,8 @@ class Outcome:
             meta["bridged_answer"] = self.bridged_answer
         if p.calibration is not None:
             meta["calibration"] = p.calibration.summary()
+        if p.policy is not None:
+            meta["policy"] = p.policy.summary()
         return meta
 
 

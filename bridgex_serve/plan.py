@@ -5,9 +5,10 @@ Pure: no I/O, no web framework, no database. The index and the language detector
 (anything with the few methods `plan_request` calls), so the proxy and the vLLM plugin share this module.
 
 Routing (which bridge, or none): an explicit `bridgex.bridge` wins; then `bridgex.route` (`direct`, or
-`hsic`: the rank-1 bridge whatever the calibration says); else a calibrated decision stored in the index for
-the pair (`routing_decisions`); else, for uncalibrated pairs, the HSIC rank-1 bridge or the direct route
-(the `uncalibrated` setting). The direct route of a `word` request is the prompt `{S}:"w"→{T}:"`.
+`hsic`: the rank-1 bridge whatever the calibration says); else the one rule of `bridgex_index.routes`: a
+calibrated decision stored in the index for the pair (`routing_decisions`), else, per the `uncalibrated`
+setting, the route policy's route (`policy`, the default), the HSIC rank-1 bridge or the direct route. The
+direct route of a `word` request is the prompt `{S}:"w"→{T}:"`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+from bridgex_index.routes import served_route
 
 from .options import (
     DEFAULT_ANSWER_TOKENS,
@@ -37,6 +40,7 @@ class IndexView(Protocol):
     def best_bridge(self, source: str, target: str) -> tuple[str, float] | None: ...
     def bridge_probability(self, source: str, target: str, bridge: str) -> float | None: ...
     def decision(self, source: str, target: str, task: str = "word") -> CalibratedRoute | None: ...
+    def policy_route(self, source: str, target: str, task: str = "word") -> PolicyRoute | None: ...
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]: ...
@@ -74,6 +78,37 @@ class CalibratedRoute:
         }
 
 
+@dataclass(frozen=True)
+class PolicyRoute:
+    """The route policy's route for one (source, target, task) (`route_policy` in the index)."""
+
+    source: str
+    target: str
+    route: str  # "direct" or a bridge code
+    origin: str  # evidence | prior
+    expected_gain: float  # points over direct
+    sd: float
+    p_gain: float
+    p_loss: float
+    n: int  # items of the pair's own evidence
+
+    @property
+    def bridge(self) -> str | None:
+        return None if self.route == "direct" else self.route
+
+    def summary(self) -> dict[str, Any]:
+        """What the response metadata and /v1/languages show of the policy's choice."""
+        return {
+            "route": self.route,
+            "origin": self.origin,
+            "expected_gain": round(self.expected_gain, 3),
+            "sd": round(self.sd, 3),
+            "p_gain": round(self.p_gain, 4),
+            "p_loss": round(self.p_loss, 4),
+            "n": self.n,
+        }
+
+
 CHAT_STYLE_TASKS = ("word", "translate")  # the tasks the prompt style applies to (qa and chat have their own)
 TRANSLATION_TASKS = ("word", "translate")  # the tasks with word demonstrations (qa and chat get none)
 
@@ -93,8 +128,9 @@ class Plan:
     question: str | None = None  # qa only
     demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct plans
     answer_tokens: int = 16
-    decision_source: str = "default"  # client | calibrated | hsic | default
+    decision_source: str = "default"  # client | calibrated | evidence | prior | hsic | default
     calibration: CalibratedRoute | None = None  # the stored decision followed, if any
+    policy: PolicyRoute | None = None  # the route policy's choice followed, if any
     # "chat": a word or translate plan asked through the chat template (steps.py); English names of
     # source, target, bridge are what the instruction names.
     style: str = "completion"
@@ -143,13 +179,13 @@ def plan_request(
     detect: Callable[[str], str | None],
     answer_tokens: int | None = None,
     force: bool = False,
-    uncalibrated: str = "hsic",
+    uncalibrated: str = "policy",
     prompt_style: str | Mapping[str, str] = "completion",
 ) -> Plan | Passthrough:
     """Decide task, languages, route, mode and demonstrations for one input text.
 
     `force` (batch translation) never passes through: a pair that is not low-resource or has no bridge is
-    translated directly. `uncalibrated` ("hsic" or "direct") routes pairs without a stored decision.
+    translated directly. `uncalibrated` ("policy", "hsic" or "direct") routes pairs without a stored decision.
     `prompt_style` (one style, or task → style) "chat" asks words or sentences through the chat template;
     its bridged mode is always two-step (a chat answer is one translation, not a chain of them).
     Raises `RequestError` for unknown languages and impossible combinations.
@@ -166,7 +202,7 @@ def plan_request(
     )
     if isinstance(route, Passthrough):
         return route
-    bridge, probability, decision_source, calibration = route
+    bridge, probability, decision_source, chosen_by = route
     if bridge is None and not force and task != "word":
         # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
         return _direct_passthrough(source, target, decision_source)
@@ -189,7 +225,8 @@ def plan_request(
         demos=demos,
         answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
         decision_source=decision_source,
-        calibration=calibration,
+        calibration=chosen_by if isinstance(chosen_by, CalibratedRoute) else None,
+        policy=chosen_by if isinstance(chosen_by, PolicyRoute) else None,
         style="chat" if chat_style else "completion",
         english=_names(index.english_name, source, target, bridge) if chat_style else ("", "", None),
     )
@@ -261,7 +298,8 @@ def _names(
     return name(source), name(target), name(bridge) if bridge else None
 
 
-Route = tuple[str | None, float | None, str, CalibratedRoute | None]  # bridge, probability, source, decision
+# bridge, probability, decision source, the stored decision or policy row followed
+Route = tuple[str | None, float | None, str, "CalibratedRoute | PolicyRoute | None"]
 
 
 def choose_route(
@@ -279,9 +317,10 @@ def choose_route(
 
     Order: the client's `bridge`; the client's `route` (`direct`, or `hsic`: the rank-1 bridge whatever
     the calibration and the low-resource gate say); pairs without a low-resource language pass through
-    (unless `force`); the pair's calibrated decision; for uncalibrated pairs the HSIC rank-1 bridge or
-    direct, per `uncalibrated`. A same-language request (qa, chat) is never calibrated. The decision is
-    the one of the request's task: `word` for a single word, `translate` for everything else.
+    (unless `force`); then `bridgex_index.routes.served_route`: the pair's calibrated decision, else per
+    `uncalibrated` the route policy's route, the HSIC rank-1 bridge or direct. A same-language request (qa,
+    chat) is never calibrated and has no policy. Decisions and policy rows are the request's task's: `word`
+    for a single word, `translate` for everything else.
     """
     if uncalibrated not in UNCALIBRATED:
         raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
@@ -301,21 +340,35 @@ def choose_route(
     if not force and source not in low_resource and target not in low_resource:
         return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
     kind = "word" if task == "word" else "translate"
-    decision = index.decision(source, target, kind) if source != target else None
-    if decision is not None:
-        bridge = decision.bridge
-        probability = index.bridge_probability(source, target, bridge) if bridge else None
-        return bridge, probability, "calibrated", decision
-    if uncalibrated == "direct":
-        return None, None, "default", None
-    found = index.best_bridge(source, target)
-    if found is None:
+    same = source == target  # qa and chat: never calibrated, no policy
+    decision = None if same else index.decision(source, target, kind)
+    policy = None if same else index.policy_route(source, target, kind)
+    ranked = index.best_bridge(source, target)
+    served = served_route(
+        source,
+        target,
+        decision=decision.decision if decision is not None else None,
+        policy={"route": policy.route, "origin": policy.origin, "expected_gain": policy.expected_gain}
+        if policy is not None
+        else None,
+        rank1=ranked[0] if ranked else None,
+        uncalibrated=uncalibrated,
+    )
+    if not served.ranked:
         if force:
             return None, None, "default", None
-        return Passthrough(
-            f"no bridge in the index for {source}→{target}", source, target, "hsic", label="no_bridge"
-        )
-    return found[0], found[1], "hsic", None
+        return Passthrough(served.reason, source, target, served.source, label="no_bridge")
+    bridge = served.bridge
+    if served.source == "hsic" and ranked is not None:
+        probability: float | None = ranked[1]
+    else:
+        probability = index.bridge_probability(source, target, bridge) if bridge else None
+    chosen_by: CalibratedRoute | PolicyRoute | None = None
+    if served.source == "calibrated":
+        chosen_by = decision
+    elif served.source in ("prior", "evidence"):
+        chosen_by = policy
+    return bridge, probability, served.source, chosen_by
 
 
 def _direct_passthrough(source: str, target: str, decision_source: str) -> Passthrough:
@@ -326,6 +379,14 @@ def _direct_passthrough(source: str, target: str, decision_source: str) -> Passt
             target,
             decision_source,
             label="calibrated_direct",
+        )
+    if decision_source in ("prior", "evidence"):
+        return Passthrough(
+            f"route policy ({decision_source}) for {source}→{target}: direct",
+            source,
+            target,
+            decision_source,
+            label="policy_direct",
         )
     return Passthrough(
         f"uncalibrated pair {source}→{target}: direct by configuration",

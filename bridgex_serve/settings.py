@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
+from bridgex_index.routes import DEFAULT_UNCALIBRATED
+
 from .options import UNCALIBRATED
 
 PROMPT_STYLE_SETTINGS = ("auto", "completion", "chat")
@@ -83,8 +85,10 @@ class Settings:
         "rendering (one extra upstream call)",
     )
     uncalibrated: str = setting(
-        "hsic",
-        "route of pairs without a calibrated decision in the index (`hsic`: the rank-1 bridge)",
+        DEFAULT_UNCALIBRATED,
+        "route of pairs without a calibrated decision in the index: the route policy's route (learned by "
+        "`bridgex-index calibrate` from the calibrated pairs; direct before any calibration), the HSIC "
+        "rank-1 bridge, or direct",
         choices=UNCALIBRATED,
     )
     prompt_style: str = setting(

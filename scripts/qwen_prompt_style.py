@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from bridgex_serve.extract import extract_translation  # noqa: E402
 from index_builder.evaluation import scoring  # noqa: E402
-from index_builder.evaluation.words import stable_order  # noqa: E402
+from index_builder.evaluation.held_out import stable_order  # noqa: E402
 from index_builder.indexing.dictionaries import cldr_dictionaries, split_entries  # noqa: E402
 from index_builder.indexing.languages import english_name, prompt_name  # noqa: E402
 

@@ -1,8 +1,9 @@
-"""Reproduce docs/results/qwen2.5-coder-1.5b.md: convert Qwen2.5-Coder-1.5B-Instruct once, build its index,
-serve it with vLLM (CPU) and run `bridgex-index eval` and `calibrate` on held-out CLDR words.
+"""The word session of docs/results/qwen2.5-coder-1.5b.md: convert Qwen2.5-Coder-1.5B-Instruct once, build its
+index, serve it with vLLM (CPU) and run `bridgex-index eval` and `calibrate` on held-out CLDR words.
 
-Run it under the shared lock on a 2-core machine, e.g.
-`flock /tmp/bridgex-heavy.lock .venv/bin/python scripts/qwen_results.py --out artifacts/qwen`.
+The page's figures from this session are historical (commit 2c4ef05, the authors' `top-rate` selector, then
+the default); run today, the build uses the default `specific` selector, so the numbers will differ. E.g.
+`.venv/bin/python scripts/qwen_results.py --out artifacts/qwen`.
 Each stage is skipped when its output exists (the index) or is cached (eval answers), so a rerun is cheap.
 """
 

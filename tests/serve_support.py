@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from bridgex_index.schema import SCHEMA_VERSION, TABLES
-from bridgex_index.store import write_routing_decisions
+from bridgex_index.store import write_route_policy, write_routing_decisions
 from bridgex_serve.launch import MIDDLEWARE, VllmServer, free_port  # noqa: F401 (re-exported for tests)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,6 +83,37 @@ def decision(source: str, target: str, route: str, **numbers) -> dict:
     return row
 
 
+def policy_row(source: str, target: str, route: str, task: str = "word", **numbers) -> dict:
+    """A `route_policy` row as `bridgex-index calibrate` writes it (numbers default to a clear prior gain)."""
+    row = dict(
+        source=source,
+        target=target,
+        task=task,
+        route=route,
+        origin="prior",
+        expected_gain=6.0 if route != "direct" else 0.0,
+        sd=2.0,
+        p_gain=0.999 if route != "direct" else 0.0,
+        p_loss=0.0001 if route != "direct" else 0.0,
+        n=0,
+        best=route,
+        best_gain=6.0,
+    )
+    row.update(numbers)
+    return row
+
+
+def rank1_policy(bridges=BRIDGES) -> list[dict]:
+    """The policy of an index calibrated once whose prior routes every ranked pair through its rank-1
+    bridge (as the paper's rule would), for words and sentences alike."""
+    return [
+        policy_row(s, t, choices[0][0], task)
+        for (a, b), choices in bridges.items()
+        for s, t in ((a, b), (b, a))
+        for task in ("word", "translate")
+    ]
+
+
 def write_index(
     path: Path,
     *,
@@ -91,12 +122,14 @@ def write_index(
     bridges=BRIDGES,
     entries: Sequence[tuple] = (),
     decisions: Sequence[dict] | None = None,
+    policy: Sequence[dict] | str | None = "rank1",
 ) -> Path:
     """Write a real BridgeX index with the builder's schema.
 
     `entries` adds raw `dictionary_entries` rows (source, target, source_word, target_word, concept,
     category, split), e.g. MUSE-style ones without a concept; `decisions` writes the optional
-    `routing_decisions` table (None: no table at all).
+    `routing_decisions` table (None: no table at all); `policy` the optional `route_policy` rows ("rank1",
+    the default: `rank1_policy(bridges)`; None: no table, as before any calibration).
     """
     path = Path(path)
     if path.exists():
@@ -126,6 +159,11 @@ def write_index(
     con.executemany("INSERT INTO bridges VALUES (?, ?, ?, ?, ?, ?)", brows)
     if decisions is not None:
         write_routing_decisions(con, list(decisions))
+    if policy == "rank1":
+        policy = rank1_policy(bridges)
+    if policy is not None:
+        for task in ("word", "translate"):
+            write_route_policy(con, task, [r for r in policy if r["task"] == task], "{}", None)
     con.close()
     return path
 

@@ -1,4 +1,4 @@
-"""`bridgex-index build` and `convert`: parse and validate, then hand over to `build.pipeline` and
+"""`bridgex-index build` and `convert`: parse and validate, then hand over to `indexing.pipeline` and
 `build.models`."""
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ from .common import _band, _codes, fails_cleanly
 @fails_cleanly
 def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_resource, **opts) -> None:
     """Build a bridge index from a model and bilingual dictionaries."""
-    from ..indexing.pipeline import BuildConfig, BuildError, build_index
+    from ..indexing.config import BuildConfig, BuildError
+    from ..indexing.pipeline import build_index
 
     if (dict_source is None) == (dict_dir is None):
         raise BuildError("give exactly one of --dictionaries cldr or --dict-dir DIR")

@@ -17,9 +17,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bridgex_index.results import IndexWriteError
     from bridgex_index.store import IndexReadError
 
+    from ..indexing.config import BuildError
     from ..indexing.dictionaries import DictionaryError
     from ..indexing.languages import UnknownLanguageError
-    from ..indexing.pipeline import BuildError
 
     errors: list[type[BaseException]] = [
         BuildError,
@@ -144,9 +144,21 @@ def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[
             help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
         ),
         click.option(
-            "--concurrency", default=32, show_default=True, type=int, help="Requests in flight at once."
+            "--concurrency",
+            default=32,
+            show_default=True,
+            type=int,
+            help="At most this many requests (of up to 32 texts) in flight at once; the client starts with "
+            "one and sends more only while answers come back within a quarter of --timeout.",
         ),
-        click.option("--timeout", default=300.0, show_default=True, type=float, help="Seconds per request."),
+        click.option(
+            "--timeout",
+            default=300.0,
+            show_default=True,
+            type=float,
+            help="Seconds per request, counted from when it is sent (requests wait in the client, not in the "
+            "server's queue).",
+        ),
         click.option(
             "--api-key",
             envvar="OPENAI_API_KEY",

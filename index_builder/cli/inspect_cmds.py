@@ -17,7 +17,7 @@ def _open(index: Path):
 
 
 def _check_language(con, code: str | None, flag: str) -> None:
-    from ..indexing.pipeline import BuildError
+    from ..indexing.config import BuildError
 
     if code is None:
         return
@@ -110,16 +110,22 @@ def plot(index: Path, out: Path) -> None:
 def show(index: Path, as_json: bool) -> None:
     """Provenance (model, parameters, versions) and row counts of an index."""
     from bridgex_index.health import health_from_connection
-    from bridgex_index.schema import TABLES
-    from bridgex_index.store import provenance
+    from bridgex_index.read import pair_quality
+    from bridgex_index.schema import OPTIONAL_TABLES, TABLES
+    from bridgex_index.store import has_table, provenance
 
     con = _open(index)
     prov = provenance(con)
-    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    counts = {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in (*TABLES, *OPTIONAL_TABLES)
+        if has_table(con, t)
+    }
     report = health_from_connection(con)
     if as_json:
         prov["parameters"] = json.loads(prov.get("parameters", "{}"))
-        out = {"provenance": prov, "counts": counts, "health": report.as_dict()}
+        legs = [row._asdict() for row in pair_quality(con)]
+        out = {"provenance": prov, "counts": counts, "health": report.as_dict(), "pair_quality": legs}
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     for key, value in prov.items():

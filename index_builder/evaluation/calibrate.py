@@ -93,6 +93,15 @@ def decide_sentence_tasks(
     return out
 
 
+def decide_routes(cfg: EvalConfig, result: RunResult, alpha: float = ALPHA) -> dict[Pair, RouteDecision]:
+    """The decision step of a calibration: each pair's route from what `evaluate` measured (the word rule
+    for `--task word`, the sentence rule for `--task translate`). A different decision rule replaces this
+    one function."""
+    if cfg.task == "translate":
+        return decide_sentence_tasks(result.tasks, result.answers, alpha)
+    return decide_tasks(result.tasks, result.answers, alpha)
+
+
 def calibrate(
     cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | None = None, alpha: float = ALPHA
 ) -> Calibration:
@@ -102,10 +111,7 @@ def calibrate(
     if cfg.words != "calibration":
         raise EvaluationError("calibration measures the calibration half of the test words only")
     result = evaluate(cfg, quiet=quiet, log=log or (lambda msg: print(msg, file=sys.stderr)))
-    if cfg.task == "translate":
-        decisions = decide_sentence_tasks(result.tasks, result.answers, alpha)
-    else:
-        decisions = decide_tasks(result.tasks, result.answers, alpha)
+    decisions = decide_routes(cfg, result, alpha)
     created = datetime.now(timezone.utc).replace(tzinfo=None)
     test_set = measured_on(cfg)
     rows = [

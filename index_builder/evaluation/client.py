@@ -287,8 +287,9 @@ class TranslateClient:
         self.index_id = index_id
         self.api_key = api_key
         self.timeout = timeout
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # the most batches in flight at once (`Window.ceiling`)
         self.calls = 0
+        self.peak_in_flight = 0  # the most batches that were in flight at once in any `fetch`
 
     def key(self, request: WordRequest) -> str:
         return request_key(self.record(request))
@@ -324,15 +325,16 @@ class TranslateClient:
         progress: Callable[[int], None] = lambda _n: None,
     ) -> None:
         """Ask `requests` at the BridgeX server `url` in batches of `BATCH` words sharing their options, and
-        put the answers into `out` (and the cache). Raises `EndpointError` on the first failed batch: what
-        came back before it stays in `out` and the cache."""
+        put the answers into `out` (and the cache). At most `Window.limit` batches are in flight (see
+        `Window`). Raises `EndpointError` on the first failed batch: what came back before it stays in `out`
+        and the cache."""
         import httpx
 
         groups: dict[tuple, list[WordRequest]] = {}
         for request in requests:
             groups.setdefault(request.options, []).append(request)
         batches = [m[i : i + BATCH] for m in groups.values() for i in range(0, len(m), BATCH)]
-        semaphore = asyncio.Semaphore(self.concurrency)
+        window = Window(self.concurrency, self.timeout)
         async with httpx.AsyncClient(
             base_url=url,
             headers=_headers(self.api_key),
@@ -341,8 +343,7 @@ class TranslateClient:
         ) as client:
 
             async def one(batch: list[WordRequest]) -> None:
-                async with semaphore:
-                    answers = await self._post(client, batch)
+                answers = await self._post(client, window, batch)
                 for request, answer in zip(batch, answers, strict=True):
                     out[request] = answer
                     self.cache.misses += 1
@@ -357,45 +358,98 @@ class TranslateClient:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+        self.peak_in_flight = max(self.peak_in_flight, window.peak)
 
-    async def _post(self, client, batch: list[WordRequest], attempts: int = 3) -> list[WordAnswer]:
+    async def _post(
+        self, client, window: Window, batch: list[WordRequest], attempts: int = 3
+    ) -> list[WordAnswer]:
+        """One batch's answers; a timeout, a dropped connection or a 429/503/504 is tried again (three
+        attempts in all, backing off outside the window)."""
         import httpx
 
         body = {**dict(batch[0].options), "q": [r.word for r in batch]}
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            t0 = time.perf_counter()
-            try:
-                self.calls += 1
-                response = await client.post("/v1/translate", json=body)
-            except httpx.ConnectError as err:
-                raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
-            except (httpx.TransportError, httpx.TimeoutException) as err:
-                if last:
-                    raise EndpointError(
-                        f"cannot reach {self.endpoint}: {_reason(err)}",
-                        timed_out=isinstance(err, httpx.TimeoutException),
-                    ) from None
+            async with window:
+                t0 = time.perf_counter()
+                try:
+                    self.calls += 1
+                    response = await client.post("/v1/translate", json=body)
+                except httpx.ConnectError as err:
+                    raise EndpointError(f"cannot reach {self.endpoint}: {_reason(err)}") from None
+                except (httpx.TransportError, httpx.TimeoutException) as err:
+                    timed_out = isinstance(err, httpx.TimeoutException)
+                    if timed_out:
+                        window.timed_out()
+                    if last:
+                        raise EndpointError(
+                            f"cannot reach {self.endpoint}: {_reason(err)}", timed_out
+                        ) from None
+                    response = None
+                else:
+                    window.answered(time.perf_counter() - t0)
+            if response is None or (response.status_code in (429, 503, 504) and not last):
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
-            seconds = (time.perf_counter() - t0) / len(batch)
-            if response.status_code in (429, 503, 504) and not last:
-                await asyncio.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code in (502, 504):  # the server could not reach its upstream
-                raise EndpointError(f"cannot reach {self.endpoint}: {_error_message(response)}")
-            if response.status_code >= 400:
-                raise EndpointError(
-                    f"{self.endpoint} answered {response.status_code}: {_error_message(response)}"
-                )
-            try:
-                items = response.json()["translations"]
-            except (ValueError, KeyError, TypeError):
-                raise EndpointError(f"{self.endpoint} answered /v1/translate unexpectedly") from None
-            if not isinstance(items, list) or len(items) != len(batch):
-                raise EndpointError(f"{self.endpoint} answered {len(items)} of {len(batch)} texts")
-            return [WordAnswer.from_item(item, seconds) for item in items]
+            return self._answers(response, batch, (time.perf_counter() - t0) / len(batch))
         raise AssertionError("unreachable")
+
+    def _answers(self, response, batch: list[WordRequest], seconds: float) -> list[WordAnswer]:
+        """The batch's answers from a `/v1/translate` reply (an `EndpointError` for an error reply)."""
+        if response.status_code in (502, 504):  # the server could not reach its upstream
+            raise EndpointError(f"cannot reach {self.endpoint}: {_error_message(response)}")
+        if response.status_code >= 400:
+            raise EndpointError(
+                f"{self.endpoint} answered {response.status_code}: {_error_message(response)}"
+            )
+        try:
+            items = response.json()["translations"]
+        except (ValueError, KeyError, TypeError):
+            raise EndpointError(f"{self.endpoint} answered /v1/translate unexpectedly") from None
+        if not isinstance(items, list) or len(items) != len(batch):
+            raise EndpointError(f"{self.endpoint} answered {len(items)} of {len(batch)} texts")
+        return [WordAnswer.from_item(item, seconds) for item in items]
+
+
+class Window:
+    """How many batches may be in flight at once, following what the server keeps up with.
+
+    It opens at one batch and grows by one per answer that came back within a quarter of `timeout`, up to
+    `ceiling` (`--concurrency`); an answer slower than half of `timeout`, or a timeout, halves it (never
+    below one). Batches wait here, in the client, rather than in the server's queue: a request's timeout
+    starts when it is sent to a server that answers about one window's work per quarter-timeout, so a slow
+    CPU server gets fewer batches at once instead of timeouts, and a fast one is soon asked `ceiling` at
+    once.
+    """
+
+    def __init__(self, ceiling: int, timeout: float):
+        self.ceiling = max(1, ceiling)
+        self.timeout = timeout
+        self.limit = 1
+        self.in_flight = 0
+        self.peak = 0  # the most batches that were ever in flight at once
+        self._changed = asyncio.Condition()
+
+    def answered(self, seconds: float) -> None:
+        if seconds <= self.timeout / 4:
+            self.limit = min(self.ceiling, self.limit + 1)
+        elif seconds > self.timeout / 2:
+            self.limit = max(1, self.limit // 2)
+
+    def timed_out(self) -> None:
+        self.limit = max(1, self.limit // 2)
+
+    async def __aenter__(self) -> Window:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
 
 
 def _reason(err: Exception) -> str:

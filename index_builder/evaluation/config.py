@@ -47,16 +47,56 @@ class EvalConfig:
     test_dict_dir: str | None = None  # MUSE test dictionaries not used in the build (replaces the split)
     test_set: dict | None = None  # the test set's provenance (name, hash, ...), filled in when read
     api_key: str | None = None
-    command: str = ""
+    command: str = ""  # the command line that reproduces the run (`command_line`), recorded with it
+    out: Path | None = None  # eval: the report directory
+    all_pairs: bool = False  # calibrate `--pairs all`: every pair the index ranks (expanded into `pairs`)
 
     def parameters(self) -> dict:
         data = asdict(self)
-        data.pop("api_key")
-        data.pop("command")
+        for kept_out in ("api_key", "command", "out", "all_pairs"):  # a secret, or said by `command`
+            data.pop(kept_out)
         data["index"] = str(self.index)
         data["pairs"] = [f"{s}-{t}" for s, t in self.pairs]
         data["strategies"] = list(self.strategies)
         return data
+
+    def command_line(self, name: str) -> str:
+        """The canonical `bridgex-index eval` or `calibrate` command line of this run (what `evaluation_runs`
+        and the report quote to reproduce it). `calibrate` fixes the strategies and the words itself."""
+        import shlex
+
+        args = ["bridgex-index", name, "--index", str(self.index), "--endpoint", self.endpoint]
+        args += ["--model", self.model, "--task", self.task]
+        if self.all_pairs:
+            args += ["--pairs", "all"]
+        elif self.pairs:  # none: a --test-dict-dir's own pairs
+            args += ["--pairs", ",".join(f"{s}-{t}" for s, t in self.pairs)]
+        if name == "calibrate":
+            args += ["--top", str(self.top_bridges)]
+        args += self._test_source_args()
+        if name == "eval":
+            args += ["--strategies", ",".join(self.strategies)]
+        args += ["--mode", self.mode, "--shots", str(self.shots)]
+        if name == "eval" and self.words != "all":
+            args += ["--words", self.words]
+        if self.limit is not None:
+            args += ["--limit", str(self.limit)]
+        if not self.copy_fallback:
+            args += ["--no-copy-fallback"]
+        if self.prompt_style != "auto":
+            args += ["--prompt-style", self.prompt_style]
+        args += ["--concurrency", str(self.concurrency)]
+        return shlex.join([*args, "--out", str(self.out)] if self.out is not None else args)
+
+    def _test_source_args(self) -> list[str]:
+        """The test-set flags: a sentence set, a word test set or the index's dictionaries."""
+        if self.task == "translate":
+            return ["--test-dir", self.test_dir] if self.test_dir is not None else []
+        if self.test_dict_dir is not None:
+            return ["--test-dict-dir", self.test_dict_dir]
+        if self.dictionaries == "cldr":
+            return ["--dictionaries", "cldr"]
+        return ["--dict-dir", self.dictionaries]
 
 
 # ------------------------------------------------------------------------------------------ parsing input

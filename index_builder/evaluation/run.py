@@ -57,6 +57,8 @@ from .config import MAX_SHOTS, MODES, TASKS, WORD_SETS, EvalConfig
 from .results import RunResult, build_cells, summarise, write_results
 from .tasks import IndexData, Job, PairTask, arms_of, make_jobs, plan_tasks, read_index, served_request
 
+UNRANKED = "the index ranks no bridge for the pair: its route is direct (bridgex is scored as direct)"
+
 
 def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, list[PairTask]]:
     """Validate the configuration, read the index and plan every pair's task; no network."""
@@ -84,9 +86,9 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         )
     for task in tasks:
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
+        chosen = f"chosen bridge {task.chosen}" if task.chosen else UNRANKED
         say(
-            f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, "
-            f"chosen bridge {task.chosen or '-'}"
+            f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, {chosen}"
             f"{f', calibrated decision {task.decision}' if task.decision else ''}{note}"
         )
     return data, tasks
@@ -194,8 +196,9 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     with store.connect() as con:
         write_results(con, cfg, result)
     if error is not None:
-        # a timeout is mostly queueing: --concurrency batches of 32 texts are in flight at once
-        hint = "; it timed out: raise --timeout or lower --concurrency" if error.timed_out else ""
+        # batches already wait in the client until the server keeps up (client.Window): one batch of 32
+        # texts took longer than --timeout even so
+        hint = "; it timed out: raise --timeout" if error.timed_out else ""
         raise EndpointError(
             f"{error} ({len(answers)} of {len(jobs)} answers done and cached, "
             f"{len(cells) + len(sentences)} complete cells written; run the same command again to resume"

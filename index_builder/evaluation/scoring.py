@@ -101,7 +101,7 @@ class PairSummary:
     n: int
     direct: float | None
     english: float | None
-    chosen: str | None  # the index's rank-1 bridge
+    chosen: str | None  # the index's rank-1 bridge (None: it ranks none, its route is direct)
     bridgex: float | None
     candidates: tuple[Candidate, ...] = ()
     shots: int = 0
@@ -174,6 +174,7 @@ class Overall:
     rho_defined: int  # pairs with a defined rank correlation
     candidate_pairs: int = 0  # pairs where every candidate bridge was measured
     chosen_ranks: tuple[int, ...] = ()  # measured rank of the chosen bridge per pair (1 = best), sorted
+    unranked: int = 0  # pairs the index ranks no bridge for: `bridgex` measured their direct route
 
 
 def _gain(pairs: Sequence[PairSummary], other: str) -> float | None:
@@ -209,6 +210,7 @@ def overall(pairs: Sequence[PairSummary]) -> Overall:
         rho_defined=len(rhos),
         candidate_pairs=sum(1 for p in pairs if p.candidates),
         chosen_ranks=tuple(sorted(r for p in pairs if (r := p.chosen_measured_rank) is not None)),
+        unranked=sum(1 for p in pairs if p.chosen is None and p.bridgex is not None),
     )
 
 

@@ -14,10 +14,10 @@ from .client import (
     word_request,
 )
 from .config import DEFAULT_TEST_FRACTION, EvalConfig, Pair
-from .words import (
+from .held_out import (
     HeldOutWord,
-    _categories,
-    _oriented,
+    entry_categories,
+    oriented_entries,
     recompute_entries,
     select_test_words,
     split_disagreement,
@@ -53,6 +53,7 @@ class PairTask:
 
     @property
     def chosen(self) -> str | None:
+        """The index's rank-1 bridge; None when it ranks none for the pair (its route there is direct)."""
         return self.candidates[0].bridge if self.candidates else None
 
     @property
@@ -68,7 +69,7 @@ class PairTask:
                 cells.append(("direct", None))
             elif strategy == "english" and "en" not in self.pair:
                 cells.append(("english", "en"))
-            elif strategy == "bridgex" and self.chosen:
+            elif strategy == "bridgex":  # the index's route: its rank-1 bridge, direct (None) when unranked
                 cells.append(("bridgex", self.chosen))
             elif strategy == "calibrated" and self.served_known:
                 cells.append(("calibrated", self.served))
@@ -132,7 +133,6 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
     else:
         test_entries = _held_out_entries(cfg, data, known)
 
-    bridged = any(x in cfg.strategies for x in ("bridgex", "all-bridges"))
     tasks = []
     for s, t in cfg.pairs:
         pair_entries, categories = test_entries[(s, t)]
@@ -141,9 +141,7 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
         )
         if not words:
             raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
-        candidates = data.bridges.get((s, t), [])
-        if bridged and not candidates:
-            raise EvaluationError(f"--pairs {s}-{t}: the index has no bridges for {s} → {t}")
+        candidates = data.bridges.get((s, t), [])  # none: the index routes the pair directly
         task = PairTask(s, t, words, candidates, [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
         task.arms = arms_of(task, cfg.strategies)
         tasks.append(task)
@@ -161,17 +159,17 @@ def _held_out_entries(cfg: EvalConfig, data: IndexData, known: list[str]) -> Tes
     recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
     out: TestEntries = {}
     for s, t in cfg.pairs:
-        index_test = _oriented(data.entries, (s, t), "test")
+        index_test = oriented_entries(data.entries, (s, t), "test")
         if not index_test:
             raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
-        differs = split_disagreement(set(index_test), set(_oriented(recomputed, (s, t), "test")))
+        differs = split_disagreement(set(index_test), set(oriented_entries(recomputed, (s, t), "test")))
         if differs:
             source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
             raise EvaluationError(
                 f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
                 "give the dictionaries the index was built from"
             )
-        out[(s, t)] = index_test, _categories(data.entries, (s, t))
+        out[(s, t)] = index_test, entry_categories(data.entries, (s, t))
     return out
 
 

@@ -7,6 +7,9 @@ in float32, so nothing of size (layers × neurons × probes) is ever held:
 - `LanguageCounts` (pass 1): per language, how many of its word-span tokens have activation > 0.
 - `ProbeMeans` (pass 2): per probe, the mean activation over its content tokens (padding and special
   tokens excluded) of a chosen set of neurons — only the neurons the HSIC step reads.
+
+`LegQuality` rides on pass 1's forward pass: the model's own teacher-forced log-probability of each probe's
+gold translation (its second word), with the LM head applied only at the positions that predict a gold token.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class EncodedProbe:
     input_ids: list[int]
     token_langs: list[int]  # per token: index into the language list, or -1
     content: list[bool]  # per token: False for special tokens (BOS/EOS), which every probe shares
+    gold: list[bool]  # per token: part of the probe's second word (the translation the model is shown)
+    direction: tuple[int, int]  # (first language, second language) as indices into the language list
 
 
 @dataclass
@@ -36,10 +41,13 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T)
     token_langs: torch.Tensor  # (B, T) language index, -1 for other tokens and padding
     content: torch.Tensor  # (B, T) bool, real non-special tokens
+    gold: torch.Tensor  # (B, T) bool, tokens of the second word
+    direction: torch.Tensor  # (B, 2) language indices (first, second)
 
 
 def encode_probes(tokenizer, probes: Sequence[Probe], languages: Sequence[str]) -> list[EncodedProbe]:
-    """Tokenize probes and map every token to the language whose word span it overlaps."""
+    """Tokenize probes and map every token to the language whose word span it overlaps; mark the tokens of
+    the second word (`gold`: empty for a generate-mode probe whose continuation was empty)."""
     if not probes:
         return []
     enc = tokenizer(
@@ -48,12 +56,16 @@ def encode_probes(tokenizer, probes: Sequence[Probe], languages: Sequence[str]) 
         return_special_tokens_mask=True,
         add_special_tokens=True,
     )
+    index = {code: i for i, code in enumerate(languages)}
     out = []
     for probe, ids, offsets, special in zip(
         probes, enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], strict=True
     ):
         langs = token_languages(offsets, probe.spans, languages)
-        out.append(EncodedProbe(list(ids), langs, [not s for s in special]))
+        second = token_languages(offsets, probe.spans[1:], languages) if len(probe.spans) > 1 else []
+        gold = [lang >= 0 for lang in second] or [False] * len(ids)
+        direction = (index[probe.direction[0]], index[probe.direction[1]])
+        out.append(EncodedProbe(list(ids), langs, [not s for s in special], gold, direction))
     return out
 
 
@@ -86,6 +98,7 @@ def collate(encoded: Sequence[EncodedProbe], rows: Sequence[int], pad_id: int, d
     mask = torch.zeros((n, width), dtype=torch.long)
     langs = torch.full((n, width), -1, dtype=torch.long)
     content = torch.zeros((n, width), dtype=torch.bool)
+    gold = torch.zeros((n, width), dtype=torch.bool)
     for b, r in enumerate(rows):
         e = encoded[r]
         k = len(e.input_ids)
@@ -93,12 +106,16 @@ def collate(encoded: Sequence[EncodedProbe], rows: Sequence[int], pad_id: int, d
         mask[b, :k] = 1
         langs[b, :k] = torch.tensor(e.token_langs)
         content[b, :k] = torch.tensor(e.content)
+        gold[b, :k] = torch.tensor(e.gold)
+    direction = torch.tensor([encoded[r].direction for r in rows], dtype=torch.long)  # (B, 2)
     return Batch(
         torch.tensor(list(rows), device=device),
         ids.to(device),
         mask.to(device),
         langs.to(device),
         content.to(device),
+        gold.to(device),
+        direction.to(device),
     )
 
 
@@ -183,6 +200,66 @@ class ProbeMeans:
         return self.out.double().cpu().numpy()
 
 
+class LegQuality:
+    """Per directed language pair (a → b): how well the model itself translates a into b, read off the
+    probes' forward pass. For each probe `{a}:"w_a"→{b}:"w_b"` the LM head runs at the positions that
+    predict the gold word's tokens only (never over every position), giving
+    - the length-normalised log-probability of the gold word: mean over its tokens of log P(token | prefix);
+    - whether its first token is the model's top-1 prediction.
+    Sums accumulate in float64 on the model's device: `sums[a, b] = (probes, Σ mean log-prob, Σ top-1)`,
+    so shards of a distributed build add up exactly.
+    """
+
+    def __init__(self, n_languages: int, head: nn.Module, device: torch.device, softcap: float | None = None):
+        self.device = device
+        self.head = head
+        self.softcap = softcap
+        self.sums = torch.zeros((n_languages, n_languages, 3), dtype=torch.float64, device=device)
+
+    def add(self, batch: Batch, hidden: torch.Tensor) -> None:
+        """`hidden`: (B, T, H) final-normed hidden states of the batch (the decoder's output)."""
+        predicts = batch.gold[:, 1:]  # (B, T-1): position t predicts token t+1
+        rows, pos = torch.nonzero(predicts, as_tuple=True)  # (n,), (n,)
+        if rows.numel() == 0:
+            return
+        weight = self.head.weight
+        states = hidden[rows, pos].to(device=weight.device, dtype=weight.dtype)  # (n, H)
+        logits = self.head(states).to(torch.float32)  # (n, V)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        ids = batch.input_ids[rows, pos + 1].to(logits.device)  # (n,) the gold tokens
+        token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids[:, None]).squeeze(1)  # (n,)
+        top1 = (logits.argmax(dim=-1) == ids).to(torch.float64)  # (n,)
+        rows = rows.to(logits.device)
+        n_rows = batch.gold.shape[0]
+        count = torch.zeros(n_rows, dtype=torch.float64, device=logits.device).index_add_(
+            0, rows, torch.ones_like(token_lp, dtype=torch.float64)
+        )
+        lp_sum = torch.zeros(n_rows, dtype=torch.float64, device=logits.device).index_add_(
+            0, rows, token_lp.to(torch.float64)
+        )
+        # nonzero() is row-major, so a row's first hit is its first gold token
+        first = torch.ones_like(rows, dtype=torch.bool)
+        first[1:] = rows[1:] != rows[:-1]
+        first_top1 = torch.zeros(n_rows, dtype=torch.float64, device=logits.device)
+        first_top1[rows[first]] = top1[first]
+        scored = count > 0  # (B,)
+        direction = batch.direction.to(logits.device)[scored]  # (k, 2)
+        values = torch.stack(
+            [torch.ones_like(count[scored]), lp_sum[scored] / count[scored], first_top1[scored]], dim=1
+        )  # (k, 3)
+        flat = direction[:, 0] * self.sums.shape[1] + direction[:, 1]
+        self.sums.view(-1, 3).index_add_(0, flat.to(self.device), values.to(self.device))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probes, mean log-prob, top-1 rate), each (n_lang, n_lang) indexed [a, b] for a → b; NaN where
+        no probe of that direction was scored."""
+        sums = self.sums.cpu().numpy()
+        n = sums[..., 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return n, sums[..., 1] / n, sums[..., 2] / n
+
+
 class ActivationHooks:
     """Forward hooks on every layer's MLP activation for the lifetime of a `with` block.
 
@@ -227,8 +304,10 @@ def run_pass(
     batch_size: int,
     max_batch_tokens: int | None = None,
     progress: Callable[[int], None] | None = None,
+    legs: LegQuality | None = None,
 ) -> None:
-    """Stream all encoded probes through the backbone (no LM head) with `collector` receiving activations."""
+    """Stream all encoded probes through the backbone with `collector` receiving activations; the LM head
+    runs only where `legs` asks for it (the gold words' positions), never over every position."""
     device = loaded.input_device
     decoder = loaded.model.get_decoder()
     pad_id = loaded.tokenizer.pad_token_id
@@ -237,7 +316,9 @@ def run_pass(
         for rows in length_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens):
             batch = collate(encoded, rows, pad_id, device)
             collector.begin(batch)
-            decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            out = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            if legs is not None:
+                legs.add(batch, out[0])
             if progress is not None:
                 progress(len(rows))
 

@@ -39,7 +39,7 @@ def _rows(pairs: Sequence[PairSummary], overall: Overall) -> list[list[str]]:
                 str(p.shots),
                 _pct(p.direct),
                 _pct(p.english),
-                f"{_pct(p.bridgex)} ({p.chosen})" if p.chosen and p.bridgex is not None else _pct(p.bridgex),
+                f"{_pct(p.bridgex)} ({p.chosen or 'direct'})" if p.bridgex is not None else _pct(p.bridgex),
                 f"{_pct(oracle.accuracy)} ({oracle.bridge if p.oracle_decided else 'tie'})"
                 if oracle
                 else "–",
@@ -112,6 +112,11 @@ def summary_lines(overall: Overall, gains: Gains | None = None) -> list[str]:
     if overall.chosen_ranks:
         ranks = ", ".join(map(str, overall.chosen_ranks))
         lines.append(f"measured rank of the chosen bridge among the candidates (1 = best), per pair: {ranks}")
+    if overall.unranked:
+        lines.append(
+            f"{overall.unranked} of {overall.pairs} pairs have no bridge ranking in the index: BridgeX "
+            "routes them directly, so `bridgex` there is the direct route (gain 0, counted in the means)"
+        )
     undecided = overall.candidate_pairs - overall.oracle_known
     if undecided:
         lines.append(f"{undecided} pairs have no oracle best (every candidate scored the same)")
@@ -200,7 +205,8 @@ def markdown(
         "",
         "## P@1 accuracy (%)",
         "",
-        "`bridgex` is the index's rank-1 bridge, `oracle` the candidate measured best, `all mean` the mean "
+        "`bridgex` is the index's rank-1 bridge (`direct` where the index ranks none: its route there), "
+        "`oracle` the candidate measured best, `all mean` the mean "
         "over every candidate bridge, `rho` Spearman's rank correlation between the index's selection "
         "probabilities and the measured accuracies of the candidates.",
         "",

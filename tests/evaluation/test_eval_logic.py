@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from index_builder.evaluation.client import EvaluationError, base_url, request_key, word_request
 from index_builder.evaluation.config import EvalConfig, parse_pairs, parse_strategies
+from index_builder.evaluation.held_out import HeldOutWord, select_test_words, split_disagreement
 from index_builder.evaluation.tasks import CandidateBridge, PairTask, arm_options, make_jobs, served_request
-from index_builder.evaluation.words import HeldOutWord, select_test_words, split_disagreement
 
 
 def test_parse_pairs_keeps_order_and_drops_repeats():
@@ -129,3 +131,40 @@ def test_the_prompt_style_is_part_of_the_answer_cache_key():
     request = word_request("maji", {"model": "m", "route": "direct"})
     keys = {client(style).key(request) for style in ("auto", "completion", "chat")}
     assert len(keys) == 3
+
+
+def test_one_command_line_rebuilder_writes_eval_and_calibrate_lines():
+    cfg = EvalConfig(
+        index=Path("idx.duckdb"),
+        endpoint="http://h:8000/v1",
+        model="m",
+        pairs=[("sw", "he"), ("he", "sw")],
+        dictionaries="cldr",
+        strategies=("direct", "bridgex"),
+        words="evaluation",
+        limit=40,
+        copy_fallback=False,
+        out=Path("reports/r"),
+    )
+    assert cfg.command_line("eval") == (
+        "bridgex-index eval --index idx.duckdb --endpoint http://h:8000/v1 --model m --task word "
+        "--pairs sw-he,he-sw --dictionaries cldr --strategies direct,bridgex --mode chain --shots 3 "
+        "--words evaluation --limit 40 --no-copy-fallback --concurrency 32 --out reports/r"
+    )
+    calibration = EvalConfig(
+        index=Path("idx.duckdb"),
+        endpoint="http://h:8000/v1",
+        model="m",
+        pairs=[("sw", "he")],
+        dictionaries="",
+        test_dict_dir="shipped",
+        strategies=("direct", "all-bridges"),
+        words="calibration",
+        top_bridges=2,
+        all_pairs=True,
+    )
+    assert calibration.command_line("calibrate") == (
+        "bridgex-index calibrate --index idx.duckdb --endpoint http://h:8000/v1 --model m --task word "
+        "--pairs all --top 2 --test-dict-dir shipped --mode chain --shots 3 --concurrency 32"
+    )
+    assert "out" not in cfg.parameters() and "all_pairs" not in calibration.parameters()

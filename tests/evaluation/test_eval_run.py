@@ -5,6 +5,7 @@ pipeline against a real vLLM server on a tiny random model (slow)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import shutil
@@ -26,8 +27,10 @@ from starlette.routing import Route
 
 from bridgex_index.store import write_index
 from index_builder.cli import main
+from index_builder.evaluation.client import Window
+from index_builder.evaluation.run import UNRANKED
+from index_builder.indexing.config import BuildConfig, validate
 from index_builder.indexing.languages import english_name, prompt_name
-from index_builder.indexing.pipeline import BuildConfig, validate
 
 LANGS = ["de", "en", "he", "ja", "sw"]
 SENTENCES = Path(__file__).parents[2] / "index_builder" / "data" / "sentences"
@@ -123,6 +126,10 @@ class OracleStub:
         self.direct_knows = False  # True: direct prompts get the gold answer too
         self.server = None
         self.delay = 0.0  # seconds every completion waits before answering (timeouts)
+        self.serial = asyncio.Lock()  # with `one_at_a_time`: completions wait here, as on a busy CPU server
+        self.one_at_a_time = False
+        self.waiting = 0  # completions received and not yet answered
+        self.peak_waiting = 0
         self.app = Starlette(
             routes=[
                 Route("/v1/completions", self.completions, methods=["POST"]),
@@ -176,8 +183,14 @@ class OracleStub:
             # shutting down: uvicorn stops accepting within 0.1 s and finishes what is in flight
             self.server.server.should_exit = True
             await asyncio.sleep(0.3)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.waiting += 1
+        self.peak_waiting = max(self.peak_waiting, self.waiting)
+        try:
+            async with self.serial if self.one_at_a_time else contextlib.nullcontext():
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+        finally:
+            self.waiting -= 1
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         self.prompts += prompts
         self.bodies.append(body)
@@ -450,7 +463,102 @@ def test_a_timeout_says_which_knobs_to_turn(index, oracle, tmp_path):
     oracle.delay = 2.0
     result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--timeout", "0.5"))
     line = assert_fails_cleanly(result, "Timeout", "run the same command again")
-    assert line.endswith("it timed out: raise --timeout or lower --concurrency)")
+    assert line.endswith("it timed out: raise --timeout)")
+
+
+def unrank(index: Path, *pairs: tuple[str, str]) -> None:
+    """Drop the index's bridge ranking of `pairs` (both directions), as a build whose pair had no voting
+    layer writes it."""
+    con = duckdb.connect(str(index))
+    try:
+        for s, t in pairs:
+            con.execute("DELETE FROM bridges WHERE (source, target) IN ((?, ?), (?, ?))", [s, t, t, s])
+    finally:
+        con.close()
+
+
+def test_an_unranked_pair_scores_direct_and_english_and_bridgex_is_its_direct_route(index, oracle, tmp_path):
+    """Finding 3 of issue 22: a pair the index ranks no bridge for used to stop the whole evaluation."""
+    unrank(index, ("sw", "he"))
+    strategies = ("--strategies", "direct,english,bridgex")
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", *strategies))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    acc = accuracies(index)
+    assert acc[("sw", "he", "direct", None)] == 0.0
+    assert acc[("sw", "he", "english", "en")] == 100.0
+    assert acc[("sw", "he", "bridgex", None)] == 0.0  # the index's route: direct, the same answers
+    assert acc[("he", "ja", "bridgex", "de")] == 0.0  # the ranked pair keeps its bridge
+    table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if "→" in line}
+    assert table["sw→he"][3:7] == ["0.0", "100.0", "0.0", "(direct)"]  # direct, english, bridgex (route)
+    assert table["he→ja"][3:7] == ["0.0", "100.0", "0.0", "(de)"]
+    assert "1 of 2 pairs have no bridge ranking in the index: BridgeX routes them directly" in result.stdout
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "| sw→he | 4 | 3 | 0.0 | 100.0 | 0.0 (direct) |" in report
+
+
+def test_an_unranked_pair_is_named_with_its_direct_route_when_not_quiet(index, oracle, tmp_path):
+    unrank(index, ("sw", "he"))
+    args = [a for a in eval_args(index, oracle.url, tmp_path / "r", "--dry-run") if a != "--quiet"]
+    result = cli(*args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sw→he:")]
+    assert lines, result.stderr
+    assert lines[0].endswith(UNRANKED)
+    assert "its route is direct (bridgex is scored as direct)" in UNRANKED
+
+
+def test_a_server_answering_one_batch_at_a_time_is_not_flooded_into_timeouts(index, oracle, tmp_path):
+    """Finding 3 of issue 22: with every batch sent at once, a server that answers one at a time (the
+    README's CPU vLLM) kept the last ones queued past --timeout. Here 16 batches (4 pairs × 4 arms) need
+    about 24 serial completions of 0.25 s: 6 s of work, twice the timeout. The client's window sends more
+    batches only while answers come back quickly, so no request waits out its timeout in the queue."""
+    oracle.one_at_a_time, oracle.delay = True, 0.25
+    pairs = "sw-he,he-ja,de-sw,ja-de"
+    result = cli(*eval_args(index, oracle.url, tmp_path / "r", "--timeout", "3", pairs=pairs))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert len(rows(index, "SELECT * FROM evaluations")) == 4 * (
+        3 + 3
+    )  # direct, english, bridgex + 3 bridges
+    assert 1 <= oracle.peak_waiting <= 8  # never half of the 16 batches at once
+
+
+def test_the_window_opens_on_quick_answers_and_halves_on_slow_ones():
+    window = Window(ceiling=3, timeout=100.0)
+    assert window.limit == 1
+    for _ in range(5):
+        window.answered(25.0)  # a quarter of the timeout: room for one more batch
+    assert window.limit == 3  # never above --concurrency
+    window.answered(40.0)  # between a quarter and a half: hold
+    assert window.limit == 3
+    window.answered(51.0)
+    assert window.limit == 1
+    window.timed_out()
+    assert window.limit == 1  # never below one
+
+
+def test_the_window_holds_back_batches_beyond_its_limit():
+    """Requests past the limit wait in the client (their timeout has not started) until one comes back."""
+
+    async def scenario() -> list[int]:
+        window = Window(ceiling=8, timeout=100.0)
+        window.limit = 2
+        release = asyncio.Event()
+        entered: list[int] = []
+
+        async def batch(k: int) -> None:
+            async with window:
+                entered.append(k)
+                await release.wait()
+
+        tasks = [asyncio.ensure_future(batch(k)) for k in range(4)]
+        for _ in range(20):  # let every task run until it blocks
+            await asyncio.sleep(0)
+        held = len(entered)
+        release.set()
+        await asyncio.gather(*tasks)
+        return [held, len(entered), window.peak]
+
+    assert asyncio.run(scenario()) == [2, 4, 2]
 
 
 def test_endpoint_down_is_one_line_and_exit_2(index, tmp_path):

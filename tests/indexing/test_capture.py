@@ -11,6 +11,7 @@ import torch
 
 from index_builder.indexing.capture import (
     LanguageCounts,
+    LegQuality,
     ProbeMeans,
     encode_probes,
     length_batches,
@@ -283,3 +284,49 @@ def tiny_gpt2():
 def test_a_model_without_gated_mlp_is_rejected_by_name(tiny_gpt2):
     with pytest.raises(ModelError, match="GPT2LMHeadModel"):
         activation_modules(tiny_gpt2)
+
+
+def _naive_legs(loaded, encoded) -> dict[tuple[int, int], list[tuple[float, bool]]]:
+    """Per direction, (mean gold-token log-prob, first gold token is top-1) of each probe, from the full
+    logits of one unpadded probe at a time."""
+    out: dict[tuple[int, int], list[tuple[float, bool]]] = {}
+    for e in encoded:
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=torch.tensor([e.input_ids])).logits[0].double()  # (T, V)
+        logp = torch.log_softmax(logits, dim=-1)
+        gold = [t for t, g in enumerate(e.gold) if g]
+        assert gold and gold[0] > 0
+        lps = [float(logp[t - 1, e.input_ids[t]]) for t in gold]
+        top1 = int(logits[gold[0] - 1].argmax()) == e.input_ids[gold[0]]
+        out.setdefault(e.direction, []).append((sum(lps) / len(lps), top1))
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_leg_quality_equals_the_full_logits_of_one_probe_at_a_time(loaded, encoded, batch_size):
+    """The LM head applied at the gold positions only gives the same log-probabilities and top-1 as the
+    model's whole output, whatever the batching and padding."""
+    legs = LegQuality(len(LANGS), loaded.model.get_output_embeddings(), torch.device("cpu"))
+    collector = LanguageCounts(len(LANGS), loaded.identity.n_layers, loaded.identity.n_neurons, "cpu")
+    run_pass(loaded, encoded, collector, batch_size, legs=legs)
+    n, logprob, top1 = legs.result()
+    reference = _naive_legs(loaded, encoded)
+    assert len(reference) == 2 * len(ENTRIES)  # both directions of every dictionary pair
+    for (a, b), probes in reference.items():
+        assert n[a, b] == len(probes)
+        np.testing.assert_allclose(logprob[a, b], np.mean([lp for lp, _ in probes]), atol=1e-4, rtol=0)
+        assert top1[a, b] == pytest.approx(np.mean([t for _, t in probes]))
+    unprobed = n == 0
+    assert unprobed.sum() == len(LANGS) ** 2 - len(reference)
+    assert np.isnan(logprob[unprobed]).all()
+
+
+def test_gold_tokens_are_the_second_word_only(loaded, encoded):
+    probes = _probes()
+    assert len(probes) == len(encoded)
+    for probe, e in zip(probes, encoded, strict=True):
+        assert any(e.gold)
+        second = LANGS.index(probe.direction[1])
+        assert all(lang == second for lang, g in zip(e.token_langs, e.gold, strict=True) if g)
+        first_gold = e.gold.index(True)
+        assert LANGS.index(probe.direction[0]) in e.token_langs[:first_gold]

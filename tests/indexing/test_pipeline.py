@@ -12,9 +12,10 @@ import pytest
 
 from bridgex_index.store import open_index, provenance, records
 from index_builder.indexing.bridges import middle_band
+from index_builder.indexing.config import BuildConfig
 from index_builder.indexing.dictionaries import cldr_dictionaries
 from index_builder.indexing.models import config_hash
-from index_builder.indexing.pipeline import BuildConfig, build_index
+from index_builder.indexing.pipeline import build_index
 
 LANGS = ["en", "de", "sw", "he"]
 N_LAYERS, N_NEURONS = 6, 128  # tests/tinymodels.py
@@ -262,6 +263,21 @@ def test_probes_follow_the_probe_entries_and_max_pairs(cldr):
     assert int(_prov(path)["n_probes"]) == 2 * sum(r["n"] for r in rows)
 
 
+def test_leg_quality_covers_every_probed_direction_with_its_probe_count(cldr):
+    _cfg, path = cldr
+    entries = _rows(path, "SELECT source, target, count(*) AS n FROM dictionary_entries WHERE split = 'probe'"
+                    " GROUP BY ALL")  # fmt: skip
+    legs = {(r["source"], r["target"]): r for r in _rows(path, "SELECT * FROM pair_quality")}
+    assert entries
+    # every entry gives one probe in each direction
+    expected = {}
+    for r in entries:
+        for key in ((r["source"], r["target"]), (r["target"], r["source"])):
+            expected[key] = expected.get(key, 0) + r["n"]
+    assert {k: v["n_probes"] for k, v in legs.items()} == expected
+    assert all(v["mean_logprob"] < 0 and 0 <= v["first_top1"] <= 1 for v in legs.values())
+
+
 def test_provenance_records_every_parameter_and_the_model(cldr, tiny_llama):
     from transformers import AutoConfig
 
@@ -349,4 +365,6 @@ def test_generate_mode_builds_an_index(tiny_llama, tmp_path):
     assert json.loads(prov["parameters"])["mode"] == "generate"
     probes = _rows(path, "SELECT count(*) AS n FROM dictionary_entries WHERE split = 'probe'")[0]["n"]
     assert int(prov["n_probes"]) == 2 * probes == 2 * 3 * 3
+    # the second word of a generate-mode probe is the model's own, not a gold translation: no leg quality
+    assert _rows(path, "SELECT count(*) AS n FROM pair_quality")[0]["n"] == 0
     assert all(r["n_tokens"] > 0 for r in _rows(path, "SELECT * FROM languages"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.indexing.pipeline import DEFAULT_TOP_RATE, BuildConfig, BuildError, validate
+from index_builder.indexing.config import DEFAULT_TOP_RATE, BuildConfig, BuildError, validate
 
 LANGS = ["en", "de", "sw"]
 

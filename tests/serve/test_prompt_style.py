@@ -26,6 +26,7 @@ def chat_plan(text="kitabu", **options):
         low_resource=LOW,
         detect=lambda t: "sw",
         prompt_style="chat",
+        uncalibrated="hsic",
     )
 
 
@@ -144,6 +145,7 @@ def test_completion_style_plans_are_unchanged():
         index=FakeIndex(),
         low_resource=LOW,
         detect=lambda t: "sw",
+        uncalibrated="hsic",
     )
     assert (p.style, p.mode, p.chat_style) == ("completion", "chain", False)
 
@@ -159,6 +161,7 @@ def test_a_style_per_task_applies_to_its_task_only():
             low_resource=LOW,
             detect=lambda t: "sw",
             prompt_style=styles,
+            uncalibrated="hsic",
         )
 
     assert (planned("kitabu", "word").style, planned("kitabu", "word").mode) == ("chat", "two-step")

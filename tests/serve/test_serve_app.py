@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def proxy(stub, index_path):  # noqa: F811
-    settings = Settings(index=str(index_path), upstream=stub.url)
+    """The proxy under the paper's rule for uncalibrated pairs (HSIC rank-1), so that qa and chat, which
+    the route policy never bridges, are bridged here (the policy: tests/serve/test_serve_routing.py)."""
+    settings = Settings(index=str(index_path), upstream=stub.url, uncalibrated="hsic")
     with running(create_app(settings)) as server:
         server.stub = stub
         server.index_path = index_path
@@ -226,11 +228,13 @@ def test_batch_translate_of_a_high_resource_pair_is_direct(proxy):
 def test_languages_lists_the_index(proxy):
     body = httpx.get(proxy.url + "/v1/languages").json()
     assert {lang["code"] for lang in body["languages"]} == {"de", "en", "he", "ja", "sw"}
-    assert {
-        "source": "sw",
-        "target": "he",
-        "bridges": [{"bridge": "en", "probability": 0.7}, {"bridge": "de", "probability": 0.3}],
-    } in body["pairs"]
+    pairs = {(p["source"], p["target"]): p for p in body["pairs"]}
+    sw_he = pairs[("sw", "he")]
+    assert sw_he["bridges"] == [{"bridge": "en", "probability": 0.7}, {"bridge": "de", "probability": 0.3}]
+    # the route policy's route per task, as the index stores it (tests/serve_support.rank1_policy)
+    assert sw_he["policy"] == sw_he["translate_policy"]
+    assert (sw_he["policy"]["route"], sw_he["policy"]["origin"], sw_he["policy"]["n"]) == ("en", "prior", 0)
+    assert sw_he["policy"]["expected_gain"] == 6.0
     # auto, and the test index names no known family
     assert body["prompt_style"] == {"word": "completion", "translate": "completion"}
 

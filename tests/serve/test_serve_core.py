@@ -20,6 +20,7 @@ from bridgex_serve.wire import ClientRequest, client_request
 class FakeIndex:
     names: ClassVar[dict[str, str]] = {"en": "English", "sw": "Kiswahili", "he": "עברית", "de": "Deutsch"}
     decisions: ClassVar[dict] = {}
+    policies: ClassVar[dict] = {}
 
     def has_language(self, code):
         return code in self.names
@@ -44,6 +45,9 @@ class FakeIndex:
     def decision(self, source, target, task="word"):
         return self.decisions.get((source, target)) if task == "word" else None
 
+    def policy_route(self, source, target, task="word"):
+        return self.policies.get((source, target, task))
+
     def demonstrations(self, langs, k, exclude=None):
         rows = [("maji", "water", "מים"), ("Januari", "January", "ינואר"), ("Jumatatu", "Monday", "יום שני")]
         rows = [r[: len(langs)] if len(langs) == 3 else (r[0], r[2]) for r in rows]
@@ -53,8 +57,12 @@ class FakeIndex:
 LOW = frozenset({"sw", "he"})
 
 
-def plan(text="kitabu", detect=lambda t: "sw", **options) -> Plan | Passthrough:
-    return plan_request(Options(**options), text, index=FakeIndex(), low_resource=LOW, detect=detect)
+def plan(text="kitabu", detect=lambda t: "sw", uncalibrated="hsic", **options) -> Plan | Passthrough:
+    """A plan under the paper's rule for uncalibrated pairs (the rank-1 bridge), unless told otherwise."""
+    index = FakeIndex()
+    return plan_request(
+        Options(**options), text, index=index, low_resource=LOW, detect=detect, uncalibrated=uncalibrated
+    )
 
 
 def test_word_plan_uses_the_index_bridge_and_three_probe_demonstrations():

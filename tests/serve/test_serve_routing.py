@@ -323,4 +323,6 @@ def test_reload_picks_up_new_decisions(proxy, calibrated):
     con.close()
     assert httpx.post(proxy.url + "/admin/reload").status_code == 200
     meta = word(client, "maji").parse().model_extra["bridgex"]
-    assert (meta["route"], meta["bridge"], meta["decision_source"]) == ("bridge", "en", "hsic")
+    # no decision left: the route policy's route (the index's policy routes sw→he through en)
+    assert (meta["route"], meta["bridge"], meta["decision_source"]) == ("bridge", "en", "prior")
+    assert meta["policy"]["route"] == "en" and meta["policy"]["n"] == 0

@@ -83,7 +83,7 @@ def split_disagreement(index_test: set[tuple[str, str]], recomputed: set[tuple[s
     )
 
 
-def _oriented(entries: Sequence[tuple], pair: Pair, split: str | None) -> list[tuple[str, str]]:
+def oriented_entries(entries: Sequence[tuple], pair: Pair, split: str | None) -> list[tuple[str, str]]:
     s, t = pair
     out = []
     for a, b, wa, wb, *_rest, sp in entries:
@@ -96,7 +96,7 @@ def _oriented(entries: Sequence[tuple], pair: Pair, split: str | None) -> list[t
     return out
 
 
-def _categories(entries: Sequence[tuple], pair: Pair) -> dict[str, str | None]:
+def entry_categories(entries: Sequence[tuple], pair: Pair) -> dict[str, str | None]:
     """Source word → category of its first test entry in the pair."""
     s, t = pair
     out: dict[str, str | None] = {}
