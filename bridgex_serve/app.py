@@ -44,7 +44,6 @@ class Proxy:
         self.service = BridgeService(settings, self.metrics)  # raises IndexLoadError before serving
         self.upstream = Upstream(settings, self.metrics)
         self.gate = Gate(settings.max_upstream, settings.max_queue)
-        self._model: str | None = settings.default_model
         public = {"/health"}
         if settings.public_ready:
             public.add("/ready")
@@ -54,13 +53,6 @@ class Proxy:
 
     async def reply(self, send, reply: Reply) -> None:
         await self.door.reply(send, reply)
-
-    async def default_model(self, key: str | None) -> str | None:
-        if self._model is None:
-            with contextlib.suppress(UpstreamError, KeyError, IndexError, TypeError):
-                models = await self.upstream.get_json("/v1/models", key, self.settings.ready_timeout)
-                self._model = models["data"][0]["id"]
-        return self._model
 
 
 class Guard:
@@ -137,10 +129,10 @@ async def _translate(proxy: Proxy, scope, send) -> None:
     async def call(p: str, b: dict) -> dict:
         return await proxy.upstream.call_json(p, b, key)
 
-    model = proxy.settings.default_model
-    if b'"model"' not in body:
-        model = await proxy.default_model(key)
-    await proxy.reply(send, await proxy.service.translate(body, call, model))
+    async def models() -> dict:
+        return await proxy.upstream.get_json("/v1/models", key, proxy.settings.ready_timeout)
+
+    await proxy.reply(send, await proxy.service.translate(body, call, models))
 
 
 async def _languages(proxy: Proxy, scope, send) -> None:

@@ -1,11 +1,11 @@
 """The front door both shells mount: one raw-ASGI guard for every request BridgeX answers.
 
 `Door` runs the key check (`Keys`), sets the request's deadline (the setting, or less through the
-`X-BridgeX-Timeout` header), reads the body (size limit, read timeout; a body cut short is never passed
-on), cancels all work when the client disconnects, and answers every failure in the OpenAI error shape
-(a `ClientFault` is its own answer, anything else a logged 500). The proxy (`app`) puts it in front of its
-router; the vLLM middleware in front of the BridgeX routes and of chat and completion requests. The shells
-only adapt I/O: what runs behind the door is theirs.
+`X-BridgeX-Timeout` header) and stops the work behind it that outlives the deadline, reads the body (size
+limit, read timeout; a body cut short is never passed on), cancels all work when the client disconnects,
+and answers every failure in the OpenAI error shape (a `ClientFault` is its own answer, anything else a
+logged 500). The proxy (`app`) puts it in front of its router; the vLLM middleware in front of the BridgeX
+routes and of chat and completion requests. The shells only adapt I/O: what runs behind the door is theirs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .wire import MARKER
 
 log = logging.getLogger("bridgex_serve")
 TIMEOUT_HEADER = b"x-bridgex-timeout"
+GRACE = 0.5  # seconds past the deadline before the door itself stops the work behind it
 # What runs behind the door: (scope, the body already read, the client's receive, send).
 Inner = Callable[[dict, bytes, Callable, Callable], Awaitable[None]]
 
@@ -157,11 +158,19 @@ class Door:
             if not later and not self.keys.accepts(scope):
                 raise self.keys.refusal()
             seconds = header_deadline(scope, self.settings.request_timeout)
-            DEADLINE.set(asyncio.get_running_loop().time() + seconds)
+            deadline = asyncio.get_running_loop().time() + seconds
+            DEADLINE.set(deadline)
             body = await read_body(receive, scope, self.settings)
             if later and MARKER in body and not self.keys.accepts(scope):
                 raise self.keys.refusal()
-            await cancel_on_disconnect(inner(scope, body, receive, tracked), receive)
+            # the upstream calls behind the door end at the deadline themselves; this ends whatever does not
+            # (the middleware's plain requests into vLLM) a little later
+            async with asyncio.timeout_at(deadline + GRACE):
+                await cancel_on_disconnect(inner(scope, body, receive, tracked), receive)
+        except TimeoutError:
+            if not started:
+                message = f"the request did not finish within its deadline ({seconds:g} s)"
+                await self.reply(send, error_reply(504, message, code="upstream_timeout"))
         except ClientGone:
             self.metrics.error(499)
         except ClientFault as exc:

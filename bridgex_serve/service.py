@@ -9,6 +9,8 @@ bytes as they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -114,6 +116,7 @@ class BridgeService:
         self.metrics = metrics or Metrics()
         self.runtime = runtime or Runtime.load(settings.index, settings.low_resource, settings.prompt_style)
         self._semaphore: asyncio.Semaphore | None = None
+        self._model: str | None = settings.default_model
         self._reload_lock: asyncio.Lock | None = None
 
     @property
@@ -231,11 +234,20 @@ class BridgeService:
         return outcomes, usage
 
     # -- batch translation -------------------------------------------------------------------------------
-    async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
+    async def default_model(self, models: Callable[[], Awaitable[dict]]) -> str | None:
+        """The model of `/v1/translate` bodies that name none: the setting, else the first of the upstream's
+        `/v1/models` answer (`models()`), asked until one answer names one."""
+        if self._model is None:
+            with contextlib.suppress(UpstreamError, KeyError, IndexError, TypeError):
+                self._model = (await models())["data"][0]["id"]
+        return self._model
+
+    async def translate(self, raw: bytes, call: CallUpstream, models: Callable[[], Awaitable[dict]]) -> Reply:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "task"?, "route"?, "bridge"?,
         "mode"?, "shots"?, "copy_fallback"?, "timeout"?}` → `{"translations": [{"text", "source", "bridge",
         ...}], "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is
         `word`)."""
+        default_model = await self.default_model(models) if b'"model"' not in raw else None
         try:
             options, plans, req = await off_loop(self._prepare_texts, len(raw), raw, default_model)
         except (ClientFault, RequestError) as exc:

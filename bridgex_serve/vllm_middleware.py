@@ -90,7 +90,6 @@ class BridgeXMiddleware:
         # a connection may send (`connections.guard_uvicorn`)
         guard_uvicorn(settings.header_timeout)
         self.gate = Gate(settings.max_upstream, settings.max_queue)  # bridged requests; vLLM queues the rest
-        self._model: str | None = settings.default_model
         log.info(
             "BridgeX middleware: index %s (%d languages)",
             settings.index,
@@ -201,13 +200,12 @@ class BridgeXMiddleware:
     async def _translate(self, scope, body: bytes, receive, send) -> None:
         self.service.metrics.request("translate")
         call = self._caller(scope)
-        if self._model is None:
-            try:
-                self._model = (await call("/v1/models", None, "GET"))["data"][0]["id"]
-            except (UpstreamError, KeyError, IndexError, TypeError):
-                self._model = None
+
+        async def models() -> dict:
+            return await call("/v1/models", None, "GET")
+
         async with self.gate.slot():
-            reply = await self.service.translate(body, call, self._model)
+            reply = await self.service.translate(body, call, models)
         await self._reply(send, reply)
 
     async def _languages(self, scope, body: bytes, receive, send) -> None:

@@ -217,3 +217,12 @@ def test_a_body_shorter_than_its_content_length_is_never_forwarded(shell):
 def test_bad_bridgex_options_are_400s_naming_the_option(shell):
     r = post(shell, "/v1/chat/completions", orjson.dumps(chat(bridgex=dict(WORD, shots=99))))
     assert error_of(r, 400)["param"] == "bridgex.shots" and not shell.upstream.requests
+
+
+def test_the_deadline_holds_for_requests_the_server_only_relays(shell):
+    """A plain request (no `bridgex`) to an upstream that sleeps 30 s before its head: a 504 at the
+    client's 0.5 s deadline in both shells (the middleware relays it into vLLM's own app)."""
+    r = post(
+        shell, "/v1/chat/completions", orjson.dumps(chat("slowheaders")), headers={"x-bridgex-timeout": "0.5"}
+    )
+    assert error_of(r, 504)["code"] == "upstream_timeout"
