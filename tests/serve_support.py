@@ -10,12 +10,15 @@ import contextlib
 import json
 import os
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -420,6 +423,37 @@ def mounted_middleware(inner, env: dict[str, str] | None = None, *, port: int | 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+GENEROUS = 60.0  # seconds: a ceiling that only a hang reaches, never a timing window
+
+
+def wait_closed(socks: list[socket.socket]) -> dict[socket.socket, bytes]:
+    """Read every socket until the server closes it; what each received (sockets still open after
+    `GENEROUS` seconds are missing)."""
+    received = {s: b"" for s in socks}
+    left = set(socks)
+    ceiling = time.monotonic() + GENEROUS
+    while left and time.monotonic() < ceiling:
+        readable, _, _ = select.select(list(left), [], [], 1.0)
+        for s in readable:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                received[s] += data
+            else:
+                left.discard(s)
+    for s in socks:
+        s.close()
+    return {s: data for s, data in received.items() if s not in left}
+
+
+def with_nesting(body: dict, depth: int) -> bytes:
+    """`body` with a field `extra` holding arrays nested so that the whole body is `depth` levels deep."""
+    levels = depth - 1  # the body itself is level 1
+    return orjson.dumps(body)[:-1] + b',"extra":' + b"[" * levels + b"]" * levels + b"}"
 
 
 @pytest.fixture

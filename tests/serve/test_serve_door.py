@@ -6,15 +6,21 @@ HTTP client or raw sockets. A limit added to the door is tested here once and sh
 from __future__ import annotations
 
 import logging
-import select
 import socket
-import time
 
 import httpx
 import orjson
 import pytest
 from fault_upstream import FaultUpstream
-from serve_support import ServerThread, index_path, mounted_middleware, running  # noqa: F401 (fixture)
+from serve_support import (  # noqa: F401 (fixture)
+    GENEROUS,
+    ServerThread,
+    index_path,
+    mounted_middleware,
+    running,
+    wait_closed,
+    with_nesting,
+)
 
 from bridgex_serve.app import create_app
 from bridgex_serve.connections import server_config
@@ -23,7 +29,6 @@ from bridgex_serve.wire import MAX_DEPTH
 
 WORD = {"task": "word", "source": "sw", "target": "he"}
 HEADER_TIMEOUT = 0.5
-GENEROUS = 60.0  # seconds: a ceiling that only a hang reaches, never a timing window
 # The same pair asked three ways: through the index's bridge, forced direct, and a pair the index has no
 # bridge for (de → ja), whose body is relayed without the `bridgex` field.
 ROUTES = {
@@ -72,12 +77,6 @@ def chat(model: str = "m", content: str = "maji", **extra) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
 
 
-def with_nesting(body: dict, depth: int) -> bytes:
-    """`body` with a field `extra` holding arrays nested so that the whole body is `depth` levels deep."""
-    levels = depth - 1  # the body itself is level 1
-    return orjson.dumps(body)[:-1] + b',"extra":' + b"[" * levels + b"]" * levels + b"}"
-
-
 def post(shell: Shell, path: str, content: bytes, **kw) -> httpx.Response:
     headers = {"content-type": "application/json", **kw.pop("headers", {})}
     return httpx.post(shell.url + path, content=content, headers=headers, timeout=GENEROUS, **kw)
@@ -115,28 +114,6 @@ def test_a_body_at_the_nesting_limit_is_served(shell, route):
 
 
 # -- connections: the header deadline counts from when a connection opens ---------------------------------
-
-
-def wait_closed(socks: list[socket.socket]) -> dict[socket.socket, bytes]:
-    """Read every socket until the server closes it; what each received (sockets still open after
-    `GENEROUS` seconds are missing)."""
-    received = {s: b"" for s in socks}
-    left = set(socks)
-    ceiling = time.monotonic() + GENEROUS
-    while left and time.monotonic() < ceiling:
-        readable, _, _ = select.select(list(left), [], [], 1.0)
-        for s in readable:
-            try:
-                data = s.recv(65536)
-            except ConnectionResetError:
-                data = b""
-            if data:
-                received[s] += data
-            else:
-                left.discard(s)
-    for s in socks:
-        s.close()
-    return {s: data for s, data in received.items() if s not in left}
 
 
 def test_connections_that_send_nothing_are_closed_at_the_header_deadline(shell):

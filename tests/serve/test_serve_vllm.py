@@ -10,11 +10,13 @@ upstream calls, batch order. Call counts and answers are checked on the constant
 from __future__ import annotations
 
 import shutil
+import socket
 
 import httpx
 import openai
 import pytest
 from serve_support import (
+    GENEROUS,
     constant_model,  # noqa: F401 (fixture)
     openai_client,
     proxy_constant,  # noqa: F401 (fixture)
@@ -23,6 +25,8 @@ from serve_support import (
     serve_index,  # noqa: F401 (fixture)
     vllm_constant,  # noqa: F401 (fixture)
     vllm_tiny,  # noqa: F401 (fixture)
+    wait_closed,
+    with_nesting,
     write_index,
 )
 
@@ -227,3 +231,27 @@ def test_plugin_admin_is_closed_without_keys(vllm_tiny):  # noqa: F811
     r = httpx.post(vllm_tiny.url + "/admin/reload", timeout=60)
     assert r.status_code == 401 and r.headers["content-type"].startswith("application/json")
     assert "BRIDGEX_API_KEYS" in r.json()["error"]["message"]
+
+
+def test_plugin_closes_connections_that_send_nothing(vllm_tiny):  # noqa: F811
+    """Inside `vllm serve`: vLLM's own uvicorn cuts connections that send no byte at the header deadline
+    (BRIDGEX_HEADER_TIMEOUT, 10 s by default), as the middleware's guard of its protocol makes it."""
+    socks = [socket.create_connection(("127.0.0.1", vllm_tiny.port), timeout=GENEROUS) for _ in range(50)]
+    closed = wait_closed(socks)
+    assert len(closed) == len(socks), f"{len(socks) - len(closed)} idle connections still open"
+    assert httpx.get(vllm_tiny.url + "/v1/languages", timeout=GENEROUS).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "bridgex", [WORD, dict(WORD, route="direct"), {"task": "word", "source": "de", "target": "ja"}]
+)
+def test_a_body_nested_too_deep_is_a_400_in_both_deployments(server, bridgex):
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "maji"}], "bridgex": bridgex}
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=with_nesting(body, 300),
+        headers={"content-type": "application/json"},
+        timeout=GENEROUS,
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "nesting_too_deep"
