@@ -203,3 +203,31 @@ def test_the_deadline_holds_for_requests_the_server_only_relays(shell):
         shell, "/v1/chat/completions", orjson.dumps(chat("slowheaders")), headers={"x-bridgex-timeout": "0.5"}
     )
     assert error_of(r, 504)["code"] == "upstream_timeout"
+
+
+@pytest.fixture(params=["proxy", "middleware"])
+def keyed_shell(request, index_path):  # noqa: F811
+    """Each shell with the BridgeX key "k1"."""
+    upstream = FaultUpstream()
+    if request.param == "middleware":
+        env = {"BRIDGEX_INDEX": str(index_path), "BRIDGEX_API_KEYS": "k1"}
+        with mounted_middleware(upstream.app, env) as server:
+            yield Shell("middleware", server, upstream)
+        return
+    with running(upstream.app) as up:
+        settings = Settings(index=str(index_path), upstream=up.url, api_keys=("k1",))
+        with running(create_app(settings)) as server:
+            yield Shell("proxy", server, upstream)
+
+
+@pytest.mark.parametrize("path", ["/v1/translate", "/v1/chat/completions", "/admin/reload"])
+def test_bridgex_routes_need_the_key(keyed_shell, path):
+    body = (
+        chat(bridgex=WORD) if path.endswith("completions") else {"q": ["maji"], "target": "he", "model": "m"}
+    )
+    for headers in ({}, {"authorization": "Bearer k2"}, {"authorization": "Bearer"}):
+        r = post(keyed_shell, path, orjson.dumps(body), headers=headers)
+        assert error_of(r, 401)["code"] == "invalid_api_key" and r.headers["www-authenticate"] == "Bearer"
+    assert not keyed_shell.upstream.requests
+    r = post(keyed_shell, path, orjson.dumps(body), headers={"authorization": "Bearer k1"})
+    assert r.status_code == 200, r.text
