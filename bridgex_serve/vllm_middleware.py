@@ -4,16 +4,18 @@
 
 
 The index path comes from `BRIDGEX_INDEX` (read when vLLM builds its middleware stack, so a missing or
-corrupt index stops start-up). Requests without a `bridgex` field go to vLLM untouched; bridged ones run
-the same core as the proxy, whose upstream calls here are in-process ASGI calls into the wrapped vLLM app:
+corrupt index stops start-up). Chat and completion requests and the BridgeX routes pass the same door as
+the proxy's (`door.Door`); then requests without a `bridgex` field go to vLLM unchanged, and bridged ones
+run the same core as the proxy, whose upstream calls here are in-process ASGI calls into the wrapped vLLM app:
 no network hop, no second server. Also served: `POST /v1/translate`, `GET /v1/languages` and
 `POST /admin/reload`.
 
 Keys: bridged requests and the BridgeX routes accept a key of BRIDGEX_API_KEYS or one of vLLM's own
 (`--api-key` / VLLM_API_KEY, compared by hash as vLLM does); with no key of either kind they are open,
 except `/admin/*`, which is closed until a key is configured. The in-process calls of an authenticated
-request go to the app inside vLLM's key check. Body size, body read timeout, deadlines, disconnects and
-error shapes follow the same settings as the proxy (`limits`, `errors`).
+request go to the app inside vLLM's key check. Body size, body read timeout, deadlines (including
+`X-BridgeX-Timeout`), disconnects and error shapes are the door's, with the same settings as the proxy;
+the header deadline is given to vLLM's own uvicorn (`connections.guard_uvicorn`).
 """
 
 from __future__ import annotations
