@@ -75,7 +75,7 @@ def test_gemma_word_translation_inside_vllm(gemma):
         extra_body={"bridgex": {"task": "word", "source": "sw", "target": "he"}},
     )
     meta = r.model_extra["bridgex"]
-    # chain mode with three demonstrations: one call, as through the proxy (greedy, measured)
-    assert meta["bridge"] == "en" and meta["calls"] == 1 + (meta["fallback"] == "copy"), meta
+    # a chain that stops after the bridge is continued by a second call; a copy costs a direct call more
+    assert meta["bridge"] == "en" and meta["calls"] - (meta["fallback"] == "copy") in (1, 2), meta
     text = r.choices[0].text
     assert "\n" not in text and hebrew_word(text), text
