@@ -1,10 +1,10 @@
-"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server, behind a raw-ASGI guard.
+"""The proxy: a Starlette ASGI app in front of vLLM's OpenAI server, behind the door (`door.Door`).
 
-The guard (`Guard`) runs first for every HTTP request: the key check (every route but /health, and
-/ready and /metrics when configured public), the per-request deadline, the body read (size limit, read
-timeout, a body cut short is never forwarded), cancellation of all work when the client disconnects, and
-one error contract (OpenAI-shaped JSON for every non-2xx). Requests without a `bridgex` field are relayed
-as bytes (`upstream.Upstream`); bridged ones go through `service.BridgeService`.
+The door runs first for every HTTP request: the key check (every route but /health, and /ready and
+/metrics when configured public), the per-request deadline (`X-BridgeX-Timeout`), the body read (size
+limit, read timeout, a body cut short is never forwarded), cancellation of all work when the client
+disconnects, and one error contract (OpenAI-shaped JSON for every non-2xx). Requests without a `bridgex`
+field are relayed as bytes (`upstream.Upstream`); bridged ones go through `service.BridgeService`.
 """
 
 from __future__ import annotations
@@ -19,70 +19,44 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .door import Door, Keys, bearer, replay, send_reply
 from .index import IndexLoadError
-from .limits import DEADLINE, ClientFault, ClientGone, Gate, cancel_on_disconnect, key_matches, read_body
+from .limits import ClientFault, Gate
 from .metrics import Metrics
 from .openapi import DOCUMENT
 from .orchestrate import UpstreamError
-from .protocol import error_body
-from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
+from .replies import Forward, Reply, fault_reply
+from .service import BridgeService
 from .settings import Settings
 from .upstream import Upstream
+from .wire import MARKER, error_body
 
 log = logging.getLogger("bridgex_serve")
 BODY = "bridgex.body"  # the scope key under which the guard hands the read body to the routes
-TIMEOUT_HEADER = b"x-bridgex-timeout"
 
 
 class Proxy:
-    """State of one app: settings, the bridging service, the upstream client, metrics."""
+    """State of one app: settings, the bridging service, the upstream client, metrics, the door."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
         self.service = BridgeService(settings, self.metrics)  # raises IndexLoadError before serving
         self.upstream = Upstream(settings, self.metrics)
-        self.keys = tuple(settings.api_keys)
         self.gate = Gate(settings.max_upstream, settings.max_queue)
-        self._model: str | None = settings.default_model
-        self.public = {"/health"}
+        public = {"/health"}
         if settings.public_ready:
-            self.public.add("/ready")
+            public.add("/ready")
         if settings.public_metrics:
-            self.public.add("/metrics")
-
-    def authorized(self, scope) -> bool:
-        return not self.keys or scope["path"] in self.public or key_matches(bearer(scope), self.keys)
-
-    async def deny(self, send) -> None:
-        self.metrics.error(401)
-        await send_reply(
-            send,
-            Reply(
-                401,
-                error_body(401, "invalid or missing API key", code="invalid_api_key"),
-                [("www-authenticate", "Bearer")],
-            ),
-        )
-
-    def client_key(self, scope) -> str | None:
-        return bearer(scope)
+            public.add("/metrics")
+        self.door = Door(settings, self.metrics, Keys(settings.api_keys, public=public), "proxy")
 
     async def reply(self, send, reply: Reply) -> None:
-        if reply.status >= 400:
-            self.metrics.error(reply.status)
-        await send_reply(send, reply)
-
-    async def default_model(self, key: str | None) -> str | None:
-        if self._model is None:
-            with contextlib.suppress(UpstreamError, KeyError, IndexError, TypeError):
-                models = await self.upstream.get_json("/v1/models", key, self.settings.ready_timeout)
-                self._model = models["data"][0]["id"]
-        return self._model
+        await self.door.reply(send, reply)
 
 
 class Guard:
-    """Raw ASGI around the router: keys, deadline, body, disconnects and the error contract."""
+    """The proxy's ASGI app: the door (`door.Door`) in front of the router, which gets the body read."""
 
     def __init__(self, proxy: Proxy, router):
         self.proxy, self.router = proxy, router
@@ -91,61 +65,11 @@ class Guard:
         if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
-        proxy = self.proxy
-        started = False
+        await self.proxy.door(scope, receive, send, self._route)
 
-        async def tracked(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            if not proxy.authorized(scope):
-                await proxy.deny(send)
-                return
-            DEADLINE.set(asyncio.get_running_loop().time() + self.timeout(scope))
-            body = await read_body(receive, scope, proxy.settings)
-            scope[BODY] = body
-            await cancel_on_disconnect(self.router(scope, _body_once(body), tracked), receive)
-        except ClientGone:
-            proxy.metrics.error(499)
-        except ClientFault as exc:
-            if not started:
-                await proxy.reply(send, fault_reply(exc))
-        except Exception:  # a bug, not bad input: log it, answer JSON without a traceback
-            log.exception("bridgex: %s %s failed", scope["method"], scope["path"])
-            if not started:
-                await proxy.reply(
-                    send, error_reply(500, "internal error in the proxy", code="internal_error")
-                )
-
-    def timeout(self, scope) -> float:
-        """The request's deadline in seconds: the setting, or less via the X-BridgeX-Timeout header."""
-        limit = self.proxy.settings.request_timeout
-        for key, value in scope.get("headers", ()):
-            if key == TIMEOUT_HEADER:
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    seconds = -1.0
-                if not 0 < seconds <= 86400:
-                    raise ClientFault(400, "X-BridgeX-Timeout must be seconds in (0, 86400]", param="timeout")
-                return min(limit, seconds)
-        return limit
-
-
-def _body_once(body: bytes):
-    """A `receive` for the routes: the body already read, then nothing (the guard watches disconnects)."""
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()
-
-    return receive
+    async def _route(self, scope, body: bytes, receive, send) -> None:
+        scope[BODY] = body
+        await self.router(scope, replay(body), send)
 
 
 class Generation:
@@ -205,10 +129,10 @@ async def _translate(proxy: Proxy, scope, send) -> None:
     async def call(p: str, b: dict) -> dict:
         return await proxy.upstream.call_json(p, b, key)
 
-    model = proxy.settings.default_model
-    if b'"model"' not in body:
-        model = await proxy.default_model(key)
-    await proxy.reply(send, await proxy.service.translate(body, call, model))
+    async def models() -> dict:
+        return await proxy.upstream.get_json("/v1/models", key, proxy.settings.ready_timeout)
+
+    await proxy.reply(send, await proxy.service.translate(body, call, models))
 
 
 async def _languages(proxy: Proxy, scope, send) -> None:
@@ -246,9 +170,8 @@ async def _reload(proxy: Proxy, scope, send) -> None:
     await proxy.reply(send, await proxy.service.reload_reply())
 
 
-def create_app(settings: Settings) -> Guard:
-    """Build the proxy. Loads the index now: a missing or corrupt index raises `IndexLoadError`."""
-    proxy = Proxy(settings)
+def _lifespan(proxy: Proxy):
+    """Start and close the upstream client; SIGHUP reloads the index (the old one stays on failure)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -261,7 +184,7 @@ def create_app(settings: Settings) -> Guard:
             async def run() -> None:
                 try:
                     await proxy.service.reload()
-                    log.warning("bridgex: index reloaded from %s", settings.index)
+                    log.warning("bridgex: index reloaded from %s", proxy.settings.index)
                 except IndexLoadError as exc:
                     log.error("bridgex: reload failed, keeping the previous index: %s", exc)
 
@@ -280,16 +203,11 @@ def create_app(settings: Settings) -> Guard:
                     loop.remove_signal_handler(signal.SIGHUP)
             await proxy.upstream.close()
 
-    async def not_found(request, exc):
-        status = getattr(exc, "status_code", 404)
-        message = "not found" if status == 404 else "method not allowed"
-        return Response(
-            error_body(status, f"{message}: {request.method} {request.url.path}"),
-            status,
-            media_type="application/json",
-        )
+    return lifespan
 
-    routes = [
+
+def _routes(proxy: Proxy) -> list[Route]:
+    return [
         Route("/v1/chat/completions", Generation(proxy, "chat"), methods=["POST"]),
         Route("/v1/completions", Generation(proxy, "completions"), methods=["POST"]),
         Route("/v1/models", Endpoint(proxy, _models, "models", gated=True), methods=["GET"]),
@@ -302,21 +220,36 @@ def create_app(settings: Settings) -> Guard:
         Route("/openapi.json", Endpoint(proxy, _openapi, "openapi"), methods=["GET"]),
     ]
 
-    async def internal(request, exc):
-        """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
-        if isinstance(exc, ClientFault):
-            reply = fault_reply(exc)
-            return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
-        return Response(
-            error_body(500, "internal error in the proxy", code="internal_error"),
-            500,
-            media_type="application/json",
-        )
 
+async def _not_found(request, exc):
+    status = getattr(exc, "status_code", 404)
+    message = "not found" if status == 404 else "method not allowed"
+    return Response(
+        error_body(status, f"{message}: {request.method} {request.url.path}"),
+        status,
+        media_type="application/json",
+    )
+
+
+async def _internal(request, exc):
+    """Exceptions out of the routes: a `ClientFault` is its own answer, anything else a bug (500)."""
+    if isinstance(exc, ClientFault):
+        reply = fault_reply(exc)
+        return Response(reply.body, reply.status, dict(reply.headers), media_type="application/json")
+    return Response(
+        error_body(500, "internal error in the proxy", code="internal_error"),
+        500,
+        media_type="application/json",
+    )
+
+
+def create_app(settings: Settings) -> Guard:
+    """Build the proxy. Loads the index now: a missing or corrupt index raises `IndexLoadError`."""
+    proxy = Proxy(settings)
     router = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={404: not_found, 405: not_found, Exception: internal},
+        routes=_routes(proxy),
+        lifespan=_lifespan(proxy),
+        exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
     )
     router.state.proxy = proxy
     app = Guard(proxy, router)

@@ -1,14 +1,17 @@
-"""`bridgex-serve`: parse and validate settings, load the index, run the proxy under uvicorn."""
+"""`bridgex-serve`: parse and validate settings, load the index, run the proxy under uvicorn.
+
+Every option but `--log-level` is generated from the declarations in `settings` (one per `Settings` field);
+an option given wins over its environment variable, which wins over the default.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import Field, fields
 
 import click
 
-from bridgex_index.routes import UNCALIBRATED
-
-from .settings import Settings
+from .settings import Settings, codes, env_var, kind_of, option_name, shown_default
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -28,211 +31,83 @@ def _loop_and_http() -> tuple[str, str]:
     return loop, http
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
-    "--index",
-    "index",
-    envvar="BRIDGEX_INDEX",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="DuckDB index written by `bridgex-index build` (env BRIDGEX_INDEX).",
-)
-@click.option(
-    "--upstream",
-    envvar="BRIDGEX_UPSTREAM",
-    default="http://127.0.0.1:8000",
-    help="Base URL of vLLM's OpenAI-compatible server, without /v1 (env BRIDGEX_UPSTREAM).",
-)
-@click.option(
-    "--host", envvar="BRIDGEX_HOST", default="127.0.0.1", help="Address to listen on (env BRIDGEX_HOST)."
-)
-@click.option(
-    "--port",
-    envvar="BRIDGEX_PORT",
-    default=8080,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on (env BRIDGEX_PORT).",
-)
-@click.option(
-    "--api-key",
-    "api_keys",
-    multiple=True,
-    help="Accepted client API key; repeatable (env BRIDGEX_API_KEYS, comma-separated). None: no auth.",
-)
-@click.option(
-    "--upstream-api-key",
-    envvar="BRIDGEX_UPSTREAM_API_KEY",
-    default=None,
-    help="Bearer token sent to the upstream (env BRIDGEX_UPSTREAM_API_KEY).",
-)
-@click.option(
-    "--low-resource",
-    default=None,
-    help="Comma-separated languages to bridge (env BRIDGEX_LOW_RESOURCE); default: those the index marks.",
-)
-@click.option(
-    "--max-concurrency",
-    envvar="BRIDGEX_MAX_CONCURRENCY",
-    default=64,
-    type=click.IntRange(1, 4096),
-    help="Bridged upstream requests in flight at once (env BRIDGEX_MAX_CONCURRENCY).",
-)
-@click.option(
-    "--model",
-    "default_model",
-    envvar="BRIDGEX_MODEL",
-    default=None,
-    help="Model for /v1/translate requests that name none; default: the upstream's first model.",
-)
-@click.option(
-    "--copy-fallback/--no-copy-fallback",
-    "copy_fallback",
-    default=None,
-    show_default=False,
-    help="Answer by the direct route when a bridged word or translation copies the source or the bridge "
-    "rendering (one extra upstream call). Default on; env BRIDGEX_COPY_FALLBACK=0 turns it off.",
-)
-@click.option(
-    "--uncalibrated",
-    type=click.Choice(list(UNCALIBRATED)),
-    default=None,
-    show_default=False,
-    help="Route of pairs without a calibrated decision in the index: the route policy's route (learned by "
-    "`bridgex-index calibrate` from the calibrated pairs; direct before any calibration), the HSIC rank-1 "
-    "bridge, or direct (env BRIDGEX_UNCALIBRATED; default policy).",
-)
-@click.option(
-    "--prompt-style",
-    type=click.Choice(["auto", "completion", "chat"]),
-    default=None,
-    show_default=False,
-    help="How word and sentence translations are asked upstream: few-shot completion lines, the chat "
-    "template, or auto (the model family the index was built from; env BRIDGEX_PROMPT_STYLE; default auto).",
-)
-@click.option(
-    "--max-body-bytes",
-    type=click.IntRange(1),
-    default=None,
-    show_default=False,
-    help="Largest request body; above it 413 (env BRIDGEX_MAX_BODY_BYTES; default 4 MiB).",
-)
-@click.option(
-    "--max-bridged-bytes",
-    type=click.IntRange(1),
-    default=None,
-    show_default=False,
-    help="Largest body of a bridged request or /v1/translate call; above it 413 "
-    "(env BRIDGEX_MAX_BRIDGED_BYTES; default 1 MiB).",
-)
-@click.option(
-    "--max-upstream",
-    type=click.IntRange(1),
-    default=None,
-    show_default=False,
-    help="Client requests served upstream at once (env BRIDGEX_MAX_UPSTREAM; default 256).",
-)
-@click.option(
-    "--max-queue",
-    type=click.IntRange(0),
-    default=None,
-    show_default=False,
-    help="Requests waiting for an upstream slot; one more gets 429 (env BRIDGEX_MAX_QUEUE; default 1024).",
-)
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    show_default=False,
-    help="Total seconds per request → 504 (env BRIDGEX_REQUEST_TIMEOUT; default 600).",
-)
-@click.option(
-    "--public-metrics/--no-public-metrics",
-    default=None,
-    show_default=False,
-    help="Serve /metrics without a key when keys are set (env BRIDGEX_PUBLIC_METRICS; default off).",
-)
-@click.option(
-    "--public-ready/--no-public-ready",
-    default=None,
-    show_default=False,
-    help="Serve /ready without a key when keys are set (env BRIDGEX_PUBLIC_READY; default off).",
-)
+def _click_type(f: Field):
+    meta, kind = f.metadata, kind_of(f)
+    if meta["choices"]:
+        return click.Choice(list(meta["choices"]), case_sensitive=False)
+    if kind == "int":
+        return click.IntRange(meta["low"], meta["high"])
+    if kind == "float":
+        low = meta["above"] if meta["above"] is not None else meta["low"]
+        return click.FloatRange(low, meta["high"], min_open=meta["above"] is not None)
+    if f.name == "index":
+        return click.Path(dir_okay=False)
+    return str
+
+
+def setting_option(f: Field):
+    """The click option of one declared setting (default None: the environment, then the declared default)."""
+    name = option_name(f)
+    about = f.metadata["help"]
+    text = f"{about[0].upper()}{about[1:]} (env {env_var(f)}; default {shown_default(f)})."
+    if kind_of(f) == "bool":
+        decls = [f"{name}/--no-{name[2:]}", f.name]
+        return click.option(*decls, default=None, show_default=False, help=text)
+    multiple = kind_of(f) == "keys"
+    return click.option(
+        name, f.name, type=_click_type(f), default=None, multiple=multiple, show_default=False, help=text
+    )
+
+
+def setting_options(command):
+    """Decorate `command` with one option per declared setting, in declaration order."""
+    for f in reversed(fields(Settings)):
+        command = setting_option(f)(command)
+    return command
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@setting_options
 @click.option(
     "--log-level",
     default="warning",
+    show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="uvicorn log level (access logs are off).",
 )
-def main(
-    index,
-    upstream,
-    host,
-    port,
-    api_keys,
-    upstream_api_key,
-    low_resource,
-    max_concurrency,
-    default_model,
-    copy_fallback,
-    uncalibrated,
-    prompt_style,
-    max_body_bytes,
-    max_bridged_bytes,
-    max_upstream,
-    max_queue,
-    request_timeout,
-    public_metrics,
-    public_ready,
-    log_level,
-):
+def main(log_level: str, **given):
     """Serve the OpenAI-compatible bridging proxy in front of a vLLM server."""
     import uvicorn
 
     from .app import create_app
+    from .connections import guarded_protocol
     from .errors import redact_url
     from .index import IndexLoadError
-    from .protocols import guarded_protocol
 
-    overrides = dict(
-        index=index,
-        upstream=upstream,
-        host=host,
-        port=port,
-        upstream_api_key=upstream_api_key,
-        max_concurrency=max_concurrency,
-        default_model=default_model,
-        copy_fallback=copy_fallback,
-        uncalibrated=uncalibrated,
-        prompt_style=prompt_style,
-        max_body_bytes=max_body_bytes,
-        max_bridged_bytes=max_bridged_bytes,
-        max_upstream=max_upstream,
-        max_queue=max_queue,
-        request_timeout=request_timeout,
-        public_metrics=public_metrics,
-        public_ready=public_ready,
-    )
-    if api_keys:
-        overrides["api_keys"] = tuple(api_keys)
-    if low_resource:
-        overrides["low_resource"] = tuple(
-            sorted({c.strip().lower() for c in low_resource.split(",") if c.strip()})
-        )
+    given["api_keys"] = tuple(given["api_keys"]) or None
+    if given["low_resource"] is not None:
+        given["low_resource"] = codes(given["low_resource"])
+    for name in ("uncalibrated", "prompt_style"):
+        if given[name] is not None:
+            given[name] = given[name].lower()
     try:
-        settings = Settings.from_env(**overrides)
+        settings = Settings.from_env(**given)
+        if not settings.index:
+            raise ValueError("no index: give --index or BRIDGEX_INDEX")
         app = create_app(settings)
     except (IndexLoadError, ValueError) as exc:
         click.echo(f"bridgex-serve: cannot start: {exc}", err=True)
         sys.exit(2)
     loop, http = _loop_and_http()
     click.echo(
-        f"bridgex-serve: {settings.index} → {redact_url(settings.upstream)}, listening on http://{host}:{port}",
+        f"bridgex-serve: {settings.index} → {redact_url(settings.upstream)}, "
+        f"listening on http://{settings.host}:{settings.port}",
         err=True,
     )
     uvicorn.run(
         app,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         loop=loop,
         http=guarded_protocol(settings.header_timeout, http),
         log_level=log_level,

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .protocol import error_body
+from .wire import error_body
 
 MESSAGE_CHARS = 300  # an upstream error message quoted in ours is cut to this
 

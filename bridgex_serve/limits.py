@@ -2,7 +2,7 @@
 for upstream work (429 + Retry-After when its queue is full), and structural limits of bridged bodies.
 
 Everything here raises `ClientFault` (an HTTP status and an OpenAI-shaped message) or `ClientGone`;
-the shells turn the first into a reply and stop quietly on the second.
+the door (`door.Door`) turns the first into a reply and stops quietly on the second.
 """
 
 from __future__ import annotations

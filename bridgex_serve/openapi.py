@@ -10,21 +10,31 @@ from typing import Any
 
 import orjson
 
+from .options import (
+    MAX_SHOTS,
+    MAX_TIMEOUT,
+    MODES,
+    ROUTES,
+    TASKS,
+    TRANSLATE_OPTIONS,
+    TRANSLATE_TASKS,
+)
+
 CODES = {"type": "string", "minLength": 2, "maxLength": 16}
-BRIDGEX = {
-    "type": "object",
-    "properties": {
-        "task": {"enum": ["auto", "word", "translate", "qa", "chat"]},
-        "source": CODES,
-        "target": CODES,
-        "bridge": CODES,
-        "mode": {"enum": ["chain", "two-step", "direct"]},
-        "shots": {"type": "integer", "minimum": 0, "maximum": 8},
-        "passage": {"type": "boolean"},
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
-    },
-    "additionalProperties": False,
+# Every request option (`options.OPTION_KEYS`; a test keeps the two equal), as `parse_options` accepts it.
+OPTIONS: dict[str, Any] = {
+    "task": {"enum": list(TASKS)},
+    "source": CODES,
+    "target": CODES,
+    "bridge": CODES,
+    "route": {"enum": list(ROUTES)},
+    "mode": {"enum": list(MODES)},
+    "shots": {"type": "integer", "minimum": 0, "maximum": MAX_SHOTS},
+    "passage": {"type": "string"},
+    "copy_fallback": {"type": "boolean"},
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT},
 }
+BRIDGEX = {"type": "object", "properties": OPTIONS, "additionalProperties": False}
 TEXT_PART = {
     "type": "object",
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
@@ -81,14 +91,10 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
             "q": {
                 "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]
             },
-            "source": CODES,
-            "target": CODES,
-            "bridge": CODES,
-            "mode": {"enum": ["chain", "two-step", "direct"]},
-            "shots": {"type": "integer", "minimum": 0, "maximum": 8},
+            **{k: OPTIONS[k] for k in TRANSLATE_OPTIONS},
+            "task": {"enum": list(TRANSLATE_TASKS)},
             "model": {"type": "string"},
             "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1 << 20},
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
         },
         "required": ["q", "target"],
     },

@@ -21,7 +21,23 @@ MAX_SHOTS = 16
 # Default answer budgets (tokens) when the client gives no max_tokens.
 DEFAULT_ANSWER_TOKENS = {"word": 16, "translate": 128, "qa": 128, "chat": 128}
 WORD_BRIDGE_TOKENS = 16
-OPTION_KEYS = ("task", "source", "target", "bridge", "route", "mode", "shots", "passage", "copy_fallback")
+OPTION_KEYS = (
+    "task",
+    "source",
+    "target",
+    "bridge",
+    "route",
+    "mode",
+    "shots",
+    "passage",
+    "copy_fallback",
+    "timeout",
+)
+MAX_TIMEOUT = 86400.0  # seconds: the longest deadline a client may ask for
+# `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints), and the
+# tasks a batch translation takes.
+TRANSLATE_OPTIONS = tuple(k for k in OPTION_KEYS if k != "passage")
+TRANSLATE_TASKS = ("auto", "word", "translate")
 # `route`: `auto` follows the server's policy (calibrated decision, low-resource gate, `uncalibrated`);
 # `direct` forces the direct route; `hsic` takes the index's HSIC rank-1 bridge, ignoring calibrated
 # decisions and the low-resource gate. An explicit `bridge` is its own route.
@@ -35,7 +51,7 @@ UNCALIBRATED = routes.UNCALIBRATED
 class RequestError(ValueError):
     """A client error: becomes an OpenAI-shaped 400 naming `param`."""
 
-    def __init__(self, message: str, param: str | None = None, code: str = "invalid_request"):
+    def __init__(self, message: str, param: str | None = None, code: str | None = "invalid_request"):
         super().__init__(message)
         self.message = message
         self.param = param
@@ -55,6 +71,7 @@ class Options:
     passage: str | None = None
     route: str = "auto"
     copy_fallback: bool | None = None  # None: the server's setting
+    timeout: float | None = None  # seconds: shortens the request's deadline (None: the server's)
 
 
 def _opt_str(raw: dict, key: str) -> str | None:
@@ -64,6 +81,16 @@ def _opt_str(raw: dict, key: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise RequestError(f"bridgex.{key} must be a non-empty string, got {value!r}", f"bridgex.{key}")
     return value.strip()
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT:
+        raise RequestError(
+            f"bridgex.timeout must be seconds in (0, {MAX_TIMEOUT:g}], got {value!r}", "bridgex.timeout"
+        )
+    return float(value)
 
 
 def parse_options(raw: Any) -> Options:
@@ -113,6 +140,7 @@ def parse_options(raw: Any) -> Options:
         )
     return Options(
         task=task,
+        timeout=_timeout(raw.get("timeout")),
         mode=mode,
         shots=shots,
         passage=passage,

@@ -7,7 +7,7 @@ list of prompts (vLLM schedules them as one batch), in chunks of `max_batch`, ru
 
 A plan takes at most three rounds: the bridged call (chain, or two-step's first), the answer call (two-step,
 or a chain that stopped after the bridge), and the copy fallback: the direct route for word and translate
-answers that copy the source or the bridge rendering (`words.copy_reason`).
+answers that copy the source or the bridge rendering (`copies.copy_reason`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from .copies import COPY_FALLBACK_TASKS, copy_reason
 from .limits import off_loop
 from .outcome import Outcome
 from .plan import Plan, direct_plan
-from .protocol import ClientRequest, Usage
 from .steps import (
     Step,
     answer_step,
@@ -32,7 +32,7 @@ from .steps import (
     read_bridge,
     read_direct,
 )
-from .words import COPY_FALLBACK_TASKS, copy_reason
+from .wire import ClientRequest, Usage
 
 CallUpstream = Callable[[str, dict], Awaitable[dict]]
 

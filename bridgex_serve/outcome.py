@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .copies import is_copy
 from .plan import Plan
-from .words import is_copy
 
 
 @dataclass

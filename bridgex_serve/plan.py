@@ -110,6 +110,7 @@ class PolicyRoute:
 
 
 CHAT_STYLE_TASKS = ("word", "translate")  # the tasks the prompt style applies to (qa and chat have their own)
+TRANSLATION_TASKS = ("word", "translate")  # the tasks with word demonstrations (qa and chat get none)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,50 @@ def plan_request(
     its bridged mode is always two-step (a chat answer is one translation, not a chain of them).
     Raises `RequestError` for unknown languages and impossible combinations.
     """
+    _check_languages(options, index)
+    task, text, question = _read_input(options, text)
+    languages = _source_and_target(options, task, text, detect, force)
+    if isinstance(languages, Passthrough):
+        return languages
+    source, target, task = languages
+
+    route = choose_route(
+        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route, task
+    )
+    if isinstance(route, Passthrough):
+        return route
+    bridge, probability, decision_source, chosen_by = route
+    if bridge is None and not force and task != "word":
+        # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
+        return _direct_passthrough(source, target, decision_source)
+
+    style = prompt_style.get(task, "completion") if isinstance(prompt_style, Mapping) else prompt_style
+    chat_style = style == "chat" and task in CHAT_STYLE_TASKS
+    mode, shots = _mode_and_shots(options, task, bridge, chat_style)
+    langs = (source, target) if bridge is None else (source, bridge, target)
+    demos = index.demonstrations(langs, shots, exclude=text) if shots and task in TRANSLATION_TASKS else ()
+    return Plan(
+        task=task,
+        mode=mode,
+        source=source,
+        target=target,
+        bridge=bridge,
+        probability=probability,
+        names=_names(index.prompt_name, source, target, bridge),
+        text=text,
+        question=question,
+        demos=demos,
+        answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
+        decision_source=decision_source,
+        calibration=chosen_by if isinstance(chosen_by, CalibratedRoute) else None,
+        policy=chosen_by if isinstance(chosen_by, PolicyRoute) else None,
+        style="chat" if chat_style else "completion",
+        english=_names(index.english_name, source, target, bridge) if chat_style else ("", "", None),
+    )
+
+
+def _check_languages(options: Options, index: IndexView) -> None:
+    """A 400 for a source, target or bridge the index does not have."""
     for key in ("source", "target", "bridge"):
         code = getattr(options, key)
         if code is not None and not index.has_language(code):
@@ -197,6 +242,10 @@ def plan_request(
                 f"the index has {', '.join(index.language_codes())}",
                 f"bridgex.{key}",
             )
+
+
+def _read_input(options: Options, text: str) -> tuple[str, str, str | None]:
+    """(task, the text rendered into the bridge, the question of a qa request); a 400 when it is empty."""
     task = options.task
     passage, question = options.passage, None
     if task == "qa":
@@ -204,7 +253,13 @@ def plan_request(
     text = clean_text(passage if task == "qa" else text)
     if not text:
         raise RequestError("the input text is empty", "messages")
+    return task, text, question
 
+
+def _source_and_target(
+    options: Options, task: str, text: str, detect: Callable[[str], str | None], force: bool
+) -> tuple[str, str, str] | Passthrough:
+    """(source, target, task with `auto` resolved), or a passthrough when `auto` cannot detect the source."""
     source = options.source or detect(text)
     if source is None:
         if task == "auto" and not force:
@@ -222,66 +277,25 @@ def plan_request(
             raise RequestError(f"source and target are both {source!r}", "bridgex.target")
     else:
         target = target or source
+    return source, target, task
 
-    route = choose_route(
-        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route, task
-    )
-    if isinstance(route, Passthrough):
-        return route
-    bridge, probability, decision_source, chosen_by = route
-    calibration = chosen_by if isinstance(chosen_by, CalibratedRoute) else None
-    policy = chosen_by if isinstance(chosen_by, PolicyRoute) else None
-    if bridge is None and not force and task != "word":
-        # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
-        return _direct_passthrough(source, target, decision_source)
 
-    mode = options.mode or DEFAULT_MODE
-    style = prompt_style.get(task, "completion") if isinstance(prompt_style, Mapping) else prompt_style
-    chat_style = style == "chat" and task in CHAT_STYLE_TASKS
-    if chat_style:
-        mode = "two-step"
+def _mode_and_shots(options: Options, task: str, bridge: str | None, chat_style: bool) -> tuple[str, int]:
+    """The plan's mode (a chat-style plan is two-step, a plan without a bridge direct) and demonstrations."""
+    mode = "two-step" if chat_style else options.mode or DEFAULT_MODE
+    if bridge is None:
+        mode = "direct"
     shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]
     if chat_style and task == "translate" and options.shots is None:
         shots = 0  # the chat instruction alone: word pairs in front of a sentence were not measured to help
-    if bridge is None:
-        mode = "direct"
-        langs: tuple[str, ...] = (source, target)
-    else:
-        langs = (source, bridge, target)
-    demos = (
-        index.demonstrations(langs, shots, exclude=text) if shots and task in ("word", "translate") else ()
-    )
-    names = (
-        index.prompt_name(source),
-        index.prompt_name(target),
-        index.prompt_name(bridge) if bridge else None,
-    )
-    return Plan(
-        task=task,
-        mode=mode,
-        source=source,
-        target=target,
-        bridge=bridge,
-        probability=probability,
-        names=names,
-        text=text,
-        question=question,
-        demos=demos,
-        answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
-        decision_source=decision_source,
-        calibration=calibration,
-        policy=policy,
-        style="chat" if chat_style else "completion",
-        english=(
-            (
-                index.english_name(source),
-                index.english_name(target),
-                index.english_name(bridge) if bridge else None,
-            )
-            if chat_style
-            else ("", "", None)
-        ),
-    )
+    return mode, shots
+
+
+def _names(
+    name: Callable[[str], str], source: str, target: str, bridge: str | None
+) -> tuple[str, str, str | None]:
+    """(source, target, bridge) as `name` writes them (prompt names or English names)."""
+    return name(source), name(target), name(bridge) if bridge else None
 
 
 # bridge, probability, decision source, the stored decision or policy row followed

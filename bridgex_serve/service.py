@@ -9,29 +9,24 @@ bytes as they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
 
 from .detect import make_detector
 from .engines import prompt_style_for
-from .errors import upstream_error
 from .index import BridgeIndex, IndexLoadError, load_index
 from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, off_loop, positive_int
 from .metrics import Metrics
-from .options import Options, RequestError, parse_options
+from .options import TRANSLATE_OPTIONS, TRANSLATE_TASKS, Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
 from .outcome import Outcome, headers_for
 from .plan import CHAT_STYLE_TASKS, Passthrough, Plan, plan_request
-from .protocol import ClientRequest, Usage, client_request, error_body, json_body, response_body, sse_chunks
+from .replies import SSE, Forward, Reply, error_reply, fault_reply, upstream_error_reply
 from .settings import Settings
-
-JSON = "application/json"
-SSE = "text/event-stream"
-MARKER = b'"bridgex"'
-# `/v1/translate` body fields read as request options (the `bridgex` field of the other endpoints).
-TRANSLATE_OPTIONS = ("task", "source", "target", "bridge", "route", "mode", "shots", "copy_fallback")
-TRANSLATE_TASKS = ("auto", "word", "translate")
+from .wire import ClientRequest, Usage, client_request, json_body, json_object, response_body, sse_chunks
 
 
 @dataclass(frozen=True)
@@ -73,41 +68,6 @@ class Runtime:
         return cls(index, chosen, make_detector(index.language_codes()), styles)
 
 
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = JSON
-    chunks: list[bytes] | None = None  # server-sent events, sent one by one
-
-
-@dataclass
-class Forward:
-    """Relay this body upstream (the `bridgex` field removed) and its answer unchanged."""
-
-    body: bytes
-    headers: list[tuple[str, str]]
-    timeout: float | None = None  # the client's bridgex.timeout (seconds)
-
-
-def error_reply(status: int, message: str, *, param: str | None = None, code: str | None = None) -> Reply:
-    return Reply(status, error_body(status, message, param=param, code=code))
-
-
-def fault_reply(exc: ClientFault) -> Reply:
-    return Reply(exc.status, error_body(exc.status, exc.message, param=exc.param, code=exc.code), exc.headers)
-
-
-def upstream_error_reply(exc: UpstreamError) -> Reply:
-    """An upstream error answer re-shaped by `errors.upstream_error`; a failure to reach it is 502/504."""
-    if exc.body is not None and exc.status not in (502, 504):
-        return Reply(*upstream_error(exc.status, exc.body))
-    if exc.status == 504:
-        return error_reply(504, exc.message, code="upstream_timeout")
-    return error_reply(502, exc.message, code="upstream_error")
-
-
 def _answer(req: ClientRequest, outcome: Outcome, usage: Usage) -> Reply:
     """The 200 reply to a bridged chat or completion request (plain or server-sent events)."""
     headers = headers_for(outcome.metadata())
@@ -139,20 +99,6 @@ def _translations(model: str, outcomes: list[Outcome], usage: Usage) -> Reply:
     return Reply(200, json_body({"model": model, "translations": translations, "usage": usage.as_dict()}))
 
 
-def request_timeout(options: object) -> float | None:
-    """Pop the per-request deadline (`bridgex.timeout`, seconds) from the options; a 400 if malformed."""
-    if not isinstance(options, dict) or "timeout" not in options:
-        return None
-    value = options.pop("timeout")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
-        raise ClientFault(
-            400, f"bridgex.timeout must be seconds in (0, 86400], got {value!r}", param="bridgex.timeout"
-        )
-    return float(value)
-
-
 def shorten_deadline(seconds: float | None) -> None:
     """Make the current request's deadline at most `seconds` from now."""
     if seconds is None:
@@ -170,6 +116,7 @@ class BridgeService:
         self.metrics = metrics or Metrics()
         self.runtime = runtime or Runtime.load(settings.index, settings.low_resource, settings.prompt_style)
         self._semaphore: asyncio.Semaphore | None = None
+        self._model: str | None = settings.default_model
         self._reload_lock: asyncio.Lock | None = None
 
     @property
@@ -214,46 +161,37 @@ class BridgeService:
     async def generation(self, endpoint: str, raw: bytes, call: CallUpstream) -> Reply | Forward:
         """`endpoint` is "chat" or "completions"; `raw` contains the `bridgex` marker. Parsing and planning
         run in a worker thread for big bodies, so the event loop keeps serving."""
-        prepared = await off_loop(self._prepare, len(raw), endpoint, raw)
+        try:
+            prepared = await off_loop(self._prepare, len(raw), endpoint, raw)
+        except (ClientFault, RequestError) as exc:
+            return _client_error(exc)
         if isinstance(prepared, Forward):
             shorten_deadline(prepared.timeout)
-        if not isinstance(prepared, tuple):
             return prepared
-        plan, req, timeout, copy_fallback = prepared
-        shorten_deadline(timeout)
-        outcomes, usage_or_error = await self._run([plan], req, call, copy_fallback)
+        plan, req, options = prepared
+        shorten_deadline(options.timeout)
+        outcomes, usage_or_error = await self._run([plan], req, call, options.copy_fallback)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
         # the metadata compares the (possibly long) source text with the bridge rendering: CPU work
         return await off_loop(_answer, len(raw), req, outcomes[0], usage_or_error)
 
-    def _prepare(
-        self, endpoint: str, raw: bytes
-    ) -> Reply | Forward | tuple[Plan, ClientRequest, float | None, bool | None]:
-        """Blocking: parse, check the limits and plan one bridged request."""
-        body = _json_object(raw)
-        if isinstance(body, Reply):
-            return body
+    def _prepare(self, endpoint: str, raw: bytes) -> Forward | tuple[Plan, ClientRequest, Options]:
+        """Blocking: parse, check the limits and plan one bridged request (raises `ClientFault` or
+        `RequestError` on bad input)."""
+        body = json_object(raw)
         if "bridgex" not in body:
             return Forward(raw, [])
         if len(raw) > self.settings.max_bridged_bytes:
-            return fault_reply(bridged_too_large(self.settings.max_bridged_bytes))
-        runtime = self.runtime
-        try:
-            check_generation(endpoint, body, self.settings)
-            raw_options = body.pop("bridgex")
-            timeout = request_timeout(raw_options)
-            options = parse_options(raw_options)
-            req, text = client_request(endpoint, body)
-            plan = self._plan(runtime, options, text, req)
-        except ClientFault as exc:
-            return fault_reply(exc)
-        except RequestError as exc:
-            return error_reply(400, exc.message, param=exc.param, code=exc.code)
+            raise bridged_too_large(self.settings.max_bridged_bytes)
+        check_generation(endpoint, body, self.settings)
+        options = parse_options(body.pop("bridgex"))
+        req, text = client_request(endpoint, body)
+        plan = self._plan(self.runtime, options, text, req)
         if isinstance(plan, Passthrough):
             self.metrics.passthrough(plan.label or "other")
-            return Forward(orjson.dumps(body), plan.headers(), timeout)
-        return plan, req, timeout, options.copy_fallback
+            return Forward(orjson.dumps(body), plan.headers(), options.timeout)
+        return plan, req, options
 
     def _plan(
         self, runtime: Runtime, options: Options, text: str, req: ClientRequest, force: bool = False
@@ -296,62 +234,53 @@ class BridgeService:
         return outcomes, usage
 
     # -- batch translation -------------------------------------------------------------------------------
-    async def translate(self, raw: bytes, call: CallUpstream, default_model: str | None) -> Reply:
+    async def default_model(self, models: Callable[[], Awaitable[dict]]) -> str | None:
+        """The model of `/v1/translate` bodies that name none: the setting, else the first of the upstream's
+        `/v1/models` answer (`models()`), asked until one answer names one."""
+        if self._model is None:
+            with contextlib.suppress(UpstreamError, KeyError, IndexError, TypeError):
+                self._model = (await models())["data"][0]["id"]
+        return self._model
+
+    async def translate(self, raw: bytes, call: CallUpstream, models: Callable[[], Awaitable[dict]]) -> Reply:
         """`{"q": [...], "source": "auto"|code, "target": code, "model"?, "task"?, "route"?, "bridge"?,
-        "mode"?, "shots"?, "copy_fallback"?}` → `{"translations": [{"text", "source", "bridge", ...}],
-        "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is `word`)."""
-        if len(raw) > self.settings.max_bridged_bytes:
-            return fault_reply(bridged_too_large(self.settings.max_bridged_bytes))
-        body = await off_loop(_json_object, len(raw), raw)
-        if isinstance(body, Reply):
-            return body
-        texts = body.get("q")
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            return error_reply(400, "q must be a string or a non-empty list of strings", param="q")
-        if len(texts) > self.settings.max_texts:
-            return error_reply(
-                400, f"q has {len(texts)} texts; at most {self.settings.max_texts} per request", param="q"
-            )
-        model = body.get("model") or default_model
-        if not isinstance(model, str) or not model:
-            return error_reply(400, "model is required (no default model is known)", param="model")
+        "mode"?, "shots"?, "copy_fallback"?, "timeout"?}` → `{"translations": [{"text", "source", "bridge",
+        ...}], "usage"}` in the order of `q`. `task` is `word`, `translate` or `auto` (a single word is
+        `word`)."""
+        default_model = await self.default_model(models) if b'"model"' not in raw else None
         try:
-            positive_int(body.get("max_tokens"), "max_tokens", self.settings.max_tokens_limit)
-            shorten_deadline(request_timeout(body))
-        except ClientFault as exc:
-            return fault_reply(exc)
-        try:
-            options, plans = await off_loop(self._plan_texts, sum(map(len, texts)), body, texts, model)
-        except RequestError as exc:
-            return error_reply(400, exc.message, param=exc.param, code=exc.code)
-        req = ClientRequest(
-            "completions",
-            model,
-            {k: body[k] for k in ("temperature", "seed") if k in body},
-            body.get("max_tokens"),
-        )
+            options, plans, req = await off_loop(self._prepare_texts, len(raw), raw, default_model)
+        except (ClientFault, RequestError) as exc:
+            return _client_error(exc)
+        shorten_deadline(options.timeout)
         outcomes, usage_or_error = await self._run(plans, req, call, options.copy_fallback)
         if isinstance(usage_or_error, UpstreamError):
             return upstream_error_reply(usage_or_error)
-        return await off_loop(_translations, len(raw), model, outcomes, usage_or_error)
+        return await off_loop(_translations, len(raw), req.model, outcomes, usage_or_error)
 
-    def _plan_texts(self, body: dict, texts: list[str], model: str) -> tuple[Options, list[Plan]]:
-        """Blocking: the batch's options and one forced plan per text (raises `RequestError`)."""
-        runtime = self.runtime
+    def _prepare_texts(
+        self, raw: bytes, default_model: str | None
+    ) -> tuple[Options, list[Plan], ClientRequest]:
+        """Blocking: parse and check a `/v1/translate` body; its options and one forced plan per text."""
+        if len(raw) > self.settings.max_bridged_bytes:
+            raise bridged_too_large(self.settings.max_bridged_bytes)
+        body = json_object(raw)
+        texts = _texts(body.get("q"), self.settings.max_texts)
+        model = body.get("model") or default_model
+        if not isinstance(model, str) or not model:
+            raise ClientFault(400, "model is required (no default model is known)", param="model")
+        positive_int(body.get("max_tokens"), "max_tokens", self.settings.max_tokens_limit)
         options = parse_options({k: body[k] for k in TRANSLATE_OPTIONS if k in body})
         if options.task not in TRANSLATE_TASKS:
             raise RequestError(f"task {options.task!r} is not one of {', '.join(TRANSLATE_TASKS)}", "task")
         if options.target is None:
             raise RequestError("target is required", "target")
-        req = ClientRequest("completions", model, {}, body.get("max_tokens"))
-        plans: list[Plan] = []
-        for text in texts:
-            plan = self._plan(runtime, options, text, req, force=True)
-            assert isinstance(plan, Plan)
-            plans.append(plan)
-        return options, plans
+        sampling = {k: body[k] for k in ("temperature", "seed") if k in body}
+        req = ClientRequest("completions", model, sampling, body.get("max_tokens"))
+        runtime = self.runtime
+        plans = [self._plan(runtime, options, text, req, force=True) for text in texts]
+        assert all(isinstance(p, Plan) for p in plans)  # forced plans never pass through
+        return options, plans, req  # type: ignore[return-value]
 
     def languages(self) -> Reply:
         index = self.runtime.index
@@ -375,50 +304,18 @@ class BridgeService:
         )
 
 
-# -- ASGI helpers (plain dicts: no framework) ------------------------------------------------------------
+def _client_error(exc: ClientFault | RequestError) -> Reply:
+    """The 4xx reply to bad client input."""
+    if isinstance(exc, ClientFault):
+        return fault_reply(exc)
+    return error_reply(400, exc.message, param=exc.param, code=exc.code)
 
 
-async def read_body(receive) -> bytes:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
-    while message.get("more_body"):
-        message = await receive()
-        parts.append(message.get("body", b""))
-    return b"".join(parts)
-
-
-async def send_reply(send, reply: Reply) -> None:
-    headers = [(b"content-type", reply.content_type.encode())]
-    headers += [(k.encode(), v.encode("latin-1")) for k, v in reply.headers]
-    if reply.chunks is None:
-        headers.append((b"content-length", str(len(reply.body)).encode()))
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
-        return
-    headers.append((b"cache-control", b"no-cache"))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    for chunk in reply.chunks:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def bearer(scope) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            text = value.decode("latin-1")
-            return text[7:].strip() if text[:7].lower() == "bearer " else text.strip()
-    return None
-
-
-def _json_object(raw: bytes) -> dict | Reply:
-    """The request body as a JSON object, or the 400 reply saying why it is not one."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return error_reply(400, f"the request body is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        return error_reply(400, "the request body must be a JSON object")
-    return body
+def _texts(value: object, limit: int) -> list[str]:
+    """`/v1/translate`'s `q`: a string or a non-empty list of at most `limit` strings."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ClientFault(400, "q must be a string or a non-empty list of strings", param="q")
+    if len(texts) > limit:
+        raise ClientFault(400, f"q has {len(texts)} texts; at most {limit} per request", param="q")
+    return texts

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .extract import extract_translation
 from .plan import Plan
 from .prompts import answer_prompt, bridge_close, bridge_prompt
-from .protocol import ClientRequest
+from .wire import ClientRequest
 
 
 @dataclass(frozen=True)

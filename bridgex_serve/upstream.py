@@ -16,11 +16,12 @@ from collections.abc import Iterable
 import aiohttp
 import orjson
 
+from .door import send_reply
 from .errors import redact_url, stream_error_event, upstream_error
 from .limits import DEADLINE
 from .metrics import Metrics
 from .orchestrate import UpstreamError
-from .service import error_reply, send_reply
+from .replies import error_reply
 from .settings import Settings
 
 HOP_HEADERS = {

@@ -4,61 +4,43 @@
 
 
 The index path comes from `BRIDGEX_INDEX` (read when vLLM builds its middleware stack, so a missing or
-corrupt index stops start-up). Requests without a `bridgex` field go to vLLM untouched; bridged ones run
-the same core as the proxy, whose upstream calls here are in-process ASGI calls into the wrapped vLLM app:
+corrupt index stops start-up). Chat and completion requests and the BridgeX routes pass the same door as
+the proxy's (`door.Door`); then requests without a `bridgex` field go to vLLM unchanged, and bridged ones
+run the same core as the proxy, whose upstream calls here are in-process ASGI calls into the wrapped vLLM app:
 no network hop, no second server. Also served: `POST /v1/translate`, `GET /v1/languages` and
 `POST /admin/reload`.
 
 Keys: bridged requests and the BridgeX routes accept a key of BRIDGEX_API_KEYS or one of vLLM's own
 (`--api-key` / VLLM_API_KEY, compared by hash as vLLM does); with no key of either kind they are open,
 except `/admin/*`, which is closed until a key is configured. The in-process calls of an authenticated
-request go to the app inside vLLM's key check. Body size, body read timeout, deadlines, disconnects and
-error shapes follow the same settings as the proxy (`limits`, `errors`).
+request go to the app inside vLLM's key check. Body size, body read timeout, deadlines (including
+`X-BridgeX-Timeout`), disconnects and error shapes are the door's, with the same settings as the proxy;
+the header deadline is given to vLLM's own uvicorn (`connections.guard_uvicorn`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 
 import orjson
 
+from .connections import guard_uvicorn
+from .door import Door, Keys, replay
 from .index import IndexLoadError
-from .limits import (
-    DEADLINE,
-    ClientFault,
-    ClientGone,
-    Gate,
-    cancel_on_disconnect,
-    key_matches,
-    read_body,
-)
+from .limits import DEADLINE, Gate
 from .metrics import Metrics
 from .orchestrate import UpstreamError
-from .service import MARKER, BridgeService, Forward, Reply, bearer, error_reply, fault_reply, send_reply
+from .replies import Forward, Reply
+from .service import BridgeService
 from .settings import Settings
+from .wire import MARKER
 
 log = logging.getLogger("bridgex_serve.vllm")
 GENERATION = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 # Not x-request-id: the calls of one bridged request (or a whole batch) would share it, and vLLM keys its
 # requests by that id.
 FORWARDED_HEADERS = {b"authorization", b"user-agent"}
-
-
-def _replay(body: bytes, receive):
-    """A `receive` that yields `body` once, then defers to the client's (for disconnects)."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _with_length(scope, length: int) -> dict:
@@ -99,12 +81,17 @@ class BridgeXMiddleware:
                 "BRIDGEX_INDEX is not set: name the DuckDB index the BridgeX middleware serves"
             )
         self.settings = settings
-        self.keys = tuple(settings.api_keys)
-        self.vllm_hashes, inner = _vllm_key_check(app)
+        vllm_hashes, inner = _vllm_key_check(app)
         self.inner = inner if inner is not None else app  # where authenticated in-process calls go
         self.service = BridgeService(settings, _metrics())
+        keys = Keys(settings.api_keys, vllm_hashes, admin_needs_a_key=True)
+        self.door = Door(
+            settings, self.service.metrics, keys, "BridgeX middleware", key_after_body=GENERATION
+        )
+        # vLLM's uvicorn, whose connections this process serves: the header deadline from the first byte
+        # a connection may send (`connections.guard_uvicorn`)
+        guard_uvicorn(settings.header_timeout)
         self.gate = Gate(settings.max_upstream, settings.max_queue)  # bridged requests; vLLM queues the rest
-        self._model: str | None = settings.default_model
         log.info(
             "BridgeX middleware: index %s (%d languages)",
             settings.index,
@@ -118,7 +105,10 @@ class BridgeXMiddleware:
         path, method = scope["path"], scope["method"]
         endpoint = GENERATION.get(path)
         if endpoint is not None and method == "POST":
-            handler = self._generation
+
+            async def handler(scope, body, receive, send) -> None:
+                await self._generation(endpoint, body, scope, receive, send)
+
         elif path == "/v1/translate" and method == "POST":
             handler = self._translate
         elif path == "/v1/languages" and method == "GET":
@@ -128,21 +118,7 @@ class BridgeXMiddleware:
         else:
             await self.app(scope, receive, send)
             return
-        await self._guarded(handler, endpoint, scope, receive, send)
-
-    # -- keys ---------------------------------------------------------------------------------------------
-    def accepts(self, scope) -> bool:
-        """A BridgeX key or a vLLM key; anyone when neither is configured (but see `/admin/*`)."""
-        if not self.keys and not self.vllm_hashes:
-            return not scope["path"].startswith("/admin/")
-        given = bearer(scope)
-        if given is None:
-            return False
-        digest = hashlib.sha256(given.encode()).digest()
-        found = key_matches(given, self.keys)
-        for token in self.vllm_hashes:
-            found |= hmac.compare_digest(digest, token)
-        return found
+        await self.door(scope, receive, send, handler)
 
     # -- in-process upstream ------------------------------------------------------------------------------
     def _caller(self, scope):
@@ -198,45 +174,11 @@ class BridgeXMiddleware:
 
         return call
 
-    # -- endpoints ----------------------------------------------------------------------------------------
-    async def _guarded(self, handler, endpoint: str | None, scope, receive, send) -> None:
-        """Keys, body, deadline, disconnects and the error contract around one BridgeX handler."""
-        started = False
-
-        async def tracked(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            if endpoint is None and not self.accepts(scope):
-                message = "invalid or missing API key"
-                if not self.keys and not self.vllm_hashes:
-                    message = "admin routes are closed until BRIDGEX_API_KEYS or vLLM's --api-key is set"
-                raise ClientFault(
-                    401, message, code="invalid_api_key", headers=[("www-authenticate", "Bearer")]
-                )
-            DEADLINE.set(asyncio.get_running_loop().time() + self.settings.request_timeout)
-            body = await read_body(receive, scope, self.settings)
-            if endpoint is not None and MARKER in body and not self.accepts(scope):
-                raise ClientFault(401, "invalid or missing API key", code="invalid_api_key")
-            await cancel_on_disconnect(handler(endpoint, body, scope, receive, tracked), receive)
-        except ClientGone:
-            self.service.metrics.error(499)
-        except ClientFault as exc:
-            if not started:
-                await self._reply(send, fault_reply(exc))
-        except Exception:
-            log.exception("bridgex: %s failed", scope["path"])
-            if not started:
-                await self._reply(
-                    send, error_reply(500, "internal error in the BridgeX middleware", code="internal_error")
-                )
-
+    # -- endpoints (behind the door: keys, deadline, body, disconnects and errors are its) -------------
     async def _generation(self, endpoint: str, body: bytes, scope, receive, send) -> None:
         self.service.metrics.request(endpoint)
         if MARKER not in body:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         async with self.gate.slot():
             result = await self.service.generation(endpoint, body, self._caller(scope))
@@ -249,31 +191,28 @@ class BridgeXMiddleware:
                 await send(message)
 
             await self.inner(  # the client's key was checked above (a BridgeX or a vLLM key)
-                _with_length(scope, len(result.body)), _replay(result.body, receive), send_with_headers
+                _with_length(scope, len(result.body)), replay(result.body, receive), send_with_headers
             )
             return
         await self._reply(send, result)
 
     async def _reply(self, send, reply: Reply) -> None:
-        if reply.status >= 400:
-            self.service.metrics.error(reply.status)
-        await send_reply(send, reply)
+        await self.door.reply(send, reply)
 
-    async def _translate(self, endpoint, body: bytes, scope, receive, send) -> None:
+    async def _translate(self, scope, body: bytes, receive, send) -> None:
         self.service.metrics.request("translate")
         call = self._caller(scope)
-        if self._model is None:
-            try:
-                self._model = (await call("/v1/models", None, "GET"))["data"][0]["id"]
-            except (UpstreamError, KeyError, IndexError, TypeError):
-                self._model = None
+
+        async def models() -> dict:
+            return await call("/v1/models", None, "GET")
+
         async with self.gate.slot():
-            reply = await self.service.translate(body, call, self._model)
+            reply = await self.service.translate(body, call, models)
         await self._reply(send, reply)
 
-    async def _languages(self, endpoint, body: bytes, scope, receive, send) -> None:
+    async def _languages(self, scope, body: bytes, receive, send) -> None:
         self.service.metrics.request("languages")
         await self._reply(send, self.service.languages())
 
-    async def _reload(self, endpoint, body: bytes, scope, receive, send) -> None:
+    async def _reload(self, scope, body: bytes, receive, send) -> None:
         await self._reply(send, await self.service.reload_reply())

@@ -10,12 +10,15 @@ import contextlib
 import json
 import os
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -398,6 +401,59 @@ class ServerThread:
 def running(app, port: int | None = None):
     with ServerThread(app, port) as server:
         yield server
+
+
+@contextlib.contextmanager
+def mounted_middleware(inner, env: dict[str, str] | None = None, *, port: int | None = None):
+    """`BridgeXMiddleware` around the ASGI app `inner`, served by uvicorn as vLLM serves it (uvicorn's own
+    protocol classes, which the middleware guards in place); settings from `env` (BRIDGEX_*), put back with
+    the protocol classes on exit."""
+    from bridgex_serve.connections import unguard_uvicorn
+    from bridgex_serve.vllm_middleware import BridgeXMiddleware
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with running(BridgeXMiddleware(inner), port) as server:
+            yield server
+    finally:
+        unguard_uvicorn()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+GENEROUS = 60.0  # seconds: a ceiling that only a hang reaches, never a timing window
+
+
+def wait_closed(socks: list[socket.socket]) -> dict[socket.socket, bytes]:
+    """Read every socket until the server closes it; what each received (sockets still open after
+    `GENEROUS` seconds are missing)."""
+    received = {s: b"" for s in socks}
+    left = set(socks)
+    ceiling = time.monotonic() + GENEROUS
+    while left and time.monotonic() < ceiling:
+        readable, _, _ = select.select(list(left), [], [], 1.0)
+        for s in readable:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                received[s] += data
+            else:
+                left.discard(s)
+    for s in socks:
+        s.close()
+    return {s: data for s, data in received.items() if s not in left}
+
+
+def with_nesting(body: dict, depth: int) -> bytes:
+    """`body` with a field `extra` holding arrays nested so that the whole body is `depth` levels deep."""
+    levels = depth - 1  # the body itself is level 1
+    return orjson.dumps(body)[:-1] + b',"extra":' + b"[" * levels + b"]" * levels + b"}"
 
 
 @pytest.fixture

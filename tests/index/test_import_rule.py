@@ -81,22 +81,22 @@ def test_loading_the_server_imports_no_torch_and_no_builder(module):
 
 def test_one_word_normaliser_serves_scoring_and_the_copy_rule():
     from bridgex_index.words import copy_key, normalise_word
-    from bridgex_serve import demonstrations, words
+    from bridgex_serve import copies, demonstrations
     from index_builder.evaluation import scoring
     from index_builder.indexing import dictionaries
 
     assert scoring.normalise is normalise_word
-    assert words.normalise_word is normalise_word
+    assert copies.normalise_word is normalise_word
     # one copy rule: the build's dictionaries drop, and the server's demonstrations skip, by the same key
     assert demonstrations.copy_key is copy_key and dictionaries.copy_key is copy_key
     assert copy_key("Curaçao") == copy_key("«curacao»")
-    assert words.is_copy("מַיִם", "«מים»")
+    assert copies.is_copy("מַיִם", "«מים»")
     # NFC after case-folding (the server's copy of the rule used to leave ΐ decomposed)
     assert normalise_word("\u0390") == "\u0390"
 
 
 def test_the_wire_types_do_not_depend_on_the_prompt_logic():
-    """protocol.py imports (at run time) nothing of plans, prompts or steps: wire shapes only."""
-    tree = ast.parse((REPO / "bridgex_serve" / "protocol.py").read_text(encoding="utf-8"))
+    """wire.py imports (at run time) nothing of plans, prompts or steps: wire shapes only."""
+    tree = ast.parse((REPO / "bridgex_serve" / "wire.py").read_text(encoding="utf-8"))
     local = {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level}
     assert local <= {"options"}, local

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_serve_rewrite import LOW, FakeIndex
+from test_serve_core import LOW, FakeIndex
 
 from bridgex_serve import engines
 from bridgex_serve.options import Options
 from bridgex_serve.orchestrate import run_plans
 from bridgex_serve.plan import plan_request
-from bridgex_serve.protocol import ClientRequest
 from bridgex_serve.settings import Settings
+from bridgex_serve.wire import ClientRequest
 
 ONLY = "Reply with the translation only."
 

@@ -1,5 +1,9 @@
-"""The proxy against a fault-injecting upstream: status, shape and timing of every failure, honest stream
-ends, deadlines, and client disconnects cancelling the upstream request."""
+"""The proxy against a fault-injecting upstream: status and shape of every failure, honest stream ends,
+deadlines, and client disconnects cancelling the upstream request.
+
+No timing window: a deadline is shown to be the one that fired by making every other one far away (a
+600 s request deadline when the time to first byte is tested, and so on), and the client waits
+generously; a lower bound (a deadline never fires early) is the only duration asserted."""
 
 from __future__ import annotations
 
@@ -30,12 +34,24 @@ def fault():
         yield upstream
 
 
+GENEROUS = 60.0  # seconds a client waits: reached only when the deadline under test never fires
+
+
 @pytest.fixture
 def proxy(fault, index_path):  # noqa: F811
+    """Short deadlines: 2 s per request, 1 s to the upstream's first byte."""
     settings = Settings(
         index=str(index_path), upstream=fault.url, request_timeout=2.0, ttfb_timeout=1.0, upstream_timeout=5.0
     )
     with running(create_app(settings)) as server:
+        server.fault = fault
+        yield server
+
+
+@pytest.fixture
+def patient(fault, index_path):  # noqa: F811
+    """The default deadlines (600 s per request, 300 s to the first byte): none fires during a test."""
+    with running(create_app(Settings(index=str(index_path), upstream=fault.url))) as server:
         server.fault = fault
         yield server
 
@@ -54,37 +70,43 @@ def chat(model: str, **extra) -> dict:
 
 
 def test_a_dripping_upstream_ends_at_the_total_deadline(proxy):
+    """The drip sends its head at once and a byte every 0.2 s: only the 2 s request deadline can end it."""
     start = time.monotonic()
-    r = httpx.post(proxy.url + "/v1/chat/completions", json=chat("drip"), timeout=10)
-    elapsed = time.monotonic() - start
+    r = httpx.post(proxy.url + "/v1/chat/completions", json=chat("drip"), timeout=GENEROUS)
     assert error_of(r, 504)["code"] == "upstream_timeout"
-    assert 1.8 < elapsed < 3.0
+    assert time.monotonic() - start >= 1.9  # not earlier than the deadline
 
 
-def test_the_deadline_can_be_shortened_per_request(proxy):
-    start = time.monotonic()
+def test_the_deadline_can_be_shortened_per_request(patient):
+    """With a 600 s deadline on the server, a 504 from the dripping upstream can only come from the
+    client's shorter one."""
     r = httpx.post(
-        proxy.url + "/v1/chat/completions",
+        patient.url + "/v1/chat/completions",
         json=chat("drip"),
         headers={"x-bridgex-timeout": "0.5"},
-        timeout=10,
+        timeout=GENEROUS,
     )
-    assert error_of(r, 504) and time.monotonic() - start < 1.5
-    start = time.monotonic()
+    assert error_of(r, 504)
     r = httpx.post(
-        proxy.url + "/v1/chat/completions", json=chat("drip", bridgex=dict(WORD, timeout=0.5)), timeout=10
+        patient.url + "/v1/chat/completions",
+        json=chat("drip", bridgex=dict(WORD, timeout=0.5)),
+        timeout=GENEROUS,
     )
-    assert error_of(r, 504) and time.monotonic() - start < 1.5
-    r = httpx.post(proxy.url + "/v1/chat/completions", json=chat("m"), headers={"x-bridgex-timeout": "x"})
+    assert error_of(r, 504)
+    r = httpx.post(patient.url + "/v1/chat/completions", json=chat("m"), headers={"x-bridgex-timeout": "x"})
     assert error_of(r, 400)
-    r = httpx.post(proxy.url + "/v1/chat/completions", json=chat("m", bridgex=dict(WORD, timeout=-1)))
+    r = httpx.post(patient.url + "/v1/chat/completions", json=chat("m", bridgex=dict(WORD, timeout=-1)))
     assert error_of(r, 400)["param"] == "bridgex.timeout"
 
 
-def test_slow_upstream_headers_hit_the_time_to_first_byte_timeout(proxy):
-    start = time.monotonic()
-    r = httpx.post(proxy.url + "/v1/chat/completions", json=chat("slowheaders"), timeout=10)
-    assert error_of(r, 504) and 0.9 < time.monotonic() - start < 1.8
+def test_slow_upstream_headers_hit_the_time_to_first_byte_timeout(index_path, fault):  # noqa: F811
+    """The upstream sleeps 30 s before its head; the request deadline is 600 s: only the 1 s time to first
+    byte can answer before the client gives up."""
+    settings = Settings(index=str(index_path), upstream=fault.url, ttfb_timeout=1.0)
+    with running(create_app(settings)) as server:
+        start = time.monotonic()
+        r = httpx.post(server.url + "/v1/chat/completions", json=chat("slowheaders"), timeout=20)
+        assert error_of(r, 504) and time.monotonic() - start >= 0.9
 
 
 def test_a_stream_cut_by_the_upstream_ends_with_an_error_event_and_no_done(proxy):
@@ -158,12 +180,13 @@ DISCONNECTS = {
 
 
 @pytest.mark.parametrize("case", sorted(DISCONNECTS))
-def test_a_client_disconnect_cancels_the_upstream_request_within_a_second(proxy, case):
+def test_a_client_disconnect_cancels_the_upstream_request(patient, case):
+    """The upstream holds the request until its client goes away and no deadline fires for minutes: the
+    upstream sees its client go only because the proxy cancelled on the disconnect."""
     path, body = DISCONNECTS[case]
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(proxy.url + path, json=body, timeout=httpx.Timeout(10, read=0.5))
-    left = time.monotonic()
-    while not proxy.fault.gone and time.monotonic() - left < 3:
+        httpx.post(patient.url + path, json=body, timeout=httpx.Timeout(10, read=0.5))
+    ceiling = time.monotonic() + GENEROUS
+    while not patient.fault.gone and time.monotonic() < ceiling:
         time.sleep(0.02)
-    assert proxy.fault.gone, "the upstream request was never cancelled"
-    assert proxy.fault.gone[0][1] - left < 1.0
+    assert patient.fault.gone, "the upstream request was never cancelled"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import httpx
 import jsonschema
@@ -18,8 +17,8 @@ from hypothesis import strategies as st
 from serve_support import ServerThread, running, write_index
 
 from bridgex_serve.app import create_app
+from bridgex_serve.connections import server_config
 from bridgex_serve.openapi import ERROR, REQUESTS, schema
-from bridgex_serve.protocols import server_config
 from bridgex_serve.settings import Settings
 
 FUZZ = settings(
@@ -220,14 +219,13 @@ def test_arbitrary_bytes_and_query_strings(fuzzed, method, path):
 )
 def test_raw_http_bytes_never_hang_and_errors_are_json(fuzzed, data):
     _, port = fuzzed
-    start = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
         out = b""
         try:
             while chunk := sock.recv(65536):
                 out += chunk
-                if b"\r\n\r\n" in out and time.monotonic() - start > 0:
+                if b"\r\n\r\n" in out:
                     head, _, rest = out.partition(b"\r\n\r\n")
                     length = next(
                         (
@@ -240,10 +238,17 @@ def test_raw_http_bytes_never_hang_and_errors_are_json(fuzzed, data):
                     if length is not None and len(rest) >= length:
                         break
         except TimeoutError:
-            pytest.fail(f"no answer and no close within 3 s for {data!r}")
-    assert time.monotonic() - start < 3
+            pytest.fail(f"no answer and no close within 30 s (the header deadline is 0.3 s) for {data!r}")
     if out:
         status = int(out.split(b" ", 2)[1])
         assert status < 500, out[:300]
         if status >= 400:
             assert b"application/json" in out.split(b"\r\n\r\n")[0].lower(), out[:300]
+
+
+def test_the_schema_describes_every_request_option():
+    from bridgex_serve.openapi import OPTIONS
+    from bridgex_serve.options import OPTION_KEYS, TRANSLATE_OPTIONS
+
+    assert set(OPTIONS) == set(OPTION_KEYS)
+    assert set(TRANSLATE_OPTIONS) <= set(REQUESTS[("post", "/v1/translate")]["properties"])

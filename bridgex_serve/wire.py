@@ -20,6 +20,11 @@ from .options import RequestError
 if TYPE_CHECKING:
     from .outcome import Outcome
 
+MARKER = b'"bridgex"'  # a body without these bytes carries no `bridgex` field: relayed as it is
+# Deepest nesting of a JSON body BridgeX parses (the body itself is level 1). Chat bodies need a handful of
+# levels and tool schemas a few dozen; orjson serialises at most 254, so a deeper body could be read but
+# not forwarded again.
+MAX_DEPTH = 128
 # Client sampling parameters copied onto every upstream call of a bridged request.
 SAMPLING_KEYS = (
     "temperature",
@@ -45,6 +50,39 @@ class ClientRequest:
     messages: tuple[dict, ...] = ()  # chat history, the last user turn included
     stream: bool = False
     include_usage: bool = False
+
+
+def json_object(raw: bytes) -> dict:
+    """The request body as a JSON object at most `MAX_DEPTH` levels deep, else a `RequestError` saying why.
+    The one place BridgeX parses a client body."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise RequestError(_too_deep(), code="nesting_too_deep") from None
+        raise RequestError(f"the request body is not valid JSON: {exc}", code=None) from None
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object", code=None)
+    # the depth cannot exceed the number of opening brackets: most bodies skip the walk
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        raise RequestError(_too_deep(), code="nesting_too_deep")
+    return body
+
+
+def _too_deep() -> str:
+    return f"the request body is nested too deep: at most {MAX_DEPTH} levels of objects and arrays"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in `value` nest more than `limit` levels (`value` itself is level 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def client_request(endpoint: str, body: dict) -> tuple[ClientRequest, str]:

@@ -1,5 +1,5 @@
-"""The pure rewrite core (options, plan, prompts, steps, words, outcome) and the async orchestration,
-with an in-memory index and a scripted upstream."""
+"""The pure request core (options, plan, prompts, steps, copies, outcome, the wire's client request) and
+the async orchestration, with an in-memory index and a scripted upstream."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import ClassVar
 
 import pytest
 
-from bridgex_serve import prompts, steps, words
+from bridgex_serve import copies, prompts, steps
 from bridgex_serve.options import Options, RequestError, parse_options
 from bridgex_serve.orchestrate import UpstreamError, run_plans
 from bridgex_serve.plan import Passthrough, Plan, plan_request
-from bridgex_serve.protocol import ClientRequest, client_request
+from bridgex_serve.wire import ClientRequest, client_request
 
 
 class FakeIndex:
@@ -89,7 +89,7 @@ def test_prompt_is_the_bli_chain_ending_in_colon_quote():
 
 def test_the_query_word_is_never_its_own_demonstration():
     p = plan(text="maji", task="word", target="he", shots=2)
-    assert all(d[0] != "maji" for d in p.demos)
+    assert len(p.demos) == 2 and all(d[0] != "maji" for d in p.demos)
 
 
 def test_auto_picks_word_for_one_word_and_translate_for_a_sentence_and_chat_without_target():
@@ -181,7 +181,7 @@ def test_chain_output_is_split_into_bridge_and_answer():
     ],
 )
 def test_copies_are_detected_in_every_script(a, b):
-    assert words.is_copy(a, b) and words.is_copy(b, a)
+    assert copies.is_copy(a, b) and copies.is_copy(b, a)
 
 
 @pytest.mark.parametrize(
@@ -198,15 +198,15 @@ def test_copies_are_detected_in_every_script(a, b):
     ],
 )
 def test_different_words_are_not_copies(a, b):
-    assert not words.is_copy(a, b)
+    assert not copies.is_copy(a, b)
 
 
 def test_copy_reasons_in_order_of_precedence():
-    assert words.copy_reason("kitabu", "Kitabu", "kitabu") == "bridge_is_source"
-    assert words.copy_reason("rafiki", "friend", "Rafiki") == "answer_is_source"
-    assert words.copy_reason("simu", "phone", "Phone.") == "answer_is_bridge"
-    assert words.copy_reason("maji", "water", "מים") is None
-    assert words.copy_reason("maji", None, "") is None
+    assert copies.copy_reason("kitabu", "Kitabu", "kitabu") == "bridge_is_source"
+    assert copies.copy_reason("rafiki", "friend", "Rafiki") == "answer_is_source"
+    assert copies.copy_reason("simu", "phone", "Phone.") == "answer_is_bridge"
+    assert copies.copy_reason("maji", "water", "מים") is None
+    assert copies.copy_reason("maji", None, "") is None
 
 
 def test_client_request_rejects_bodies_it_cannot_bridge():
@@ -350,7 +350,7 @@ def test_upstream_errors_propagate():
 
 def test_rewrite_core_is_pure():
     modules = "bridgex_serve.options, bridgex_serve.plan, bridgex_serve.prompts, bridgex_serve.steps, " + (
-        "bridgex_serve.words, bridgex_serve.outcome, bridgex_serve.protocol, bridgex_serve.orchestrate"
+        "bridgex_serve.copies, bridgex_serve.outcome, bridgex_serve.wire, bridgex_serve.orchestrate"
     )
     code = (
         f"import sys, {modules}; bad = {{'starlette', 'httpx', 'aiohttp', 'duckdb', 'torch'}} & "
