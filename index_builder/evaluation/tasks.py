@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,6 +266,17 @@ def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | N
         return {**options, "route": "direct"}
     options |= {"mode": cfg.mode, "copy_fallback": cfg.copy_fallback}
     return {**options, "route": route} if route else {**options, "bridge": arm}
+
+
+def follow_served_routes(
+    cfg: EvalConfig, tasks: Sequence[PairTask], served: Sequence[WordRequest], answers: Mapping
+) -> None:
+    """For each pair whose `served_request` was answered: the route the server took (`task.served`) and
+    the arms its strategies then need. `served` is empty when the `calibrated` strategy is not asked."""
+    for task, request in zip(tasks if served else [], served, strict=True):
+        if request in answers:
+            task.served, task.served_known = answers[request].bridge, True
+            task.arms = arms_of(task, cfg.strategies)
 
 
 def served_request(cfg: EvalConfig, task: PairTask) -> WordRequest:
