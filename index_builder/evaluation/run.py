@@ -61,9 +61,8 @@ from .tasks import (
     PairTask,
     follow_served_routes,
     make_jobs,
-    plan_tasks,
-    read_index,
-    served_request,
+    plan,
+    served_requests,
 )
 
 UNRANKED = "the index ranks no bridge for the pair: its route is direct (bridgex is scored as direct)"
@@ -86,8 +85,7 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
     base_url(cfg.endpoint)
-    data = read_index(cfg.index, cfg.task)
-    tasks = plan_tasks(cfg, data)
+    data, tasks = plan(cfg)
     if cfg.test_set is not None and cfg.test_dict_dir is not None:
         say(
             f"test set {cfg.test_set['name']} (sha256 {str(cfg.test_set['sha256'])[:12]}…): "
@@ -127,9 +125,7 @@ def count_requests(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     With `calibrated`, one more word per pair asks the server's own route."""
     data, tasks = prepare(cfg, log or (lambda msg: print(msg, file=sys.stderr)))
     client = _client(cfg, data, ResultStore(cfg.index))
-    requests = [r for _key, r in make_jobs(cfg, tasks)]
-    if "calibrated" in cfg.strategies:
-        requests += [served_request(cfg, task) for task in tasks]
+    requests = [r for _key, r in make_jobs(cfg, tasks)] + served_requests(cfg, tasks)
     distinct = list(dict.fromkeys(requests))
     missing = client.cached(distinct, {})
     return len(distinct), len(distinct) - len(missing)
@@ -195,7 +191,7 @@ def _ask(
     from tqdm.auto import tqdm
 
     error: EndpointError | None = None
-    served = [served_request(cfg, task) for task in tasks] if "calibrated" in cfg.strategies else []
+    served = served_requests(cfg, tasks)
     with contextlib.ExitStack() as server:
         missing = client.cached(served, got)
         url = server.enter_context(_server(cfg, say)) if missing else ""
