@@ -115,6 +115,14 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
+    lines = _report(rows)
+    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def _report(rows: list[dict]) -> list[str]:
+    """The Markdown table: P@1 per pair and prompt style, chat minus completion with its interval."""
     keys = ("completion", "chat", "chat_raw", "completion_en", "chat_en")
     lines = ["| pair | n | " + " | ".join(keys) + " | chat − completion (95% CI) |", "|---" * 8 + "|"]
     total = {k: [] for k in keys}
@@ -132,9 +140,7 @@ def main() -> int:
     lines.append(f"\nVia English, chat − completion: {d2:+.1f} [{lo2:+.1f}, {hi2:+.1f}] points.")
     preamble = sum(a["chat_raw"].strip() != a["chat"] for r in rows for a in r["answers"])
     lines.append(f"Chat answers changed by extract_translation: {preamble} of {len(total['chat'])}.")
-    (args.out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

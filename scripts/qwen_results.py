@@ -36,7 +36,7 @@ def run(cmd: list[str], log: Path) -> None:
         raise SystemExit(done.returncode)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "qwen")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "bridgex")
@@ -47,7 +47,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=40, help="held-out test words per pair")
     parser.add_argument("--calibration-limit", type=int, default=20, help="calibration words per pair")
     parser.add_argument("--skip-calibrate", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
 
     sys.path.insert(0, str(REPO))
     from bridgex_serve.launch import VllmServer

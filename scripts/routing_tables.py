@@ -1,7 +1,8 @@
 """Tables of docs/results/gemma-3-270m-routing.md, read from the index after `calibrate` and `eval` ran.
 
 No upstream call: every answer comes from the index's `eval_answers` cache (asserted), through the public
-evaluation API (`prepare`, `served_request`, `make_jobs`, and the client's cache lookup).
+evaluation API (`prepare`, `served_request`, `follow_served_routes`, `make_jobs`, and the client's cache
+lookup).
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from index_builder.evaluation import scoring
 from index_builder.evaluation.client import AnswerCache, TranslateClient
 from index_builder.evaluation.config import EvalConfig
 from index_builder.evaluation.run import index_identity, prepare
-from index_builder.evaluation.tasks import arms_of, make_jobs, served_request
+from index_builder.evaluation.tasks import follow_served_routes, make_jobs, served_request
 
 INDEX = Path("artifacts/gemma-3-270m.duckdb")
 PAIRS_ARG = "sw-he,id-ja,sw-ja,he-ar,fi-hu,ar-sw,hu-id,ja-fi,he-de,sw-fr,fi-es,id-zh"
@@ -102,9 +103,7 @@ def _cached_answers(cfg: EvalConfig) -> tuple[list, dict]:
     got: dict = {}
     served = [served_request(cfg, task) for task in tasks]
     assert not client.cached(served, got), MISSING
-    for task, request in zip(tasks, served, strict=True):
-        task.served, task.served_known = got[request].bridge, True
-        task.arms = arms_of(task, cfg.strategies)
+    follow_served_routes(cfg, tasks, served, got)
     jobs = make_jobs(cfg, tasks)
     assert not client.cached([r for _k, r in jobs], got), MISSING
     return tasks, {key: got[request] for key, request in jobs}

@@ -67,105 +67,112 @@ def _band(_ctx, _param, value: str) -> tuple[float, float]:
     return lo, hi
 
 
+# The options `eval` and `calibrate` share, in three groups (written once, as datasette's publish commands
+# share theirs): where the answers come from, the test set, how the server is asked.
+_ENDPOINT_OPTIONS = [
+    click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file."),
+    click.option(
+        "--endpoint",
+        required=True,
+        help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1: a BridgeX server (proxy, or vLLM "
+        "with the middleware) is asked directly; in front of any other one a bridgex-serve child runs.",
+    ),
+    click.option("--model", required=True, help="Model name the endpoint serves (the request's `model`)."),
+]
+_TEST_SET_OPTIONS = [
+    click.option(
+        "--dictionaries",
+        "dict_source",
+        type=click.Choice(["cldr"]),
+        help="The index's CLDR dictionaries.",
+    ),
+    click.option(
+        "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
+    ),
+    click.option(
+        "--test-dict-dir",
+        type=click.Path(),  # a str: `shipped` is a keyword, `./shipped` a directory
+        help="Word test set instead of the index's held-out split: MUSE dictionaries "
+        "DIR/<src>-<trg>.txt not used in the build, or `shipped` (the Django word set installed with "
+        "BridgeX); entries with a probe word of the index are dropped.",
+    ),
+    click.option(
+        "--task",
+        default="word",
+        show_default=True,
+        type=click.Choice(["word", "translate"]),
+        help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate, "
+        "task translate: the proxy's sentence path).",
+    ),
+    click.option(
+        "--test-dir",
+        type=click.Path(path_type=Path),
+        help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with "
+        "dev/ or devtest/); default: the shipped sentence set.",
+    ),
+]
+_ASKING_OPTIONS = [
+    click.option(
+        "--mode",
+        default="chain",
+        show_default=True,
+        type=click.Choice(["chain", "two-step"]),
+        help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
+    ),
+    click.option(
+        "--shots",
+        default=3,
+        show_default=True,
+        type=int,
+        help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
+    ),
+    click.option(
+        "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
+    ),
+    click.option(
+        "--prompt-style",
+        default="auto",
+        show_default=True,
+        type=click.Choice(["auto", "completion", "chat"]),
+        help="As the server: words and sentences asked as few-shot completion lines or through the chat "
+        "template; auto: what bridgex-serve picks for the family of the index's model.",
+    ),
+    click.option(
+        "--copy-fallback/--no-copy-fallback",
+        default=True,
+        show_default=True,
+        help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
+    ),
+    click.option(
+        "--concurrency",
+        default=32,
+        show_default=True,
+        type=int,
+        help="At most this many requests (of up to 32 texts) in flight at once; the client starts with "
+        "one and sends more only while answers come back within a quarter of --timeout.",
+    ),
+    click.option(
+        "--timeout",
+        default=300.0,
+        show_default=True,
+        type=float,
+        help="Seconds per request, counted from when it is sent (requests wait in the client, not in the "
+        "server's queue).",
+    ),
+    click.option(
+        "--api-key",
+        envvar="OPENAI_API_KEY",
+        help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
+    ),
+    click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes."),
+]
+
+
 def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[[Callable], Callable]:
-    """The options `eval` and `calibrate` share (written once, as datasette's publish commands share
-    theirs): the index, the endpoint and model, the pairs, the dictionaries, how the server is asked."""
-    options = [
-        click.option("--index", required=True, type=click.Path(path_type=Path), help="The index file."),
-        click.option(
-            "--endpoint",
-            required=True,
-            help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1: a BridgeX server (proxy, or vLLM "
-            "with the middleware) is asked directly; in front of any other one a bridgex-serve child runs.",
-        ),
-        click.option(
-            "--model", required=True, help="Model name the endpoint serves (the request's `model`)."
-        ),
-        click.option("--pairs", required=pairs_required, help=pairs_help),
-        click.option(
-            "--dictionaries",
-            "dict_source",
-            type=click.Choice(["cldr"]),
-            help="The index's CLDR dictionaries.",
-        ),
-        click.option(
-            "--dict-dir", type=click.Path(path_type=Path), help="The MUSE directory the index was built from."
-        ),
-        click.option(
-            "--test-dict-dir",
-            type=click.Path(),  # a str: `shipped` is a keyword, `./shipped` a directory
-            help="Word test set instead of the index's held-out split: MUSE dictionaries "
-            "DIR/<src>-<trg>.txt not used in the build, or `shipped` (the Django word set installed with "
-            "BridgeX); entries with a probe word of the index are dropped.",
-        ),
-        click.option(
-            "--task",
-            default="word",
-            show_default=True,
-            type=click.Choice(["word", "translate"]),
-            help="word: P@1 on dictionary words; translate: chrF++/BLEU on sentences (/v1/translate, "
-            "task translate: the proxy's sentence path).",
-        ),
-        click.option(
-            "--test-dir",
-            type=click.Path(path_type=Path),
-            help="--task translate: a parallel set DIR/<lang>.txt (line-aligned) or FLORES-200 (DIR with "
-            "dev/ or devtest/); default: the shipped sentence set.",
-        ),
-        click.option(
-            "--mode",
-            default="chain",
-            show_default=True,
-            type=click.Choice(["chain", "two-step"]),
-            help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
-        ),
-        click.option(
-            "--shots",
-            default=3,
-            show_default=True,
-            type=int,
-            help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
-        ),
-        click.option(
-            "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
-        ),
-        click.option(
-            "--prompt-style",
-            default="auto",
-            show_default=True,
-            type=click.Choice(["auto", "completion", "chat"]),
-            help="As the server: words and sentences asked as few-shot completion lines or through the chat "
-            "template; auto: what bridgex-serve picks for the family of the index's model.",
-        ),
-        click.option(
-            "--copy-fallback/--no-copy-fallback",
-            default=True,
-            show_default=True,
-            help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
-        ),
-        click.option(
-            "--concurrency",
-            default=32,
-            show_default=True,
-            type=int,
-            help="At most this many requests (of up to 32 texts) in flight at once; the client starts with "
-            "one and sends more only while answers come back within a quarter of --timeout.",
-        ),
-        click.option(
-            "--timeout",
-            default=300.0,
-            show_default=True,
-            type=float,
-            help="Seconds per request, counted from when it is sent (requests wait in the client, not in the "
-            "server's queue).",
-        ),
-        click.option(
-            "--api-key",
-            envvar="OPENAI_API_KEY",
-            help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
-        ),
-        click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes."),
-    ]
+    """The options `eval` and `calibrate` share: the index, the endpoint and model, the pairs (`pairs_help`
+    says what the command takes), the test set, how the server is asked."""
+    pairs = click.option("--pairs", required=pairs_required, help=pairs_help)
+    options = [*_ENDPOINT_OPTIONS, pairs, *_TEST_SET_OPTIONS, *_ASKING_OPTIONS]
 
     def decorate(fn: Callable) -> Callable:
         for option in reversed(options):

@@ -289,7 +289,6 @@ class TranslateClient:
         self.timeout = timeout
         self.concurrency = concurrency  # the most batches in flight at once (`Window.ceiling`)
         self.calls = 0
-        self.peak_in_flight = 0  # the most batches that were in flight at once in any `fetch`
 
     def key(self, request: WordRequest) -> str:
         return request_key(self.record(request))
@@ -358,7 +357,6 @@ class TranslateClient:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        self.peak_in_flight = max(self.peak_in_flight, window.peak)
 
     async def _post(
         self, client, window: Window, batch: list[WordRequest], attempts: int = 3

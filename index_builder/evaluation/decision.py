@@ -188,20 +188,11 @@ def paired_difference_interval(
 # ------------------------------------------------------------------------------------------- the rule
 
 
-def decide(
-    direct: Mapping[str, bool],
-    bridges: Mapping[str, Mapping[str, bool]],
-    *,
-    alpha: float = ALPHA,
-    confidence: float = CONFIDENCE,
-) -> RouteDecision:
-    """Choose direct or a bridge from per-word hits (`word -> right?`) on the same held-out words.
-
-    Every candidate must have an outcome for exactly the words `direct` has (a paired design); raises
-    ValueError otherwise, or when there are no words.
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+def paired_tables(
+    direct: Mapping[str, bool], bridges: Mapping[str, Mapping[str, bool]]
+) -> dict[str, tuple[int, int, int, int]]:
+    """Per bridge (sorted): the paired 2×2 table over the words (both right, bridge only, direct only,
+    neither). Raises ValueError without words or when a bridge was measured on other words than direct."""
     words = list(direct)
     n = len(words)
     if n == 0:
@@ -218,6 +209,26 @@ def decide(
         bridge_only = sum(1 for w in words if hits[w] and not direct[w])
         direct_only = sum(1 for w in words if direct[w] and not hits[w])
         tables[bridge] = (both, bridge_only, direct_only, n - both - bridge_only - direct_only)
+    return tables
+
+
+def decide(
+    direct: Mapping[str, bool],
+    bridges: Mapping[str, Mapping[str, bool]],
+    *,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+) -> RouteDecision:
+    """Choose direct or a bridge from per-word hits (`word -> right?`) on the same held-out words.
+
+    Every candidate must have an outcome for exactly the words `direct` has (a paired design); raises
+    ValueError otherwise, or when there are no words.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    words = list(direct)
+    n = len(words)
+    tables = paired_tables(direct, bridges)
     raw = [mcnemar_exact_one_sided(t[1], t[2]) for t in tables.values()]
     adjusted = holm(raw)
     comparisons = tuple(

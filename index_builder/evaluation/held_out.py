@@ -1,19 +1,26 @@
-"""The test words: the index's held-out split, checked against the dictionaries the user names, minus any
-probe word, in a stable order (what `--limit` takes a prefix of), with every gold translation."""
+"""The test items of a run, per pair: the index's held-out words (checked against the dictionaries the user
+names), a word test set's entries (`--test-dict-dir`) or a sentence set's lines (`--task translate`);
+minus any probe word, in a stable order (what `--limit` takes a prefix of), with every gold translation,
+and the salted halves `calibrate` and `eval --words` take."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..indexing.dictionaries import cldr_dictionaries, held_out_words, load_muse_dir, split_entries
 from . import scoring
 from .client import (
     EvaluationError,
 )
-from .config import WORD_SETS, Pair
+from .config import DEFAULT_TEST_FRACTION, WORD_SETS, EvalConfig, Pair
+
+if TYPE_CHECKING:
+    from .tasks import IndexData
 
 
 @dataclass(frozen=True)
@@ -120,3 +127,105 @@ def recompute_entries(dictionaries: str, langs: Sequence[str], test_fraction: fl
         for split, entries in (("probe", probe), ("test", test)):
             rows += [(a, b, e.source_word, e.target_word, e.concept, e.category, split) for e in entries]
     return rows
+
+
+TestEntries = dict[Pair, tuple[list[tuple[str, str]], dict[str, str | None]]]
+
+
+def pair_test_items(
+    cfg: EvalConfig, data: IndexData, known: list[str], probe_words: dict[str, set[str]]
+) -> TestEntries:
+    """Per pair: (source item, reference) entries and their categories, from the run's test set: a sentence
+    set (`--task translate`), a word test set (`--test-dict-dir`, its probe words dropped) or the index's
+    held-out split. May fill in `cfg.pairs` and `cfg.test_set`."""
+    if cfg.task == "translate":
+        return _sentence_entries(cfg)
+    if cfg.test_dict_dir is not None:
+        return _test_dict_entries(cfg, known, probe_words)
+    return _held_out_entries(cfg, data, known)
+
+
+def _held_out_entries(cfg: EvalConfig, data: IndexData, known: list[str]) -> TestEntries:
+    """Per pair: the index's held-out (source word, target word) entries and their categories, checked
+    against the same split recomputed from the dictionaries the user names."""
+    params = json.loads(data.provenance.get("parameters") or "{}")
+    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
+    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        index_test = oriented_entries(data.entries, (s, t), "test")
+        if not index_test:
+            raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
+        differs = split_disagreement(set(index_test), set(oriented_entries(recomputed, (s, t), "test")))
+        if differs:
+            source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
+            raise EvaluationError(
+                f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
+                "give the dictionaries the index was built from"
+            )
+        out[(s, t)] = index_test, entry_categories(data.entries, (s, t))
+    return out
+
+
+def _test_dict_entries(cfg: EvalConfig, known: list[str], probe_words: dict[str, set[str]]) -> TestEntries:
+    """Per pair: the entries of a MUSE test directory (`--test-dict-dir`), minus every entry with a probe
+    word of the index on either side (demonstrations come from the probe split, so no demonstration word is
+    a test word). Fills in `cfg.pairs` (from the file names when none were given) and `cfg.test_set`."""
+    from .testsets import TestSetError, read_muse_test_dir
+
+    try:
+        test_set = read_muse_test_dir(cfg.test_dict_dir or "", known, cfg.pairs or None)
+    except TestSetError as err:
+        raise EvaluationError(f"--test-dict-dir: {err}") from None
+    probes = [f"{lang}:{w}" for lang, words in probe_words.items() for w in words]
+    overlap = test_set.overlap(probes)
+    kept = test_set.without(overlap)
+    cfg.pairs = test_set.pairs
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        d = kept.dictionaries.get((s, t))
+        if d is None:
+            where = test_set.path / f"{s}-{t}.txt"
+            raise EvaluationError(f"--test-dict-dir: {where}: every entry has a probe word of the index")
+        out[(s, t)] = [(e.source_word, e.target_word) for e in d.entries], {}
+    cfg.test_set = {**kept.provenance(), "probe_words_dropped": len(overlap)}
+    return out
+
+
+def read_sentence_set(cfg: EvalConfig, languages: Sequence[str]):
+    """The parallel set of a translate evaluation: `--test-dir` (line-aligned `<lang>.txt`, or FLORES-200
+    with `dev/` or `devtest/`), else the shipped set; a TestSetError becomes an EvaluationError."""
+    from .testsets import TestSetError, read_flores, read_parallel_dir, shipped_sentences
+
+    try:
+        if cfg.test_dir is None:
+            return shipped_sentences(languages)
+        directory = Path(cfg.test_dir)
+        flores = directory.name in ("dev", "devtest") or any(
+            (directory / s).is_dir() for s in ("dev", "devtest")
+        )
+        if flores:
+            split = directory.name if directory.name in ("dev", "devtest") else "devtest"
+            return read_flores(directory, languages, split)
+        return read_parallel_dir(directory, languages)
+    except TestSetError as err:
+        raise EvaluationError(f"{'--test-dir' if cfg.test_dir else 'shipped sentence set'}: {err}") from None
+
+
+def _sentence_entries(cfg: EvalConfig) -> TestEntries:
+    """Per pair: (source sentence, reference) of the lines both languages have; fills in `cfg.test_set`."""
+    from .testsets import TestSetError
+
+    languages = sorted({code for pair in cfg.pairs for code in pair})
+    sentences = read_sentence_set(cfg, languages)
+    out: TestEntries = {}
+    for s, t in cfg.pairs:
+        try:
+            pairs = sentences.pair(s, t)
+        except TestSetError as err:
+            raise EvaluationError(f"--pairs {s}-{t}: {err}") from None
+        if not pairs:
+            raise EvaluationError(f"--pairs {s}-{t}: {sentences.name} has no line in both languages")
+        out[(s, t)] = [(p.source, p.target) for p in pairs], {}
+    cfg.test_set = sentences.provenance()
+    return out

@@ -19,8 +19,8 @@ from .tasks import PairTask
 
 
 @dataclass
-class Cell:
-    """One row of `evaluations`: a (pair, strategy, bridge) cell over the pair's test words."""
+class CellHead:
+    """What names a row of `evaluations`: the (pair, strategy, bridge) cell and how many items it scored."""
 
     source: str
     target: str
@@ -28,6 +28,12 @@ class Cell:
     bridge: str | None
     probability: float | None
     n: int
+
+
+@dataclass
+class Cell(CellHead):
+    """One row of `evaluations`: a (pair, strategy, bridge) cell over the pair's test words."""
+
     hits: int
     copies: int
     calls: int

@@ -55,7 +55,15 @@ from .client import (
 )
 from .config import MAX_SHOTS, MODES, TASKS, WORD_SETS, EvalConfig
 from .results import RunResult, build_cells, summarise, write_results
-from .tasks import IndexData, Job, PairTask, arms_of, make_jobs, plan_tasks, read_index, served_request
+from .tasks import (
+    IndexData,
+    Job,
+    PairTask,
+    follow_served_routes,
+    make_jobs,
+    plan,
+    served_requests,
+)
 
 UNRANKED = "the index ranks no bridge for the pair: its route is direct (bridgex is scored as direct)"
 
@@ -77,8 +85,7 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
     if cfg.concurrency < 1:
         raise EvaluationError(f"--concurrency must be at least 1, got {cfg.concurrency}")
     base_url(cfg.endpoint)
-    data = read_index(cfg.index, cfg.task)
-    tasks = plan_tasks(cfg, data)
+    data, tasks = plan(cfg)
     if cfg.test_set is not None and cfg.test_dict_dir is not None:
         say(
             f"test set {cfg.test_set['name']} (sha256 {str(cfg.test_set['sha256'])[:12]}…): "
@@ -118,9 +125,7 @@ def count_requests(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
     With `calibrated`, one more word per pair asks the server's own route."""
     data, tasks = prepare(cfg, log or (lambda msg: print(msg, file=sys.stderr)))
     client = _client(cfg, data, ResultStore(cfg.index))
-    requests = [r for _key, r in make_jobs(cfg, tasks)]
-    if "calibrated" in cfg.strategies:
-        requests += [served_request(cfg, task) for task in tasks]
+    requests = [r for _key, r in make_jobs(cfg, tasks)] + served_requests(cfg, tasks)
     distinct = list(dict.fromkeys(requests))
     missing = client.cached(distinct, {})
     return len(distinct), len(distinct) - len(missing)
@@ -130,8 +135,6 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     """Run the whole evaluation through a BridgeX server, write `evaluations` (complete cells) and return
     the result. Raises EvaluationError for bad input before any call, and EndpointError (after saving the
     cache and the complete cells) when the endpoint fails."""
-    from tqdm.auto import tqdm
-
     say = log or (lambda msg: print(msg, file=sys.stderr))
     data, tasks = prepare(cfg, say)
     store = ResultStore(cfg.index)
@@ -139,45 +142,12 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     created = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     got: dict[WordRequest, WordAnswer] = {}
-    served = [served_request(cfg, task) for task in tasks] if "calibrated" in cfg.strategies else []
-    error: EndpointError | None = None
-    jobs: list[Job] = []
     try:
-        with contextlib.ExitStack() as server:
-            missing = client.cached(served, got)
-            url = server.enter_context(_server(cfg, say)) if missing else ""
-            try:
-                asyncio.run(client.fetch(url, missing, got))
-            except EndpointError as err:
-                error = err
-            for task, request in zip(tasks if served else [], served, strict=True):
-                if request in got:
-                    task.served, task.served_known = got[request].bridge, True
-                    task.arms = arms_of(task, cfg.strategies)
-            jobs = make_jobs(cfg, tasks)
-            missing = client.cached([r for _key, r in jobs], got)
-            if missing and error is None:
-                url = url or server.enter_context(_server(cfg, say))
-                bar = tqdm(total=len(missing), desc="eval", unit="word", disable=quiet, file=sys.stderr)
-                try:
-                    asyncio.run(client.fetch(url, missing, got, bar.update))
-                except EndpointError as err:
-                    error = err
-                finally:
-                    bar.close()
+        jobs, error = _ask(cfg, tasks, client, got, say, quiet)
     finally:
         client.cache.flush()  # also on Ctrl-C: what was answered stays answered
     answers = {key: got[request] for key, request in jobs if request in got}
-    for task in tasks:
-        shots = [a.shots for (pair, _i, _arm), a in answers.items() if pair == task.pair]
-        task.shots = min(shots) if shots else 0
-    if cfg.task == "translate":
-        from .sentence_results import sentence_cells
-
-        cells, sentences = [], sentence_cells(tasks, cfg.strategies, answers)
-    else:
-        cells, sentences = build_cells(tasks, cfg.strategies, answers), []
-    summaries = summarise(tasks, cells)
+    cells, sentences, summaries = _score(cfg, tasks, answers)
     result = RunResult(
         run_id=uuid.uuid4().hex[:12],
         created_at=created,
@@ -199,12 +169,64 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
         # batches already wait in the client until the server keeps up (client.Window): one batch of 32
         # texts took longer than --timeout even so
         hint = "; it timed out: raise --timeout" if error.timed_out else ""
+        cells = len(result.cells) + len(result.sentence_cells)
         raise EndpointError(
-            f"{error} ({len(answers)} of {len(jobs)} answers done and cached, "
-            f"{len(cells) + len(sentences)} complete cells written; run the same command again to resume"
-            f"{hint})"
+            f"{error} ({len(answers)} of {len(jobs)} answers done and cached, {cells} complete cells "
+            f"written; run the same command again to resume{hint})"
         )
     return result
+
+
+def _ask(
+    cfg: EvalConfig,
+    tasks: list[PairTask],
+    client: TranslateClient,
+    got: dict[WordRequest, WordAnswer],
+    say: Callable[[str], None],
+    quiet: bool,
+) -> tuple[list[Job], EndpointError | None]:
+    """Put every answer the run needs into `got`, from the cache or the server (started only when something
+    is missing): first each pair's own route (`calibrated`), then every (word, arm) job. Returns the jobs
+    and the endpoint's error, if any (what came back before it is in `got`)."""
+    from tqdm.auto import tqdm
+
+    error: EndpointError | None = None
+    served = served_requests(cfg, tasks)
+    with contextlib.ExitStack() as server:
+        missing = client.cached(served, got)
+        url = server.enter_context(_server(cfg, say)) if missing else ""
+        try:
+            asyncio.run(client.fetch(url, missing, got))
+        except EndpointError as err:
+            error = err
+        follow_served_routes(cfg, tasks, served, got)
+        jobs = make_jobs(cfg, tasks)
+        missing = client.cached([r for _key, r in jobs], got)
+        if missing and error is None:
+            url = url or server.enter_context(_server(cfg, say))
+            bar = tqdm(total=len(missing), desc="eval", unit="word", disable=quiet, file=sys.stderr)
+            try:
+                asyncio.run(client.fetch(url, missing, got, bar.update))
+            except EndpointError as err:
+                error = err
+            finally:
+                bar.close()
+    return jobs, error
+
+
+def _score(cfg: EvalConfig, tasks: list[PairTask], answers: dict) -> tuple[list, list, list]:
+    """(word cells, sentence cells, pair summaries) of what was answered: word P@1, or sentence chrF++ with
+    `--task translate`; each task learns the demonstrations its prompts had."""
+    for task in tasks:
+        shots = [a.shots for (pair, _i, _arm), a in answers.items() if pair == task.pair]
+        task.shots = min(shots) if shots else 0
+    if cfg.task == "translate":
+        from .sentence_results import sentence_cells
+
+        cells, sentences = [], sentence_cells(tasks, cfg.strategies, answers)
+    else:
+        cells, sentences = build_cells(tasks, cfg.strategies, answers), []
+    return cells, sentences, summarise(tasks, cells)
 
 
 def _server(cfg: EvalConfig, say: Callable[[str], None]):

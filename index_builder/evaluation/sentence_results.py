@@ -13,19 +13,14 @@ from bridgex_index.words import normalise_word
 from . import sentence_scoring
 from .client import WordAnswer
 from .config import Pair
+from .results import CellHead
 from .tasks import PairTask
 
 
 @dataclass
-class SentenceCell:
+class SentenceCell(CellHead):
     """One (pair, strategy, bridge) cell over the pair's sentences; `vs_direct` is empty for direct."""
 
-    source: str
-    target: str
-    strategy: str
-    bridge: str | None
-    probability: float | None
-    n: int
     scores: dict[str, float]  # metric (chrf++, bleu) → corpus score
     vs_direct: dict[str, sentence_scoring.Comparison]
     diagnostics: sentence_scoring.Diagnostics

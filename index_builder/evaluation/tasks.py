@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,15 +12,8 @@ from .client import (
     WordRequest,
     word_request,
 )
-from .config import DEFAULT_TEST_FRACTION, EvalConfig, Pair
-from .held_out import (
-    HeldOutWord,
-    entry_categories,
-    oriented_entries,
-    recompute_entries,
-    select_test_words,
-    split_disagreement,
-)
+from .config import EvalConfig, Pair
+from .held_out import HeldOutWord, pair_test_items, select_test_words
 
 
 @dataclass(frozen=True)
@@ -109,6 +101,12 @@ def read_index(path: Path, task: str = "word") -> IndexData:
         con.close()
 
 
+def plan(cfg: EvalConfig) -> tuple[IndexData, list[PairTask]]:
+    """The index's data for the run's task and every pair's task (no network)."""
+    data = read_index(cfg.index, cfg.task)
+    return data, plan_tasks(cfg, data)
+
+
 def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
     """Validate the pairs against the index and build every pair's task (no network)."""
     known = sorted(data.names)
@@ -125,13 +123,9 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
         if split == "probe":
             probe_words.setdefault(a, set()).add(wa)
             probe_words.setdefault(b, set()).add(wb)
+    test_entries = pair_test_items(cfg, data, known, probe_words)
     if cfg.task == "translate":
-        test_entries = _sentence_entries(cfg)
         probe_words = {}  # a sentence is never a demonstration word
-    elif cfg.test_dict_dir is not None:
-        test_entries = _test_dict_entries(cfg, known, probe_words)
-    else:
-        test_entries = _held_out_entries(cfg, data, known)
 
     tasks = []
     for s, t in cfg.pairs:
@@ -146,95 +140,6 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
         task.arms = arms_of(task, cfg.strategies)
         tasks.append(task)
     return tasks
-
-
-TestEntries = dict[Pair, tuple[list[tuple[str, str]], dict[str, str | None]]]
-
-
-def _held_out_entries(cfg: EvalConfig, data: IndexData, known: list[str]) -> TestEntries:
-    """Per pair: the index's held-out (source word, target word) entries and their categories, checked
-    against the same split recomputed from the dictionaries the user names."""
-    params = json.loads(data.provenance.get("parameters") or "{}")
-    test_fraction = float(params.get("test_fraction", DEFAULT_TEST_FRACTION))
-    recomputed = recompute_entries(cfg.dictionaries, known, test_fraction)
-    out: TestEntries = {}
-    for s, t in cfg.pairs:
-        index_test = oriented_entries(data.entries, (s, t), "test")
-        if not index_test:
-            raise EvaluationError(f"--pairs {s}-{t}: the index has no held-out test words for this pair")
-        differs = split_disagreement(set(index_test), set(oriented_entries(recomputed, (s, t), "test")))
-        if differs:
-            source = "--dictionaries cldr" if cfg.dictionaries == "cldr" else f"--dict-dir {cfg.dictionaries}"
-            raise EvaluationError(
-                f"--pairs {s}-{t}: the index's held-out split does not match {source} ({differs}); "
-                "give the dictionaries the index was built from"
-            )
-        out[(s, t)] = index_test, entry_categories(data.entries, (s, t))
-    return out
-
-
-def _test_dict_entries(cfg: EvalConfig, known: list[str], probe_words: dict[str, set[str]]) -> TestEntries:
-    """Per pair: the entries of a MUSE test directory (`--test-dict-dir`), minus every entry with a probe
-    word of the index on either side (demonstrations come from the probe split, so no demonstration word is
-    a test word). Fills in `cfg.pairs` (from the file names when none were given) and `cfg.test_set`."""
-    from .testsets import TestSetError, read_muse_test_dir
-
-    try:
-        test_set = read_muse_test_dir(cfg.test_dict_dir or "", known, cfg.pairs or None)
-    except TestSetError as err:
-        raise EvaluationError(f"--test-dict-dir: {err}") from None
-    probes = [f"{lang}:{w}" for lang, words in probe_words.items() for w in words]
-    overlap = test_set.overlap(probes)
-    kept = test_set.without(overlap)
-    cfg.pairs = test_set.pairs
-    out: TestEntries = {}
-    for s, t in cfg.pairs:
-        d = kept.dictionaries.get((s, t))
-        if d is None:
-            where = test_set.path / f"{s}-{t}.txt"
-            raise EvaluationError(f"--test-dict-dir: {where}: every entry has a probe word of the index")
-        out[(s, t)] = [(e.source_word, e.target_word) for e in d.entries], {}
-    cfg.test_set = {**kept.provenance(), "probe_words_dropped": len(overlap)}
-    return out
-
-
-def read_sentence_set(cfg: EvalConfig, languages: Sequence[str]):
-    """The parallel set of a translate evaluation: `--test-dir` (line-aligned `<lang>.txt`, or FLORES-200
-    with `dev/` or `devtest/`), else the shipped set; a TestSetError becomes an EvaluationError."""
-    from .testsets import TestSetError, read_flores, read_parallel_dir, shipped_sentences
-
-    try:
-        if cfg.test_dir is None:
-            return shipped_sentences(languages)
-        directory = Path(cfg.test_dir)
-        flores = directory.name in ("dev", "devtest") or any(
-            (directory / s).is_dir() for s in ("dev", "devtest")
-        )
-        if flores:
-            split = directory.name if directory.name in ("dev", "devtest") else "devtest"
-            return read_flores(directory, languages, split)
-        return read_parallel_dir(directory, languages)
-    except TestSetError as err:
-        raise EvaluationError(f"{'--test-dir' if cfg.test_dir else 'shipped sentence set'}: {err}") from None
-
-
-def _sentence_entries(cfg: EvalConfig) -> TestEntries:
-    """Per pair: (source sentence, reference) of the lines both languages have; fills in `cfg.test_set`."""
-    from .testsets import TestSetError
-
-    languages = sorted({code for pair in cfg.pairs for code in pair})
-    sentences = read_sentence_set(cfg, languages)
-    out: TestEntries = {}
-    for s, t in cfg.pairs:
-        try:
-            pairs = sentences.pair(s, t)
-        except TestSetError as err:
-            raise EvaluationError(f"--pairs {s}-{t}: {err}") from None
-        if not pairs:
-            raise EvaluationError(f"--pairs {s}-{t}: {sentences.name} has no line in both languages")
-        out[(s, t)] = [(p.source, p.target) for p in pairs], {}
-    cfg.test_set = sentences.provenance()
-    return out
 
 
 def arms_of(task: PairTask, strategies: Sequence[str]) -> list[str | None]:
@@ -266,6 +171,22 @@ def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | N
         return {**options, "route": "direct"}
     options |= {"mode": cfg.mode, "copy_fallback": cfg.copy_fallback}
     return {**options, "route": route} if route else {**options, "bridge": arm}
+
+
+def follow_served_routes(
+    cfg: EvalConfig, tasks: Sequence[PairTask], served: Sequence[WordRequest], answers: Mapping
+) -> None:
+    """For each pair whose `served_request` was answered: the route the server took (`task.served`) and
+    the arms its strategies then need. `served` is empty when the `calibrated` strategy is not asked."""
+    for task, request in zip(tasks if served else [], served, strict=True):
+        if request in answers:
+            task.served, task.served_known = answers[request].bridge, True
+            task.arms = arms_of(task, cfg.strategies)
+
+
+def served_requests(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[WordRequest]:
+    """Each pair's `served_request` when the `calibrated` strategy is asked (else none)."""
+    return [served_request(cfg, task) for task in tasks] if "calibrated" in cfg.strategies else []
 
 
 def served_request(cfg: EvalConfig, task: PairTask) -> WordRequest:

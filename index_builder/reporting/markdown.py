@@ -219,6 +219,14 @@ def markdown(
     ]
     if chart:
         parts += [f"![P@1 accuracy per pair and strategy]({chart})", ""]
+    return "\n".join(parts + _detail(pairs, categories))
+
+
+def _detail(
+    pairs: Sequence[PairSummary], categories: Mapping[str, Mapping[str, tuple[int, int]]] | None
+) -> list[str]:
+    """The report's detail sections: by word category, every candidate bridge, how often bridges copied."""
+    parts: list[str] = []
     if categories and len(categories) > 1:
         parts += [
             "## By word category",
@@ -245,7 +253,7 @@ def markdown(
                 copies,
                 "",
             ]
-    return "\n".join(parts)
+    return parts
 
 
 def bar_chart(pairs: Sequence[PairSummary], overall: Overall, path: Path, title: str) -> Path:

@@ -162,6 +162,7 @@ def test_bridges_table_has_a_line_per_bridge(index):
 
 def test_similarity_json_lists_every_language_pair(index):
     rows = _json("similarity", index)
+    assert rows
     assert all(set(r) == {"lang_a", "lang_b", "n_overlap", "jaccard", "similarity"} for r in rows)
     assert sorted((r["lang_a"], r["lang_b"]) for r in rows) == sorted(
         tuple(sorted((a, b))) for i, a in enumerate(LANGS) for b in LANGS[i + 1 :]
@@ -344,19 +345,30 @@ def test_strict_build_of_a_degenerate_index_exits_2_and_writes_nothing(tiny_llam
     assert list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("option", ["--langs", "--bridges", "--low-resource"])
+@pytest.mark.parametrize("option", ["--langs", "--bridges"])
 def test_empty_language_list_exits_2(tiny_llama, out_dir, option):
-    """Fails today: validate_codes([]) raises a plain ValueError, which the CLI does not catch."""
+    """An empty --langs or --bridges is one error line (validate_codes' ValueError becomes a BuildError)."""
     args = _build_args(tiny_llama, out_dir / "index.duckdb", "--dictionaries", "cldr")
     if option == "--langs":
         args[args.index("--langs") + 1] = ","
     else:
         args += [option, ","]
-    result = _cli(*args)
-    if option == "--low-resource" and result.exit_code == 0:
-        return  # an empty low-resource list may well mean "none is low-resource"
-    _assert_fails_cleanly(result)
+    _assert_fails_cleanly(_cli(*args), "no language codes given")
     assert list(out_dir.iterdir()) == []
+
+
+def test_empty_low_resource_list_marks_no_language_low_resource(tiny_llama, out_dir):
+    """`--low-resource ,` is an explicit empty list: the build runs and no language is low-resource (without
+    the option, he and sw would be)."""
+    out = out_dir / "index.duckdb"
+    result = _cli(*_build_args(tiny_llama, out, "--dictionaries", "cldr", "--low-resource", ","))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    con = duckdb.connect(str(out), read_only=True)
+    try:
+        marked = dict(con.execute("SELECT code, low_resource FROM languages").fetchall())
+    finally:
+        con.close()
+    assert marked == dict.fromkeys(LANGS, False)
 
 
 # ------------------------------------------------------------------------------------- read error paths

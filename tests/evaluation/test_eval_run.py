@@ -656,7 +656,7 @@ def test_muse_index_evaluates_with_its_dict_dir(tmp_path):
         result = cli(*args)
     assert result.exit_code == 0, result.stderr
     assert accuracies(index)[("sw", "he", "english", "en")] == 100.0
-    assert all(p.count("\n") == 3 for p in stub.prompts)  # three demonstrations in every prompt
+    assert stub.prompts and all(p.count("\n") == 3 for p in stub.prompts)  # three demonstrations each
 
 
 # ------------------------------------------------------------------------------- --test-dict-dir (MUSE)

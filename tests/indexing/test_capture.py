@@ -169,6 +169,7 @@ def test_probe_means_equal_the_naive_mean_over_content_tokens(loaded, encoded, b
 
 def test_probe_means_exclude_special_tokens(loaded, encoded):
     """BOS is in every probe but is no content token: including it would shift every mean."""
+    assert encoded
     assert all(not e.content[0] for e in encoded)
     assert all(all(e.content[1:]) for e in encoded)
 
@@ -240,6 +241,7 @@ def test_length_batches_of_nothing_is_nothing():
 def test_encode_probes_maps_word_tokens_to_their_language(tiny_model_factory, pair, entry):
     tokenizer = load_model(str(tiny_model_factory("llama")), device="cpu").tokenizer
     probes = build_probes(pair, [entry], NAMES)
+    assert len(probes) == 2 and all(probe.spans for probe in probes)  # both directions, each with its words
     for probe, e in zip(probes, encode_probes(tokenizer, probes, LANGS), strict=True):
         offsets = tokenizer(probe.text, return_offsets_mapping=True)["offset_mapping"]
         assert len(offsets) == len(e.input_ids) == len(e.token_langs) == len(e.content)

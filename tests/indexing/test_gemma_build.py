@@ -64,6 +64,7 @@ def test_gemma_ranked_pairs_rank_every_other_language(gemma_index):
     by_pair = defaultdict(list)
     for r in bridges:
         by_pair[(r["source"], r["target"])].append(r)
+    assert by_pair, "no pair has a bridge ranking"
     assert set(by_pair) <= set(itertools.permutations(LANGS, 2))
     for (s, t), rows in by_pair.items():
         assert (t, s) in by_pair
@@ -87,6 +88,7 @@ def test_gemma_language_neurons_are_specific_and_at_most_five_percent_per_layer(
     assert {r["code"]: r["n_neurons"] for r in languages} == {
         c: sum(n for (lang, _), n in per_layer.items() if lang == c) for c in LANGS
     }
+    assert len(similarity) == len(LANGS) * (len(LANGS) - 1) // 2
     assert all(r["similarity"] is not None and -1 <= r["similarity"] <= 1 for r in similarity)
 
 

@@ -134,7 +134,9 @@ def test_bridges_are_stored_in_both_orders_with_the_same_numbers(cldr):
 
 def test_probabilities_sum_to_one_and_follow_the_ranks(cldr):
     _, path = cldr
-    for rows in _ordered_pairs(_rows(path, "SELECT * FROM bridges")).values():
+    by_pair = _ordered_pairs(_rows(path, "SELECT * FROM bridges"))
+    assert by_pair
+    for rows in by_pair.values():
         assert sum(r["probability"] for r in rows) == pytest.approx(1.0, abs=1e-9)
         ranked = sorted(rows, key=lambda r: r["rank"])
         assert [r["score"] for r in ranked] == sorted((r["score"] for r in rows), reverse=True)
@@ -148,7 +150,9 @@ def test_bridge_score_is_the_mean_of_its_in_band_layer_scores(cldr):
     layer_scores = defaultdict(list)
     for r in hsic:
         layer_scores[(r["source"], r["target"], r["bridge"])].append(r["score"])
-    for r in _rows(path, "SELECT * FROM bridges WHERE source < target"):
+    ranked = _rows(path, "SELECT * FROM bridges WHERE source < target")
+    assert ranked and layer_scores
+    for r in ranked:
         expected = np.mean(layer_scores[(r["source"], r["target"], r["bridge"])])
         assert r["score"] == pytest.approx(expected, rel=1e-12)
 
@@ -234,7 +238,9 @@ def _words(rows, split: str) -> set[tuple[str, str]]:
 def test_probe_and_test_entries_share_no_word_within_a_pair(cldr, muse):
     for _, path in (cldr, muse):
         rows = _rows(path, "SELECT * FROM dictionary_entries")
-        for pair in {(r["source"], r["target"]) for r in rows}:
+        pairs = {(r["source"], r["target"]) for r in rows}
+        assert len(pairs) >= 5, path  # cldr: all 6 pairs; muse: no de-he file
+        for pair in pairs:
             in_pair = [r for r in rows if (r["source"], r["target"]) == pair]
             assert _words(in_pair, "probe") and _words(in_pair, "test")
             assert not _words(in_pair, "probe") & _words(in_pair, "test"), pair
@@ -243,14 +249,13 @@ def test_probe_and_test_entries_share_no_word_within_a_pair(cldr, muse):
 def test_no_probe_word_is_a_test_word_anywhere_in_the_index(cldr, muse):
     """Evaluation on the test entries of any pair must never meet a word the probes used in another pair.
 
-    Known to fail (split_entries decides per pair, the pipeline never reconciles pairs):
-    - MUSE: in de-en the unit `de:Belgien` is a test unit, so `Belgium` is an English test word there, while
-      en-he and en-sw (unit `en:Belgium`, not a test unit) probe `Belgium`;
-    - CLDR: one German word names two concepts (Tibetisch: language:bo and script:Tibt); script:Tibt is a
-      test concept, language:bo is probed in de-sw, where sw has no entry for script:Tibt.
+    This once failed while split_entries decided per pair (MUSE: `Belgium` an English test word in de-en
+    and probed in en-he; CLDR: German `Tibetisch` naming a test concept and a probed one); the build now
+    holds out every word any dictionary holds out (`held_out_words`).
     """
     for _, path in (muse, cldr):
         rows = _rows(path, "SELECT * FROM dictionary_entries")
+        assert _words(rows, "probe") and _words(rows, "test"), path
         leaked = sorted(_words(rows, "probe") & _words(rows, "test"))
         assert not leaked, f"{path.parent.name}: probe words held out as test words elsewhere: {leaked}"
 
@@ -259,6 +264,7 @@ def test_probes_follow_the_probe_entries_and_max_pairs(cldr):
     cfg, path = cldr
     sql = "SELECT source, target, count(*) AS n FROM dictionary_entries WHERE split = 'probe' GROUP BY ALL"
     rows = _rows(path, sql)
+    assert len(rows) == 6  # every pair of the four languages probed
     assert all(0 < r["n"] <= cfg.max_pairs for r in rows)
     assert int(_prov(path)["n_probes"]) == 2 * sum(r["n"] for r in rows)
 
@@ -324,7 +330,9 @@ def test_same_config_twice_gives_identical_tables(cldr, tiny_llama, tmp_path):
         "SELECT * FROM language_neurons ORDER BY ALL",
         "SELECT * FROM dictionary_entries ORDER BY ALL",
     ):
-        assert _rows(second, sql) == _rows(first, sql)
+        expected = _rows(first, sql)
+        assert expected, sql
+        assert _rows(second, sql) == expected
 
 
 # ----------------------------------------------------------------------------------- selectors and modes
@@ -367,4 +375,5 @@ def test_generate_mode_builds_an_index(tiny_llama, tmp_path):
     assert int(prov["n_probes"]) == 2 * probes == 2 * 3 * 3
     # the second word of a generate-mode probe is the model's own, not a gold translation: no leg quality
     assert _rows(path, "SELECT count(*) AS n FROM pair_quality")[0]["n"] == 0
-    assert all(r["n_tokens"] > 0 for r in _rows(path, "SELECT * FROM languages"))
+    languages = _rows(path, "SELECT * FROM languages")
+    assert len(languages) == len(cfg.langs) and all(r["n_tokens"] > 0 for r in languages)
