@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from index_builder.evaluation.calibrate import Calibration
 from index_builder.evaluation.config import EvalConfig
 from index_builder.evaluation.decision import RouteDecision
 from index_builder.evaluation.scoring import Candidate, PairSummary, overall
@@ -155,11 +156,16 @@ def test_sentence_meta_names_the_test_set_and_the_sentences_asked():
 def test_calibration_lines_show_each_decision_and_what_was_written():
     bridged = RouteDecision("en", "en", 100, 0.1, 0.4, 0.3, 0.2, 0.4, 1e-9, "t", 0.05, ())
     direct = RouteDecision("direct", None, 80, 0.5, None, None, None, None, None, "t", 0.05, ())
-    done = SimpleNamespace(
-        decisions={("sw", "he"): bridged, ("he", "ja"): direct},
-        rows=[{}, {}],
-        measured_on="held-out split (cldr)",
-        result=_result(),
+    done = Calibration(
+        _result(),
+        {("sw", "he"): bridged, ("he", "ja"): direct},
+        [{}, {}],
+        "held-out split (cldr)",
+        rule="strict",
+        policy_pairs=12,
+        policy_bridged=3,
+        upstream_calls=7,
+        cached_calls=3,
     )
     lines = calibration_lines(done, "word", Path("idx.duckdb"))
     assert lines[0] == "scores: P@1 (fraction of words)"
@@ -175,12 +181,25 @@ def test_calibration_lines_show_each_decision_and_what_was_written():
         "1e-09",
     ]
     assert lines[3].split() == ["he-ja", "direct", "80", "0.500", "-", "-", "-", "-"]
-    assert lines[-2:] == [
-        "measured on held-out split (cldr)",
+    assert lines[-3:] == [
+        "measured on held-out split (cldr); decision rule strict",
         "wrote 2 word routing decisions to idx.duckdb; 7 upstream calls, 3 cached",
+        "route policy (word) refitted for 12 pairs, 3 of them bridged"
+        " (bridgex-index route idx.duckdb --source S --target T --task word --explain)",
     ]
 
 
+def test_calibration_lines_say_how_many_items_each_pair_used_and_why_it_stopped():
+    from index_builder.evaluation.route_policy import RouteChoice, Settled
+
+    choice = RouteChoice("direct", "evidence", 0.0, 0.0, 0.0, 0.0, 20, None)
+    settled = {("sw", "he"): Settled(choice, 20, "budget"), ("he", "ja"): Settled(choice, 10, "direct")}
+    done = Calibration(_result(), {}, [], "s", settled=settled)
+    lines = calibration_lines(done, "word", Path("i"))
+    assert "sw-he: 20 items measured, stopped: budget" in lines
+    assert "he-ja: 10 items measured, stopped: direct" in lines
+
+
 def test_calibration_lines_say_sentence_scores_are_chrf():
-    done = SimpleNamespace(decisions={}, rows=[], measured_on="s", result=_result())
+    done = Calibration(_result(), {}, [], "s")
     assert calibration_lines(done, "translate", Path("i"))[0] == "scores: corpus chrF++ / 100"
