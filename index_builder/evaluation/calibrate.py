@@ -36,14 +36,14 @@ from .client import EvaluationError
 from .config import EvalConfig, Pair
 from .decision import ALPHA, RouteDecision, decide, decide_sentences
 from .results import RunResult
-from .route_policy import MARGINS, P_GAIN, P_LOSS, Evidence, RouteChoice, Settled, paired_evidence
+from .route_policy import DEFAULT_RULE, MARGINS, Evidence, RouteChoice, Settled, paired_evidence
 from .run import evaluate
 from .tasks import PairTask
 
 DEFAULT_TOP = 3
 DECISION_RULES = ("pooled", "strict")
 DEFAULT_STEP = 10
-POOLED_TEST = "pooled-posterior(p_gain>={p_gain},p_loss<={p_loss},margin={margin}); ci=posterior(0.95)"
+POOLED_TEST = "pooled-posterior({rule},margin={margin}); ci=posterior(0.95)"
 
 
 @dataclass
@@ -175,8 +175,8 @@ def pooled_decision(kind: str, task: PairTask, answers: Mapping, choice: RouteCh
         ci_low=None if shown is None else (mean - 1.96 * sd) / 100.0,
         ci_high=None if shown is None else (mean + 1.96 * sd) / 100.0,
         p_value=None if shown is None else 1.0 - p_gain,
-        test=POOLED_TEST.format(p_gain=P_GAIN, p_loss=P_LOSS, margin=MARGINS[kind]),
-        alpha=P_LOSS,
+        test=POOLED_TEST.format(rule=DEFAULT_RULE.describe(), margin=MARGINS[kind]),
+        alpha=DEFAULT_RULE.p_loss,
         comparisons=(),
         task=kind,
         candidates=len(task.strategy_arms(["all-bridges"])),

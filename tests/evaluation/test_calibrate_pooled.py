@@ -18,6 +18,8 @@ from test_eval_run import (
     template_index,  # noqa: F401 (fixture)
 )
 
+from index_builder.evaluation.route_policy import DEFAULT_RULE
+
 
 def pooled(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 40) -> list:
     return calibrate_args(path, endpoint, *extra, pairs=pairs, limit=limit, rule="pooled")
@@ -33,7 +35,7 @@ def test_a_pair_whose_bridge_wins_every_word_settles_before_the_budget(index, or
     assert len(asked_words(oracle.prompts)) == 10
     assert all(n == 10 for _d, _b, n, _p, _m in found.values())
     (test,) = {r[0] for r in rows(index, "SELECT test FROM routing_decisions")}
-    assert test.startswith("pooled-posterior(p_gain>=0.95,p_loss<=0.05,margin=2.5)")
+    assert test.startswith(f"pooled-posterior({DEFAULT_RULE.describe()},margin=2.5)")
     assert "decision rule pooled" in result.stdout
 
 
