@@ -228,7 +228,8 @@ class LegQuality:
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         ids = batch.input_ids[rows, pos + 1].to(logits.device)  # (n,) the gold tokens
-        token_lp = torch.log_softmax(logits, dim=-1).gather(1, ids[:, None]).squeeze(1)  # (n,)
+        # log P(gold) = logit(gold) - logsumexp(logits): no (n, V) log-softmax is materialised
+        token_lp = logits.gather(1, ids[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)  # (n,)
         top1 = (logits.argmax(dim=-1) == ids).to(torch.float64)  # (n,)
         rows = rows.to(logits.device)
         n_rows = batch.gold.shape[0]
