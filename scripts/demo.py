@@ -1,8 +1,11 @@
 """The main job: build a bridge index for a real model over CLDR dictionaries, show the bridges it picks
-for low-resource pairs, write the plots, then serve it: vLLM (CPU), the BridgeX proxy in front, and fixed word
-examples through the openai client, each answered directly and by the proxy's route, with the reference and
-whether each is right; it ends with word P@1 per route on held-out words and sentence chrF++ per route on the
-shipped parallel set (`bridgex-index eval`).
+for low-resource pairs, write the plots, then serve it: vLLM (CPU), `bridgex-index calibrate` (the route
+policy learns from the calibration half of the shipped word and sentence sets which routes help this
+model), the BridgeX proxy in front, and fixed examples from the evaluation half of the same sets through the
+openai client, each answered directly (`route: direct`) and by the proxy's own route, printed with the route,
+where it came from, the reference and whether each is right; it ends with routed-vs-direct figures on the
+evaluation half (`bridgex-index eval --strategies direct,calibrated --words evaluation`) and the lines
+`routed: k/n right` and `direct: k/n right`.
 Everything it starts is stopped at the end. Run through `make demo` (`--no-serve` stops after the index).
 
 Models: Qwen2.5-Coder-1.5B-Instruct (default; Apache-2.0) or Gemma 3 270M (`--model gemma`; Gemma Terms of
@@ -23,27 +26,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHOW_PAIRS = [("sw", "fr"), ("sw", "de"), ("ar", "es"), ("he", "de"), ("ar", "fr")]
-# The fixed examples, chosen by a rule before any run: the first two held-out CLDR words (never probes of
-# the index) of each pair in the evaluation's stable order (`index_builder.evaluation.stable_order`), with
-# their dictionary translation as the reference.
-EXAMPLES = [
-    ("Kiuyghur", "sw", "fr", "ouïghour"),
-    ("Uturuki", "sw", "fr", "Turquie"),
-    ("Kindonga", "sw", "es", "ndonga"),
-    ("Ureno", "sw", "es", "Portugal"),
-    ("Kikorasia", "sw", "de", "Kroatisch"),
-    ("Kimacedonia", "sw", "de", "Mazedonisch"),
-    ("مابا", "ar", "fr", "maba"),
-    ("اللاهندا", "ar", "fr", "lahnda"),
-    ("سعرة", "ar", "es", "kilocaloría"),
-    ("أكتوبر", "ar", "es", "octubre"),
-    ("יווני", "he", "de", "Griechisch"),
-    ("מרואיטית", "he", "de", "Meroitisch"),
-]
-EVAL_PAIRS = "sw-fr,sw-es,ar-fr,he-de"
-# sentence chrF++ on the shipped parallel set, for the pairs where bridges moved it in docs/results
+# The pairs the demo calibrates and shows: words from the shipped word set (Django's one-word messages, no
+# build uses them), sentences from the shipped sentence set.
+WORD_PAIRS = "sw-fr,sw-es,ar-fr,he-de"
 SENTENCE_PAIRS = "ar-fr,he-de"
-SENTENCE_LIMIT = 20
+CALIBRATION_LIMIT = 20  # items a pair of the calibration half (the budget; settled pairs stop earlier)
+EVALUATION_LIMIT = 20  # items a pair of the evaluation half for the closing figures
+EXAMPLE_WORDS = 3  # fixed examples a word pair
+EXAMPLE_SENTENCES = 2  # fixed examples a sentence pair
 
 
 @dataclass(frozen=True)
@@ -53,7 +43,6 @@ class DemoModel:
     title: str
     langs: str
     max_pairs: int
-    eval_limit: int  # held-out words per pair for the closing figures
 
 
 MODELS = {
@@ -64,7 +53,6 @@ MODELS = {
         title="Qwen2.5-Coder-1.5B-Instruct (Apache-2.0)",
         langs="en,fr,es,de,sw,ar,he",
         max_pairs=8,
-        eval_limit=20,
     ),
     "gemma": DemoModel(
         module="gemma",
@@ -72,7 +60,6 @@ MODELS = {
         title="Gemma 3 270M (Gemma Terms of Use)",
         langs="en,de,fr,es,it,pt,id,ar,he,ja,zh,sw,fi,hu",
         max_pairs=40,
-        eval_limit=20,
     ),
 }
 
@@ -139,8 +126,7 @@ def main() -> int:
     print("== plots")
     print(bridgex_index("plot", str(index), "--out", str(args.out / "plots"), capture=True), end="")
     if not args.no_serve:
-        examples = [e for e in EXAMPLES if {e[1], e[2]} <= set(langs.split(","))]
-        serve_demo(model, demo, index, args.out, examples)
+        serve_demo(model, demo, index, args.out, langs.split(","))
     return 0
 
 
@@ -177,56 +163,102 @@ class Proxy:
         self._log.close()
 
 
-def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, examples: list[tuple]) -> None:
-    """Start vLLM and two proxies (routed; direct for every pair), ask each fixed example both ways,
-    print the held-out figures, stop everything."""
+def fixed_examples(langs: list[str]) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """The fixed examples, by a rule (never by any answer): per pair of WORD_PAIRS, the first EXAMPLE_WORDS
+    source words of the shipped word set's evaluation half in the evaluation's stable order whose source or
+    gold is not a language's name in CLDR; per pair of SENTENCE_PAIRS, the first EXAMPLE_SENTENCES sentences
+    of the sentence set's evaluation half. Each is (task, source, target, text, references)."""
+    from index_builder.evaluation.decision import split_words
+    from index_builder.evaluation.held_out import stable_order
+    from index_builder.evaluation.testsets import shipped_sentences, shipped_words
+    from index_builder.indexing.languages import language_names
+
+    out: list[tuple[str, str, str, str, tuple[str, ...]]] = []
+    words = shipped_words(langs, WORD_PAIRS.split(","))
+    for (s, t), d in words.dictionaries.items():
+        golds: dict[str, list[str]] = {}
+        for e in d.entries:
+            golds.setdefault(e.source_word, []).append(e.target_word)
+        names = language_names(s) | language_names(t)
+        evaluation = set(split_words(f"{s}:{w}" for w in golds)[1])
+        order = [w for w in stable_order(s, t, list(golds)) if f"{s}:{w}" in evaluation]
+        plain = [
+            w for w in order if w.casefold() not in names and not names & {g.casefold() for g in golds[w]}
+        ]
+        out += [("word", s, t, w, tuple(golds[w])) for w in plain[:EXAMPLE_WORDS]]
+    sentences = shipped_sentences(langs)
+    for pair in SENTENCE_PAIRS.split(","):
+        s, t = pair.split("-")
+        items = {p.source: p.target for p in sentences.pair(s, t)}
+        evaluation = set(split_words(f"{s}:{x}" for x in items)[1])
+        order = [x for x in stable_order(s, t, list(items)) if f"{s}:{x}" in evaluation]
+        out += [("translate", s, t, x, (items[x],)) for x in order[:EXAMPLE_SENTENCES]]
+    return out
+
+
+def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list[str]) -> None:
+    """Start vLLM, calibrate the routes (words and sentences), start the proxy, ask each fixed example
+    directly and by the proxy's route, print the figures on the evaluation half, stop everything."""
     from openai import OpenAI
 
     from bridgex_serve.launch import VllmServer
     from index_builder.evaluation.scoring import is_hit
+    from index_builder.evaluation.sentence_scoring import CHRF_PP, metric
 
     print(f"== starting vLLM (CPU) with {demo.title} (about a minute)", flush=True)
-    with (
-        VllmServer(model, name=demo.name, log=out / "vllm.log", start_timeout=900) as vllm,
-        Proxy(index, vllm.url, out / "proxy.log") as routed,
-        Proxy(index, vllm.url, out / "proxy-direct.log", ("--uncalibrated", "direct")) as direct,
-    ):
-        print(f"== proxies ready: routed {routed.url}, direct {direct.url}, in front of {vllm.url}")
-        right = {"routed": 0, "direct": 0}
-        for word, source, target, reference in examples:
-            answers = {}
-            for label, proxy in (("direct", direct), ("routed", routed)):
-                client = OpenAI(base_url=proxy.url + "/v1", api_key="demo", max_retries=0, timeout=300)
-                r = client.chat.completions.create(
-                    model=demo.name,
-                    messages=[{"role": "user", "content": word}],
-                    extra_body={"bridgex": {"task": "word", "source": source, "target": target}},
+    with VllmServer(model, name=demo.name, log=out / "vllm.log", start_timeout=900) as vllm:
+        endpoint = vllm.url + "/v1"
+        common = ("--index", str(index), "--endpoint", endpoint, "--model", demo.name, "--quiet")
+        print(
+            "== calibrating the routes: words (shipped word set) and sentences (shipped sentence set)",
+            flush=True,
+        )
+        budget = ("--limit", str(CALIBRATION_LIMIT), "--top", "1")
+        for extra in (("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS),
+                      ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
+            print(bridgex_index("calibrate", *common, *extra, *budget, capture=True), end="")
+        with Proxy(index, vllm.url, out / "proxy.log") as proxy:
+            print(f"== proxy ready at {proxy.url}: each example directly (route: direct) and by its route")
+            client = OpenAI(base_url=proxy.url + "/v1", api_key="demo", max_retries=0, timeout=600)
+            right = {"routed": 0, "direct": 0}
+            examples = fixed_examples(langs)
+            for task, source, target, text, refs in examples:
+                answers = {}
+                for label, route in (("direct", "direct"), ("routed", "auto")):
+                    r = client.chat.completions.create(
+                        model=demo.name,
+                        messages=[{"role": "user", "content": text}],
+                        extra_body={
+                            "bridgex": {"task": task, "source": source, "target": target, "route": route}
+                        },
+                        temperature=0,
+                    )
+                    answer = (r.choices[0].message.content or "").strip()
+                    if task == "word":
+                        ok = is_hit(answer, refs)
+                        right[label] += ok
+                        shown = _shown(answer, ok)
+                    else:
+                        chrf = metric(CHRF_PP, target).sentence_score(answer, [refs[0]]).score
+                        shown = f'"{answer}" (chrF++ {chrf:.1f})'
+                    answers[label] = (shown, r.model_extra.get("bridgex") or {})
+                print(f'  {task} {source}→{target} "{text}" (reference "{refs[0]}")')
+                print(f"    direct: {answers['direct'][0]}")
+                print(f"    routed: {answers['routed'][0]} via {_route(answers['routed'][1])}")
+            print("== routed vs direct on the evaluation half (bridgex-index eval)", flush=True)
+            for extra in (("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS),
+                          ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
+                task = "translate" if "translate" in extra else "word"
+                report = out / f"{task}-{demo.name}"
+                judged = ("--strategies", "direct,calibrated", "--words", "evaluation")
+                bridgex_index(
+                    "eval", *common, *extra, *judged, "--limit", str(EVALUATION_LIMIT), "--out", str(report)
                 )
-                answer = (r.choices[0].message.content or "").strip()
-                ok = is_hit(answer, [reference])
-                right[label] += ok
-                answers[label] = (answer, ok, r.model_extra.get("bridgex") or {})
-            print(f'  {source}→{target} "{word}" (reference "{reference}")')
-            print(f"    direct: {_shown(*answers['direct'][:2])}")
-            print(f"    routed: {_shown(*answers['routed'][:2])} via {_route(answers['routed'][2])}")
-        print("== measured on held-out words (bridgex-index eval: word P@1 per route)", flush=True)
-        report = out / f"bli-{demo.name}"
-        bridgex_index(
-            "eval", "--index", str(index), "--endpoint", vllm.url + "/v1", "--model", demo.name,
-            "--pairs", EVAL_PAIRS, "--dictionaries", "cldr", "--strategies", "direct,english,bridgex",
-            "--limit", str(demo.eval_limit), "--out", str(report), "--quiet",
-        )  # fmt: skip
-        print(_summary(report / "report.md"))
-        print("== measured on shipped sentences (bridgex-index eval --task translate: chrF++)", flush=True)
-        bridgex_index(
-            "eval", "--index", str(index), "--endpoint", vllm.url + "/v1", "--model", demo.name,
-            "--task", "translate", "--pairs", SENTENCE_PAIRS, "--strategies", "direct,english,bridgex",
-            "--limit", str(SENTENCE_LIMIT), "--out", str(out / f"sentences-{demo.name}"), "--quiet",
-        )  # fmt: skip
-        n = len(examples)
+                print(_summary(report / "report.md"))
+        n = sum(1 for e in examples if e[0] == "word")
         print(f"routed: {right['routed']}/{n} right")
         print(f"direct: {right['direct']}/{n} right")
-    print("== stopped vLLM and the proxies")
+    print("== stopped vLLM and the proxy")
 
 
 def _shown(answer: str, ok: bool) -> str:
@@ -235,17 +267,28 @@ def _shown(answer: str, ok: bool) -> str:
 
 def _route(meta: dict) -> str:
     via = meta.get("bridge") or "direct"
+    source = meta.get("decision_source") or "-"
+    policy = meta.get("policy") or {}
+    gain = f", expected gain {policy['expected_gain']:+.1f}" if "expected_gain" in policy else ""
     rendering = meta.get("bridge_text")
-    extra = f' (bridge rendering "{rendering}")' if rendering else ""
+    extra = f" ({source}{gain})"
+    extra += f' (bridge rendering "{rendering}")' if rendering else ""
     if meta.get("fallback") == "copy":  # a copied bridged answer, replaced by the direct route's
         extra += f", copy ({meta.get('fallback_reason')}): answered directly"
     return via + extra
 
 
 def _summary(report: Path) -> str:
-    """The P@1 table of the eval report (per pair and strategy) and its summary lines."""
+    """The score table of an eval report (per pair and strategy) and its summary lines: the P@1 table of a
+    word report, the chrF++ table of a sentence report."""
     lines = report.read_text().splitlines()
-    heading = next((i for i, line in enumerate(lines) if line.startswith("## P@1")), 0)
+    heading = next((i for i, line in enumerate(lines) if line.startswith("## P@1")), None)
+    if heading is None:  # a sentence report: its table is the code block that starts with "pair"
+        start = next((i for i, line in enumerate(lines) if line.startswith("pair ")), None)
+        if start is None:
+            return f"(no table in {report})"
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("```")), len(lines))
+        return "\n".join(lines[start:end])
     start = next((i for i in range(heading, len(lines)) if lines[i].startswith("|")), None)
     if start is None:
         return f"(no table in {report})"

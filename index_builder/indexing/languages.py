@@ -85,3 +85,9 @@ def low_resource_set(langs: Sequence[str], explicit: Sequence[str] | None) -> se
             f"{', '.join(langs)}"
         )
     return chosen
+
+
+def language_names(code: str) -> set[str]:
+    """Every language's name in `code`'s own locale (CLDR), case-folded: what a test word that is only a
+    language name looks like."""
+    return {name.casefold() for name in _locale(code).languages.values()}
