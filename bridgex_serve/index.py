@@ -210,18 +210,25 @@ def _read(con, path: Path) -> BridgeIndex:
     )
 
 
+def _check_route(path: Path, table: str, languages: dict[str, Language], s: str, t: str, route: str) -> None:
+    """A stored route the server cannot follow (an unknown pair, or a bridge that is not one of the index's
+    other languages) stops the load."""
+    if s not in languages or t not in languages or s == t:
+        raise IndexLoadError(f"{path}: {table} has a row for an unknown pair {s}→{t}")
+    if route != "direct" and (route not in languages or route in (s, t)):
+        raise IndexLoadError(
+            f"{path}: {table} says {s}→{t} goes through {route!r}, which is not a bridge "
+            f"language of this index ('direct' or one of {', '.join(sorted(languages))})"
+        )
+
+
 def _policy(con, path: Path, languages: dict[str, Language], task: str) -> dict[tuple[str, str], PolicyRoute]:
     """The `task` rows of the optional `route_policy` table; a route the server cannot follow stops the
     load."""
     out: dict[tuple[str, str], PolicyRoute] = {}
     for (s, t), row in route_policy(con, task).items():
         route = row["route"]
-        if s not in languages or t not in languages or s == t:
-            raise IndexLoadError(f"{path}: route_policy has a row for an unknown pair {s}→{t}")
-        if route != "direct" and (route not in languages or route in (s, t)):
-            raise IndexLoadError(
-                f"{path}: route_policy says {s}→{t} goes through {route!r}, not a bridge here"
-            )
+        _check_route(path, "route_policy", languages, s, t, route)
         out[(s, t)] = PolicyRoute(
             s,
             t,
@@ -244,13 +251,7 @@ def _decisions(
     out: dict[tuple[str, str], CalibratedRoute] = {}
     for (s, t), row in routing_decisions(con, task).items():
         decision = row["decision"]
-        if s not in languages or t not in languages or s == t:
-            raise IndexLoadError(f"{path}: routing_decisions has a row for an unknown pair {s}→{t}")
-        if decision != "direct" and (decision not in languages or decision in (s, t)):
-            raise IndexLoadError(
-                f"{path}: routing_decisions says {s}→{t} goes through {decision!r}, which is not a bridge "
-                f"language of this index ('direct' or one of {', '.join(sorted(languages))})"
-            )
+        _check_route(path, "routing_decisions", languages, s, t, decision)
         numbers = {
             k: None if row[k] is None else float(row[k])
             for k in ("direct_accuracy", "bridge_accuracy", "gain", "ci_low", "ci_high", "p_value")

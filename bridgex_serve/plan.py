@@ -339,6 +339,14 @@ def choose_route(
         return ranked[0], ranked[1], "hsic", None
     if not force and source not in low_resource and target not in low_resource:
         return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
+    return _automatic_route(source, target, index, force, uncalibrated, task)
+
+
+def _automatic_route(
+    source: str, target: str, index: IndexView, force: bool, uncalibrated: str, task: str
+) -> Route | Passthrough:
+    """The route when the client names none: the one rule of `bridgex_index.routes.served_route`, on the
+    index's decision, policy row and HSIC rank-1 of the pair for the request's task."""
     kind = "word" if task == "word" else "translate"
     same = source == target  # qa and chat: never calibrated, no policy
     decision = None if same else index.decision(source, target, kind)

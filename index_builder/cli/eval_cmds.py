@@ -134,7 +134,11 @@ def _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pai
     pairs_required=False,
 )
 @click.option(
-    "--top", default=3, show_default=True, type=int, help="HSIC bridges tested per pair (rank 1..N)."
+    "--top",
+    default=3,
+    show_default=True,
+    type=int,
+    help="HSIC bridges tested per pair (rank 1..N), besides English (always tested unless the pair has it).",
 )
 @click.option(
     "--decision",
@@ -155,7 +159,7 @@ def calibrate_cmd(
     index's `routing_decisions` under its task, with the test set it was measured on (what `bridgex-serve`
     follows after a reload: word decisions for single words, translate decisions for sentences, chat and
     qa)."""
-    from ..evaluation.calibrate import calibrate
+    from ..evaluation.calibrate import CANDIDATE_STRATEGIES, calibrate
     from ..reporting.run_report import calibration_lines
 
     def run():
@@ -164,7 +168,7 @@ def calibrate_cmd(
             index,
             _calibration_pairs(index, pairs, top),
             task=task,
-            strategies=("direct", "all-bridges"),
+            strategies=("direct", *CANDIDATE_STRATEGIES),
             words="calibration",
             top_bridges=top,
             all_pairs=everything,

@@ -1,4 +1,4 @@
-"""`bridgex-index calibrate`: measure direct and the best HSIC bridges on the calibration half of the
+"""`bridgex-index calibrate`: measure direct, English and the best HSIC bridges on the calibration half of the
 held-out words (`--task word`) or of a sentence set's lines (`--task translate`), decide each pair's route,
 store it in `routing_decisions` under its task, and refit the route policy for every pair of the index.
 
@@ -83,18 +83,23 @@ def paired_hits(task: PairTask, answers: Mapping, arm: str | None) -> dict[str, 
     }
 
 
+CANDIDATE_STRATEGIES = ("english", "all-bridges")  # what a calibration measures besides direct
+
+
+def candidates(task: PairTask) -> list[str]:
+    """The bridges a calibration measures on the pair: English (unless it is the source or the target: the
+    pivot that helps most often where any does) and the index's top candidates, each once."""
+    return list(dict.fromkeys(arm for _s, arm in task.strategy_arms(CANDIDATE_STRATEGIES) if arm is not None))
+
+
 def decide_tasks(
     tasks: Sequence[PairTask], answers: Mapping, alpha: float = ALPHA
 ) -> dict[Pair, RouteDecision]:
-    """The calibration rule per pair, over the arms `all-bridges` measured (the top candidates)."""
+    """The calibration rule per pair, over the candidates measured (`candidates`)."""
     out: dict[Pair, RouteDecision] = {}
     for task in tasks:
         direct = paired_hits(task, answers, None)
-        bridges = {
-            arm: paired_hits(task, answers, arm)
-            for _strategy, arm in task.strategy_arms(["all-bridges"])
-            if arm is not None
-        }
+        bridges = {arm: paired_hits(task, answers, arm) for arm in candidates(task)}
         out[task.pair] = decide(direct, bridges, alpha=alpha)
     return out
 
@@ -109,7 +114,7 @@ def decide_sentence_tasks(
         def said(arm: str | None, task: PairTask = task) -> list[str]:
             return [answers[(task.pair, i, arm)].answer for i in range(len(task.words))]
 
-        bridges = {arm: said(arm) for _s, arm in task.strategy_arms(["all-bridges"]) if arm is not None}
+        bridges = {arm: said(arm) for arm in candidates(task)}
         sources, references = [w.word for w in task.words], [w.golds[0] for w in task.words]
         out[task.pair] = decide_sentences(sources, references, said(None), bridges, task.target, alpha=alpha)
     return out
@@ -140,8 +145,7 @@ def pair_evidence(kind: str, task: PairTask, answers: Mapping) -> list[Evidence]
     floor = 100.0 if kind == "word" else 10.0  # one word of n, or one sentence 10 chrF++ points apart
     return [
         paired_evidence(task.source, task.target, arm, item_points(kind, task, answers, arm), direct, floor)
-        for _strategy, arm in task.strategy_arms(["all-bridges"])
-        if arm is not None
+        for arm in candidates(task)
     ]
 
 
@@ -179,7 +183,7 @@ def pooled_decision(kind: str, task: PairTask, answers: Mapping, choice: RouteCh
         alpha=DEFAULT_RULE.p_loss,
         comparisons=(),
         task=kind,
-        candidates=len(task.strategy_arms(["all-bridges"])),
+        candidates=len(candidates(task)),
     )
 
 

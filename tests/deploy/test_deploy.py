@@ -582,7 +582,9 @@ def base_images(dockerfile: Path) -> list[str]:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_copy_sources_exist(dockerfile):
-    for args in instruction_args(dockerfile, "COPY"):
+    copies = instruction_args(dockerfile, "COPY")
+    assert copies, f"{dockerfile.name} copies nothing"
+    for args in copies:
         parts = [p for p in args.split() if not p.startswith("--")]
         if any(p.startswith("--from") for p in args.split()):
             continue
