@@ -146,9 +146,10 @@ def _check_test_source(task, dict_source, dict_dir, test_dir, test_dict_dir, pai
     type=click.Choice(["pooled", "strict"]),
     default="pooled",
     show_default=True,
-    help="pooled: the route policy's rule (a bridge when P(gain>0) >= 0.95 and P(loss beyond the margin) "
-    "<= 0.05, each pair's evidence pooled with the other pairs'), measured sequentially in steps of 10 items "
-    "up to --limit, a pair settled stops; strict: every item, then the per-pair Holm-McNemar rule.",
+    help="pooled: the route policy's rule (the route with the highest positive expected gain, each pair's "
+    "evidence pooled with the other pairs'), measured in steps of 10 items up to --limit; a pair stops once "
+    "settled (a route surely better: P(gain>0) >= 0.95 and P(loss beyond the margin) <= 0.05; or none still "
+    "likely to gain); strict: every item, then the per-pair Holm-McNemar rule.",
 )
 @fails_cleanly
 def calibrate_cmd(
