@@ -38,6 +38,7 @@ P_GAIN = 0.95
 P_LOSS = 0.05
 LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)
 NO_EVIDENCE_TAU = 10.0  # points: the prior's spread before any evidence (gains of ±10 points are common)
+MIN_PRIOR_PAIRS = 3  # pairs of evidence the prior needs before it predicts anything but 0 ± NO_EVIDENCE_TAU
 MIN_TAU2 = 1.0  # points²: no feature set explains a pair's gain exactly; keeps the prior from overconfidence
 DENSE = (
     "top1_source_bridge",  # first-token top-1 share of s→b minus that of s→t
@@ -248,13 +249,12 @@ def _loglik(prior: Prior, rows: Sequence[Evidence], signals: Signals) -> float:
 def fit_prior(
     rows: Sequence[Evidence], signals: Signals, rule: Rule = DEFAULT_RULE, lambdas: Sequence[float] = LAMBDAS
 ) -> Prior:
-    """The prior from evidence of several pairs; λ chosen by leave-one-pair-out predictive likelihood
-    (with fewer than three pairs, the middle of `lambdas`). No evidence: `empty_prior()`."""
-    if not rows:
-        return empty_prior()
+    """The prior from evidence of several pairs; λ chosen by leave-one-pair-out predictive likelihood.
+    Evidence of fewer than MIN_PRIOR_PAIRS pairs is no ground to generalise from (two pairs fix an intercept
+    and nothing else, and would route every other pair alike): `empty_prior()`, as without evidence."""
     pairs = sorted({e.pair for e in rows})
-    if len(pairs) < 3:
-        return _fit(rows, signals, lambdas[len(lambdas) // 2], rule.dense)
+    if len(pairs) < MIN_PRIOR_PAIRS:
+        return empty_prior()
     best, best_score = lambdas[0], -math.inf
     for lam in lambdas:
         score = sum(

@@ -49,12 +49,12 @@ def test_equal_routes_stay_direct_and_use_the_whole_budget(index, oracle):  # no
 
 
 def test_the_evidence_and_the_policy_of_every_pair_are_written(index, oracle):  # noqa: F811
-    result = cli(*pooled(index, oracle.url, "--top", "2"))
+    result = cli(*pooled(index, oracle.url, "--top", "2", pairs="sw-he,he-ja,ja-sw"))
     assert result.exit_code == 0, (result.stderr, result.exception)
     sql = "SELECT source, target, route, n, gain, se FROM route_evidence WHERE task = 'word'"
     evidence = rows(index, sql)
-    assert {(s, t) for s, t, *_ in evidence} == {("sw", "he"), ("he", "ja")}
-    assert len(evidence) == 4  # two candidates a pair
+    assert {(s, t) for s, t, *_ in evidence} == {("sw", "he"), ("he", "ja"), ("ja", "sw")}
+    assert len(evidence) >= 6  # English and the top two candidates a pair (English may be one of them)
     english = {(s, t): (n, gain, se) for s, t, route, n, gain, se in evidence if route == "en"}
     assert english[("sw", "he")] == (10, 100.0, 10.0)  # every word right through English, none directly
     policy = rows(index, "SELECT source, target, route, origin, n FROM route_policy WHERE task = 'word'")
@@ -64,7 +64,7 @@ def test_the_evidence_and_the_policy_of_every_pair_are_written(index, oracle):  
     assert all(origin == "prior" and n == 0 for (s, t), (_r, origin, n) in by_pair.items()
                if (s, t) not in english)  # fmt: skip
     ((model,),) = rows(index, "SELECT model FROM route_policy_models WHERE task = 'word'")
-    assert json.loads(model)["n_pairs"] == 2
+    assert json.loads(model)["n_pairs"] == 3
     assert f"route policy (word) refitted for {len(policy)} pairs" in result.stdout
 
 
@@ -80,22 +80,31 @@ def test_route_prints_what_the_server_does_and_why(index, oracle):  # noqa: F811
 
     before = json.loads(cli("route", index, "--source", "sw", "--target", "he", "--json").stdout)
     assert (before["route"], before["decision_source"]) == ("direct", "default")  # never calibrated
-    assert cli(*pooled(index, oracle.url)).exit_code == 0
+    assert cli(*pooled(index, oracle.url, pairs="sw-he,he-ja,ja-sw")).exit_code == 0
     after = json.loads(cli("route", index, "--source", "sw", "--target", "he", "--json").stdout)
     assert (after["route"], after["decision_source"]) == ("en", "calibrated")
     assert after["expected_gain"] == 100.0  # the measured gain: every word right through English only
     # a pair nobody measured follows the prior learned from the calibrated ones
     ((route, gain),) = rows(index, "SELECT route, expected_gain FROM route_policy"
-                                   " WHERE source = 'ja' AND target = 'sw' AND task = 'word'")  # fmt: skip
-    other = json.loads(cli("route", index, "--source", "ja", "--target", "sw", "--json", "--explain").stdout)
+                                   " WHERE source = 'sw' AND target = 'ja' AND task = 'word'")  # fmt: skip
+    other = json.loads(cli("route", index, "--source", "sw", "--target", "ja", "--json", "--explain").stdout)
     assert (other["route"], other["decision_source"], other["expected_gain"]) == (route, "prior", gain)
     explain = other["explain"]
-    assert explain["fitted"] and explain["n_pairs"] == 2
+    assert explain["fitted"] and explain["n_pairs"] == 3
     assert explain["terms"][0]["term"] == "intercept"
     assert {c["bridge"] for c in explain["candidates"]} == set(LANGS) - {"ja", "sw"}
-    text = cli("route", index, "--source", "ja", "--target", "sw", "--explain").stdout
+    text = cli("route", index, "--source", "sw", "--target", "ja", "--explain").stdout
     assert "source prior" in text and "coefficients per standard deviation" in text
-    hsic = json.loads(cli("route", index, "--source", "ja", "--target", "sw", "--json",
+    hsic = json.loads(cli("route", index, "--source", "sw", "--target", "ja", "--json",
                           "--uncalibrated", "hsic").stdout)  # fmt: skip
     assert hsic["decision_source"] == "hsic"
     assert_fails_cleanly(cli("route", index, "--source", "xx", "--target", "sw"), "'xx' is not in this index")
+
+
+def test_two_calibrated_pairs_are_no_ground_for_the_prior(index, oracle):  # noqa: F811
+    assert cli(*pooled(index, oracle.url)).exit_code == 0  # sw-he and he-ja only
+    others = rows(index, "SELECT DISTINCT route, origin FROM route_policy WHERE task = 'word'"
+                         " AND (source || '-' || target) NOT IN ('sw-he', 'he-ja')")  # fmt: skip
+    assert others == [("direct", "prior")]
+    ((model,),) = rows(index, "SELECT model FROM route_policy_models WHERE task = 'word'")
+    assert json.loads(model)["n_pairs"] == 0

@@ -151,3 +151,11 @@ def test_paired_evidence_is_the_mean_difference_with_a_floor_on_its_error():
     assert ties.se == pytest.approx(100 / 50)  # as if one word of 50 differed
     with pytest.raises(ValueError, match="no paired items"):
         paired_evidence("sw", "fr", "en", [], [])
+
+
+def test_evidence_of_fewer_than_three_pairs_is_no_prior():
+    sig = _signals()
+    rows = _planted(sig, [("ar", "fr"), ("he", "de")])
+    assert fit_prior(rows, sig).n_pairs == 0
+    assert decide_pair(rows, sig, "sw", "fr", "word").route == "direct"
+    assert fit_prior(_planted(sig, [("ar", "fr"), ("he", "de"), ("sw", "es")]), sig).n_pairs == 3
