@@ -93,6 +93,7 @@ def _translations(model: str, outcomes: list[Outcome], usage: Usage) -> Reply:
             "fallback_reason": o.fallback_reason,
             "shots": len(o.plan.demos),
             "calls": o.calls,
+            **({"policy": o.plan.policy.summary()} if o.plan.policy is not None else {}),
         }
         for o in outcomes
     ]

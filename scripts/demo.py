@@ -225,15 +225,7 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
             for task, source, target, text, refs in examples:
                 answers = {}
                 for label, route in (("direct", "direct"), ("routed", "auto")):
-                    r = client.chat.completions.create(
-                        model=demo.name,
-                        messages=[{"role": "user", "content": text}],
-                        extra_body={
-                            "bridgex": {"task": task, "source": source, "target": target, "route": route}
-                        },
-                        temperature=0,
-                    )
-                    answer = (r.choices[0].message.content or "").strip()
+                    answer, meta = ask(client, proxy.url, demo.name, task, source, target, text, route)
                     if task == "word":
                         ok = is_hit(answer, refs)
                         right[label] += ok
@@ -241,7 +233,7 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
                     else:
                         chrf = metric(CHRF_PP, target).sentence_score(answer, [refs[0]]).score
                         shown = f'"{answer}" (chrF++ {chrf:.1f})'
-                    answers[label] = (shown, r.model_extra.get("bridgex") or {})
+                    answers[label] = (shown, meta)
                 print(f'  {task} {source}→{target} "{text}" (reference "{refs[0]}")')
                 print(f"    direct: {answers['direct'][0]}")
                 print(f"    routed: {answers['routed'][0]} via {_route(answers['routed'][1])}")
@@ -259,6 +251,26 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
         print(f"routed: {right['routed']}/{n} right")
         print(f"direct: {right['direct']}/{n} right")
     print("== stopped vLLM and the proxy")
+
+
+def ask(client, url: str, model: str, task: str, source: str, target: str, text: str, route: str):
+    """One example through the proxy: a word through the openai client (chat completions with `bridgex`);
+    a sentence through `/v1/translate`, which always asks for a translation (a chat request whose route is
+    direct is passed through as the client wrote it: the bare sentence, no instruction). Returns (answer,
+    the `bridgex` metadata)."""
+    options = {"task": task, "source": source, "target": target, "route": route}
+    if task == "word":
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": text}], extra_body={"bridgex": options},
+            temperature=0,
+        )  # fmt: skip
+        return (r.choices[0].message.content or "").strip(), r.model_extra.get("bridgex") or {}
+    import httpx
+
+    body = {"q": [text], "model": model, **options}
+    item = httpx.post(url + "/v1/translate", json=body, headers={"authorization": "Bearer demo"},
+                      timeout=600).raise_for_status().json()["translations"][0]  # fmt: skip
+    return item["text"].strip(), item
 
 
 def _shown(answer: str, ok: bool) -> str:
