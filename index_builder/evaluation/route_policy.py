@@ -342,12 +342,12 @@ def decide_pair(
     (never a route nobody measured on it), else every index language other than the pair's."""
     own = {e.route: e for e in rows if e.pair == (source, target)}
     if prior is None:
-        prior = fit_prior([e for e in rows if e.pair != (source, target)], signals)
+        prior = fit_prior([e for e in rows if e.pair != (source, target)], signals, rule)
     routes = (
         list(candidates) if candidates is not None else (sorted(own) or signals.candidates(source, target))
     )
     beliefs = [belief(prior, signals, source, target, r, own.get(r)) for r in routes]
-    return choose(beliefs, MARGINS[task])
+    return choose(beliefs, MARGINS[task], rule.p_gain, rule.p_loss)
 
 
 def paired_evidence(

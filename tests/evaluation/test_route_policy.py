@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from index_builder.evaluation.route_policy import (
+    DENSE,
     MARGINS,
     Evidence,
     Prior,
     RouteBelief,
+    Rule,
     Signals,
     choose,
     decide_pair,
@@ -159,3 +161,11 @@ def test_evidence_of_fewer_than_three_pairs_is_no_prior():
     assert fit_prior(rows, sig).n_pairs == 0
     assert decide_pair(rows, sig, "sw", "fr", "word").route == "direct"
     assert fit_prior(_planted(sig, [("ar", "fr"), ("he", "de"), ("sw", "es")]), sig).n_pairs == 3
+
+
+def test_decide_pair_follows_its_rule_thresholds():
+    """A likely but not sure gain: taken by the shipped rule (expected gain), not by the confident one."""
+    sig = _signals()
+    own = [Evidence("ar", "fr", "en", 20, 4.0, 3.3)]  # P(gain > 0) about 0.88 under a vague prior
+    assert decide_pair(own, sig, "ar", "fr", "translate").route == "en"
+    assert decide_pair(own, sig, "ar", "fr", "translate", rule=Rule(DENSE, 0.95, 0.05)).route == "direct"
