@@ -113,8 +113,7 @@ def health_report(
     language; `similarities`: language_similarity.similarity per unordered pair; `band_sets`: (source, target,
     bridge, layer, n_overlap, n_bridge) of every band layer HSIC saw (both sets non-empty); `rank1`:
     (source, target, bridge) of every directed pair's rank-1 bridge; `min_set`: the build's minimum set size;
-    `legs`: (source, target, n_probes, mean_logprob, first_top1) per directed pair (reported, not judged).
-    """
+    `legs`: (source, target, n_probes, mean_logprob, first_top1) per directed pair (reported, not judged)."""
     langs = list(languages)
     sets: dict[str, set[tuple[int, int]]] = {c: set() for c in langs}
     on: Counter[str] = Counter()
