@@ -33,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder.evaluation import scoring
+from index_builder.evaluation.calibrate import item_points
 from index_builder.evaluation.config import EvalConfig, parse_pairs
 from index_builder.evaluation.decision import split_words
 from index_builder.evaluation.route_policy import (
     DEFAULT_RULE,
     DENSE,
+    EVIDENCE_FLOORS,
     MARGINS,
     Evidence,
     Rule,
@@ -51,7 +52,7 @@ from index_builder.evaluation.route_policy import (
 )
 from index_builder.evaluation.route_signals import read_signals
 from index_builder.evaluation.run import evaluate
-from index_builder.evaluation.sentence_scoring import CHRF_PP, corpus_score, metric
+from index_builder.evaluation.sentence_scoring import CHRF_PP, corpus_score
 
 DIRECT = "direct"
 BOOT = 1000
@@ -102,22 +103,15 @@ def measure(cfg: EvalConfig) -> list[PairData]:
             for r, arm in zip(routes, task.arms, strict=True)
         }
         golds = [w.golds for w in task.words]
-        if cfg.task == "word":
-            points = {r: np.array([100.0 * scoring.is_hit(a, g) for a, g in zip(ans, golds, strict=True)])
-                      for r, ans in answers.items()}  # fmt: skip
-        else:
-            m = metric(CHRF_PP, task.target)
-            points = {
-                r: np.array([m.sentence_score(a, [g[0]]).score for a, g in zip(ans, golds, strict=True)])
-                for r, ans in answers.items()
-            }
+        points = {r: np.array(item_points(cfg.task, task, result.answers, arm))
+                  for r, arm in zip(routes, task.arms, strict=True)}  # fmt: skip
         out.append(PairData(task.source, task.target, [w.word for w in task.words], golds, answers, points))
     return out
 
 
 def evidence(data: PairData, idx: Sequence[int], task: str) -> list[Evidence]:
     """The pair's evidence (every measured bridge against direct) on the items `idx`."""
-    floor = 100.0 if task == "word" else 10.0
+    floor = EVIDENCE_FLOORS[task]
     idx = list(idx)
     return [
         paired_evidence(data.source, data.target, r, data.points[r][idx], data.points[DIRECT][idx], floor)

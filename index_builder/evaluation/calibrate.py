@@ -36,7 +36,15 @@ from .client import EvaluationError
 from .config import EvalConfig, Pair
 from .decision import ALPHA, RouteDecision, decide, decide_sentences
 from .results import RunResult
-from .route_policy import DEFAULT_RULE, MARGINS, Evidence, RouteChoice, Settled, paired_evidence
+from .route_policy import (
+    DEFAULT_RULE,
+    EVIDENCE_FLOORS,
+    MARGINS,
+    Evidence,
+    RouteChoice,
+    Settled,
+    paired_evidence,
+)
 from .run import evaluate
 from .tasks import PairTask
 
@@ -142,7 +150,7 @@ def item_points(kind: str, task: PairTask, answers: Mapping, arm: str | None) ->
 def pair_evidence(kind: str, task: PairTask, answers: Mapping) -> list[Evidence]:
     """Every measured bridge's paired gain over direct on the pair's items (`route_policy.Evidence`)."""
     direct = item_points(kind, task, answers, None)
-    floor = 100.0 if kind == "word" else 10.0  # one word of n, or one sentence 10 chrF++ points apart
+    floor = EVIDENCE_FLOORS[kind]
     return [
         paired_evidence(task.source, task.target, arm, item_points(kind, task, answers, arm), direct, floor)
         for arm in candidates(task)

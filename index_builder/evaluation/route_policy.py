@@ -34,6 +34,9 @@ import numpy as np
 
 Pair = tuple[str, str]
 MARGINS = {"word": 2.5, "translate": 1.0}  # points: P@1 × 100, chrF++ (0-100)
+# the least standard error of a pair's evidence: as if one item of n differed by this many points (one
+# discordant word; one sentence 10 chrF++ points apart)
+EVIDENCE_FLOORS = {"word": 100.0, "translate": 10.0}
 P_GAIN = 0.95
 P_LOSS = 0.05
 LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0)
