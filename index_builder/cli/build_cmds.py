@@ -101,6 +101,28 @@ from .common import _band, _codes, fails_cleanly
 @click.option(
     "--low-resource", help="Comma-separated languages to mark low-resource (default: all but major ones)."
 )
+@click.option(
+    "--passes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 2),
+    help="1: one forward pass, every neuron's per-probe means stored (see --means-dir); 2: a second pass "
+    "over the probes for the chosen neurons only (no stored means, twice the model time).",
+)
+@click.option(
+    "--means-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="One pass: where the per-probe means are stored while the build runs (default: OUT.means beside "
+    "the index); an interrupted build run again resumes from them.",
+)
+@click.option(
+    "--means-dtype",
+    default="float32",
+    show_default=True,
+    type=click.Choice(["float32", "float16"]),
+    help="One pass: stored means' precision (float16 halves the disk; its HSIC is not bit-equal).",
+)
+@click.option("--keep-means", is_flag=True, help="One pass: keep the stored means once the index is written.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Where converted models are cached.")
 @click.option(
     "--device-map",

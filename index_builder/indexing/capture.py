@@ -5,8 +5,11 @@ Hooks are installed once for a whole pass (not per probe) and hand each layer's 
 in float32, so nothing of size (layers × neurons × probes) is ever held:
 
 - `LanguageCounts` (pass 1): per language, how many of its word-span tokens have activation > 0.
-- `ProbeMeans` (pass 2): per probe, the mean activation over its content tokens (padding and special
-  tokens excluded) of a chosen set of neurons — only the neurons the HSIC step reads.
+- `ProbeMeans` (pass 2 of a two-pass build): per probe, the mean activation over its content tokens (padding
+  and special tokens excluded) of a chosen set of neurons — only the neurons the HSIC step reads.
+- `AllProbeMeans` (the one-pass build): the same means for every neuron, handed per batch to a store (a
+  memory-mapped file, see `means_store`), so the neurons can be chosen after the pass.
+- `Collectors`: several collectors fed by one forward pass (the one-pass build: counts and all means).
 
 `LegQuality` rides on pass 1's forward pass: the model's own teacher-forced log-probability of each probe's
 gold translation (its second word), with the LM head applied only at the positions that predict a gold token.
@@ -153,6 +156,9 @@ class LanguageCounts:
         self.positive[self._present, layer] += both[:, :n_neurons]
         self.activation[self._present, layer] += both[:, n_neurons:]
 
+    def end(self) -> None:
+        """Nothing to do after a batch: the counts are already summed."""
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(positive counts (n_lang, L, I), token counts (n_lang,)) as float64 host arrays."""
         tokens = self.tokens.cpu().numpy()
@@ -195,9 +201,63 @@ class ProbeMeans:
         means = torch.einsum("bt,btk->bk", self._weights, selected)  # (B, k_l)
         self.out[self._rows, self.offsets[layer] : self.offsets[layer + 1]] = means
 
+    def end(self) -> None:
+        """Nothing to do after a batch: the means are already in place."""
+
     def result(self) -> np.ndarray:
         """(n_probes, n_columns) float64 host array."""
         return self.out.double().cpu().numpy()
+
+
+class AllProbeMeans:
+    """One-pass collector: per probe, the mean activation over content tokens of every neuron of every layer
+    (what `ProbeMeans` keeps for the chosen neurons), written per batch through `write(rows, means)` with
+    `means` a float32 (B, L, I) host array — the store decides where the rows live."""
+
+    def __init__(self, n_layers: int, n_neurons: int, device: torch.device, write: Callable):
+        self.device = device
+        self.shape = (n_layers, n_neurons)
+        self.write = write
+        self._weights: torch.Tensor | None = None
+        self._batch: torch.Tensor | None = None
+        self._rows: np.ndarray | None = None
+
+    def begin(self, batch: Batch) -> None:
+        content = batch.content.to(torch.float32)  # (B, T)
+        self._weights = content / content.sum(dim=1, keepdim=True).clamp_min(1.0)
+        self._batch = torch.zeros((content.shape[0], *self.shape), dtype=torch.float32, device=self.device)
+        self._rows = batch.rows.cpu().numpy()
+
+    def add(self, layer: int, act: torch.Tensor) -> None:
+        self._batch[:, layer] = torch.einsum("bt,bti->bi", self._weights, act.to(torch.float32))
+
+    def end(self) -> None:
+        self.write(self._rows, self._batch.cpu().numpy())
+
+
+class Collectors:
+    """Several collectors on one forward pass (each gets every batch and every layer's activation)."""
+
+    def __init__(self, *collectors):
+        self.collectors = collectors
+        self.device = collectors[0].device
+        if any(c.device != self.device for c in collectors):
+            raise ValueError("collectors of one pass must reduce on the same device")
+
+    def begin(self, batch: Batch) -> None:
+        for c in self.collectors:
+            c.begin(batch)
+
+    def add(self, layer: int, act: torch.Tensor) -> None:
+        for c in self.collectors:
+            c.add(layer, act)
+
+    def end(self) -> None:
+        for c in self.collectors:
+            c.end()
+
+
+Collector = LanguageCounts | ProbeMeans | AllProbeMeans | Collectors
 
 
 class LegQuality:
@@ -269,7 +329,7 @@ class ActivationHooks:
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
-        self.collector: LanguageCounts | ProbeMeans | None = None
+        self.collector: Collector | None = None
         self._handles: list = []
 
     def _hook(self, layer: int) -> Callable:
@@ -301,27 +361,58 @@ class ActivationHooks:
 def run_pass(
     loaded: LoadedModel,
     encoded: Sequence[EncodedProbe],
-    collector: LanguageCounts | ProbeMeans,
+    collector: Collector,
     batch_size: int,
     max_batch_tokens: int | None = None,
     progress: Callable[[int], None] | None = None,
     legs: LegQuality | None = None,
+    skip: int = 0,
+    after_batch: Callable[[int], None] | None = None,
+    groups: Sequence[tuple[int, int]] | None = None,
 ) -> None:
     """Stream all encoded probes through the backbone with `collector` receiving activations; the LM head
-    runs only where `legs` asks for it (the gold words' positions), never over every position."""
+    runs only where `legs` asks for it (the gold words' positions), never over every position.
+
+    Batches follow `pass_batches` (deterministic; within each of `groups` if given), so a resumed pass skips
+    the first `skip` of them; `after_batch(k)` is called once k batches are done (a checkpoint's cue)."""
     device = loaded.input_device
     decoder = loaded.model.get_decoder()
     pad_id = loaded.tokenizer.pad_token_id
+    plan = pass_batches(encoded, batch_size, max_batch_tokens, groups)
+    if progress is not None and skip:
+        progress(sum(len(rows) for rows in plan[:skip]))
     with ActivationHooks(loaded) as hooks, torch.inference_mode():
         hooks.collector = collector
-        for rows in length_batches([len(e.input_ids) for e in encoded], batch_size, max_batch_tokens):
+        for done, rows in enumerate(plan[skip:], start=skip + 1):
             batch = collate(encoded, rows, pad_id, device)
             collector.begin(batch)
             out = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
             if legs is not None:
                 legs.add(batch, out[0])
+            collector.end()
             if progress is not None:
                 progress(len(rows))
+            if after_batch is not None:
+                after_batch(done)
+
+
+def pass_batches(
+    encoded: Sequence[EncodedProbe],
+    batch_size: int,
+    max_batch_tokens: int | None,
+    groups: Sequence[tuple[int, int]] | None = None,
+) -> list[list[int]]:
+    """The batches `run_pass` makes of `encoded`: `length_batches` of all of it, or of each `(start, stop)`
+    group on its own (a one-pass build batches each pair alone, so its numbers do not depend on which other
+    pairs a process holds)."""
+    lengths = [len(e.input_ids) for e in encoded]
+    if groups is None:
+        return length_batches(lengths, batch_size, max_batch_tokens)
+    return [
+        [start + i for i in rows]
+        for start, stop in groups
+        for rows in length_batches(lengths[start:stop], batch_size, max_batch_tokens)
+    ]
 
 
 def generate_probes(

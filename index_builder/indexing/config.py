@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import bridges
+from . import bridges, means_store
 from .dictionaries import (
     DictionaryError,
     PairDictionary,
@@ -63,6 +63,10 @@ class BuildConfig:
     hsic_max_bytes: int = 256 * 2**20
     strict: bool = False  # refuse to write an index whose health verdict is "degenerate"
     probe_half: int | None = None  # 0 or 1: only the even or odd probe entries of each pair
+    passes: int = 1  # 1: every neuron's per-probe means stored, one forward pass; 2: pass 2 re-runs the model
+    means_dir: Path | None = None  # one pass: where the per-probe means live (None: `<out>.means` beside out)
+    means_dtype: str = "float32"  # one pass: float32, or float16 (half the disk; HSIC no longer bit-equal)
+    keep_means: bool = False  # one pass: keep the stored means after the index is written
 
     def __post_init__(self) -> None:
         if self.top_rate is None:
@@ -73,6 +77,7 @@ class BuildConfig:
         data = asdict(self)
         data["out"] = str(self.out)
         data["cache_dir"] = str(self.cache_dir) if self.cache_dir else None
+        data["means_dir"] = str(self.means_dir) if self.means_dir else None
         return data
 
     def band(self, n_layers: int) -> list[int]:
@@ -134,6 +139,10 @@ def _check_parameters(cfg: BuildConfig, langs: list[str]) -> None:
         raise BuildError(f"--min-set must be at least 1, got {cfg.min_set}")
     if cfg.probe_half not in (None, 0, 1):
         raise BuildError(f"--probe-half must be 0 or 1, got {cfg.probe_half}")
+    if cfg.passes not in (1, 2):
+        raise BuildError(f"--passes must be 1 or 2, got {cfg.passes}")
+    if cfg.means_dtype not in means_store.DTYPES:
+        raise BuildError(f"--means-dtype must be {' or '.join(means_store.DTYPES)}, got {cfg.means_dtype}")
     if cfg.batch_size < 1 or cfg.max_pairs < 1:
         raise BuildError("--batch-size and --max-pairs must be at least 1")
     if not 0 <= cfg.test_fraction < 1:

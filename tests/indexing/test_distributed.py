@@ -53,6 +53,7 @@ def two_builds(tiny_model_factory, tmp_path_factory) -> tuple[Path, Path]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("wrote") == 1, "only rank 0 writes and reports"
+    assert not list(out.glob("*.means")), "every rank's stored means removed once the index is written"
     return single, multi
 
 
