@@ -92,6 +92,15 @@ class Comparison:
         return self.low > 0 or self.high < 0
 
 
+def sentence_scores(
+    name: str, hypotheses: Sequence[str], references: Sequence[str], target: str
+) -> np.ndarray:
+    """Each answer's own chrF++ or BLEU (0–100) against its reference (sacrebleu's `sentence_score`), (n,)."""
+    _check(hypotheses, references)
+    m = metric(name, target)
+    return np.array([_score(m, row) for row in _statistics(m, hypotheses, references)])
+
+
 def paired_bootstrap(
     name: str,
     hypotheses: Sequence[str],
@@ -103,22 +112,45 @@ def paired_bootstrap(
 ) -> Comparison:
     """Corpus `name` of `hypotheses` vs `direct` answers, and the 95% percentile interval of the
     difference over `n_boot` resamples of the sentences (the same indices for both in each resample)."""
-    _check(hypotheses, references)
-    _check(direct, references)
+    return paired_bootstrap_mean(name, [(hypotheses, direct, references, target)], n_boot, seed)
+
+
+def paired_bootstrap_mean(
+    name: str,
+    groups: Sequence[tuple[Sequence[str], Sequence[str], Sequence[str], str]],
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> Comparison:
+    """The mean over groups (e.g. pairs) of each group's corpus `name`, answers vs baseline answers, and the
+    95% percentile interval of the mean difference: each resample draws every group's sentences from that
+    group (stratified), the same indices for both sides. Groups are (answers, baseline answers, references,
+    target); with one group this is `paired_bootstrap`. `n` of the result counts every group's sentences."""
+    for hypotheses, baseline, references, _target in groups:
+        _check(hypotheses, references)
+        _check(baseline, references)
+    if not groups:
+        raise ValueError("no groups to compare")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    m = metric(name, target)
-    ours, theirs = _statistics(m, hypotheses, references), _statistics(m, direct, references)  # (n, stats)
-    n = len(references)
-    indices = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # (n_boot, n)
-    ours_boot, theirs_boot = ours[indices].sum(axis=1), theirs[indices].sum(axis=1)  # (n_boot, stats)
-    deltas = np.array(
-        [_score(m, a) - _score(m, b) for a, b in zip(ours_boot, theirs_boot, strict=True)]
-    )  # (n_boot,)
+    rng = np.random.default_rng(seed)
+    deltas = np.zeros(n_boot)  # (n_boot,) summed over groups, then averaged
+    scores, bases = [], []
+    for hypotheses, baseline, references, target in groups:
+        m = metric(name, target)
+        ours = _statistics(m, hypotheses, references)  # (n, stats)
+        theirs = _statistics(m, baseline, references)  # (n, stats)
+        n = len(references)
+        indices = rng.integers(0, n, size=(n_boot, n))  # (n_boot, n)
+        ours_boot, theirs_boot = ours[indices].sum(axis=1), theirs[indices].sum(axis=1)  # (n_boot, stats)
+        deltas += np.array([_score(m, a) - _score(m, b) for a, b in zip(ours_boot, theirs_boot, strict=True)])
+        scores.append(_score(m, ours.sum(axis=0)))
+        bases.append(_score(m, theirs.sum(axis=0)))
+    deltas /= len(groups)
     low, high = np.percentile(deltas, [2.5, 97.5])
-    score, base = _score(m, ours.sum(axis=0)), _score(m, theirs.sum(axis=0))
+    score, base = sum(scores) / len(groups), sum(bases) / len(groups)
     p_value = float(np.mean(deltas <= 0))
-    return Comparison(name, n, score, base, score - base, float(low), float(high), p_value)
+    n_total = sum(len(references) for _h, _b, references, _t in groups)
+    return Comparison(name, n_total, score, base, score - base, float(low), float(high), p_value)
 
 
 @dataclass(frozen=True)

@@ -146,3 +146,32 @@ def test_score_strategies_compares_every_strategy_with_direct_on_the_same_senten
     assert english.diagnostics.n == 20 and english.diagnostics.empty == 0
     with pytest.raises(ValueError, match="19 answers for 20 references"):
         ss.score_strategies(sources, references, {"direct": direct[:19]}, "en", normalise_word)
+
+
+def test_sentence_scores_are_sacrebleus_sentence_scores():
+    expected = [
+        CHRF(word_order=2).sentence_score(a, [r]).score for a, r in zip(ANSWERS, REFERENCES, strict=True)
+    ]
+    assert ss.sentence_scores(ss.CHRF_PP, ANSWERS, REFERENCES, "en") == pytest.approx(expected, abs=1e-9)
+
+
+def test_mean_bootstrap_of_one_group_is_the_paired_bootstrap():
+    references, strategy, direct = _planted()
+    one = ss.paired_bootstrap_mean(ss.CHRF_PP, [(strategy, direct, references, "en")], n_boot=200, seed=3)
+    assert one == ss.paired_bootstrap(ss.CHRF_PP, strategy, direct, references, "en", n_boot=200, seed=3)
+
+
+def test_mean_bootstrap_averages_the_groups_and_resamples_each_within_itself():
+    references, strategy, direct = _planted()
+    alone = ss.paired_bootstrap(ss.CHRF_PP, strategy, direct, references, "en", n_boot=200, seed=3)
+    # a second group whose two sides are the same: it adds 0 to every resample, so everything halves
+    same = (REFERENCES, REFERENCES, REFERENCES, "en")
+    both = ss.paired_bootstrap_mean(
+        ss.CHRF_PP, [(strategy, direct, references, "en"), same], n_boot=200, seed=3
+    )
+    assert both.n == len(references) + len(REFERENCES)
+    assert both.score == pytest.approx((alone.score + 100.0) / 2)
+    assert both.delta == pytest.approx(alone.delta / 2)
+    assert (both.low, both.high) == pytest.approx((alone.low / 2, alone.high / 2))
+    with pytest.raises(ValueError, match="no groups"):
+        ss.paired_bootstrap_mean(ss.CHRF_PP, [])
