@@ -21,17 +21,34 @@ Ends with `RESULT ...` (figures: mean over pairs). Run (from the cached answers 
     .venv/bin/python benchmarks/beyond_route.py --index artifacts/policy/qwen.duckdb \
         --name qwen2.5-coder-1.5b-instruct --pairs ar-fr,ar-de,he-fr,he-de,sw-fr,sw-es,ja-fr,id-fr \
         --limit 40 --top 2
+
+Stage `scored` (the oracle stage first, then the model): the same cached candidates scored by the model
+itself through vLLM (started on `--model-dir`, or `--endpoint` of a running server on the same model),
+forced decoding with `prompt_logprobs`. Per sentence and candidate, on the server's own direct prompt (built
+by bridgex_serve's planner and prompt code from the index, as a `/v1/translate` request with `route:
+direct` gets it): forward = mean log P(candidate + closing quote | source → target prompt), round-trip =
+mean log P(source + closing quote | target → source prompt of the candidate), and their sum; per sentence
+the best-scoring candidate that is not a copy or in another language (`best_of.scored_choice`; all
+flagged: the best of all; ties to direct). Reported as above (gain over the best single route, direct and
+English with intervals; which candidate wins), plus the cost in tokens per sentence (the candidates' own
+calls rebuilt with the model's tokenizer, and the scoring prompts) and the scoring's wall time; ends with a
+second line `RESULT stage=scored ...`:
+    .venv/bin/python benchmarks/beyond_route.py --stage scored ... \
+        --model-dir .cache/bridgex/models/qwen2.5-coder-1.5b-instruct
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import shutil
 import sys
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +56,18 @@ import numpy as np
 
 from bridgex_index.detect import make_detector
 from bridgex_index.words import normalise_word
-from index_builder.evaluation.best_of import DIRECT, candidates, consensus_choice, oracle_choice, pick
+from index_builder.evaluation.best_of import (
+    DIRECT,
+    candidates,
+    combined,
+    consensus_choice,
+    mean_logprob,
+    oracle_choice,
+    pick,
+    scored_choice,
+    span_start,
+)
+from index_builder.evaluation.client import WordAnswer, base_url
 from index_builder.evaluation.config import EvalConfig, parse_pairs
 from index_builder.evaluation.run import count_requests, evaluate
 from index_builder.evaluation.sentence_scoring import (
@@ -53,6 +81,7 @@ from index_builder.evaluation.sentence_scoring import (
     paired_bootstrap_mean,
     sentence_scores,
 )
+from index_builder.evaluation.tasks import PairTask, arm_options
 
 NOWHERE = "http://127.0.0.1:9/v1"  # never asked: every answer must be cached (checked before the run)
 POOLED = ""  # chrF++ does not depend on the target language (only BLEU's tokenizer does)
@@ -69,25 +98,36 @@ class PairAnswers:
     answers: dict[str, list[str]]  # route (direct, en, bridge) → answer per sentence
     generated: dict[str, int]  # route → characters generated over the sentences (answer + bridge text)
     hsic: list[str]  # the pair's measured bridges in the index's HSIC order
+    task: PairTask | None = None  # the evaluation's pair (its options rebuild the server's prompts)
+    replies: dict[str, list[WordAnswer]] = field(
+        default_factory=dict
+    )  # route → the cached reply per sentence
 
     @property
     def name(self) -> str:
         return f"{self.source}→{self.target}"
 
 
-def load(cfg: EvalConfig) -> list[PairAnswers]:
-    """Every measured answer of the run `cfg` describes, from the cache of a temporary copy of its index."""
+@contextlib.contextmanager
+def index_copy(cfg: EvalConfig) -> Iterator[EvalConfig]:
+    """`cfg` on a temporary copy of its index (evaluation writes to the index it reads; the original is never
+    written), removed on exit."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / cfg.index.name
         shutil.copyfile(cfg.index, copy)
-        cfg = dataclasses.replace(cfg, index=copy)
-        asked, cached = count_requests(cfg, log=lambda msg: None)
-        if cached < asked:
-            raise SystemExit(
-                f"error: {asked - cached} of {asked} answers are not cached in the index; run "
-                "benchmarks/route_policy.py --task translate with the same pairs, --limit and --top first"
-            )
-        result = evaluate(cfg, quiet=True, log=lambda msg: None)
+        yield dataclasses.replace(cfg, index=copy)
+
+
+def load(cfg: EvalConfig) -> list[PairAnswers]:
+    """Every measured answer of the run `cfg` describes, from the answer cache of its index (give a copy:
+    `index_copy`); a missing answer is an error, never a call."""
+    asked, cached = count_requests(cfg, log=lambda msg: None)
+    if cached < asked:
+        raise SystemExit(
+            f"error: {asked - cached} of {asked} answers are not cached in the index; run "
+            "benchmarks/route_policy.py --task translate with the same pairs, --limit and --top first"
+        )
+    result = evaluate(cfg, quiet=True, log=lambda msg: None)
     out = []
     for task in result.tasks:
         n = len(task.words)
@@ -106,6 +146,8 @@ def load(cfg: EvalConfig) -> list[PairAnswers]:
                 {r: [a.answer for a in said[r]] for r in routes},
                 {r: sum(len(a.answer) + len(a.bridge_text or "") for a in said[r]) for r in routes},
                 [c.bridge for c in task.candidates if c.bridge in said],
+                task,
+                {r: said[r] for r in routes},
             )
         )
     return out
@@ -220,33 +262,8 @@ def flag_tally(judged: Sequence[Judged], detect: Callable[[str], str | None]) ->
     return tally
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=("oracle",), default="oracle")
-    ap.add_argument("--index", type=Path, required=True)
-    ap.add_argument("--name", required=True, help="the served model name the answers were cached under")
-    ap.add_argument("--pairs", required=True)
-    ap.add_argument("--limit", type=int, default=40, help="sentences per pair, as in the route-policy run")
-    ap.add_argument("--top", type=int, default=2, help="the route-policy run's --top (measured bridges)")
-    ap.add_argument("--candidates", type=int, default=3, help="best-of candidates (default 3)")
-    ap.add_argument("--prompt-style", default="auto")
-    ap.add_argument("--boot", type=int, default=DEFAULT_BOOTSTRAP)
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    args = ap.parse_args(argv)
-    cfg = EvalConfig(
-        index=args.index,
-        endpoint=NOWHERE,
-        model=args.name,
-        pairs=parse_pairs(args.pairs),
-        dictionaries="",
-        strategies=("direct", "english", "all-bridges"),
-        top_bridges=args.top,
-        limit=args.limit or None,
-        prompt_style=args.prompt_style,
-        task="translate",
-    )
-    pairs = load(cfg)
-    judged = [judge(p, args.candidates) for p in pairs]
+def report_oracle(judged: Sequence[Judged], args: argparse.Namespace) -> None:
+    """Stage `oracle`: the per-sentence oracle and MBR against the single routes; its RESULT line."""
     boot, seed = args.boot, args.seed
     n = sum(len(j.pair.references) for j in judged)
     print(
@@ -336,6 +353,386 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" copies={tally['top', 'copy']} wrong_language={tally['top', 'wrong']}"
         f" mbr_flagged={tally['mbr', 'flagged']} generated_ratio={ratio:.2f}"
     )
+
+
+# ------------------------------------------------------------------------------------------- scored stage
+
+SELECTORS = ("forward", "roundtrip", "sum")
+# What follows an answer in the server's completion prompts (a demonstration's line end): scored with the
+# answer, so a candidate the model would not end there (a truncated or run-on answer) pays for it.
+CLOSE = '"\n'
+SCORED_COMPARISONS = tuple(
+    (f"{name} − {base}", name, key)
+    for name in SELECTORS
+    for base, key in (("best", "best"), ("direct", DIRECT), ("english", "english"))
+)
+
+
+class ServerPrompts:
+    """The text bridgex-serve sends upstream for the cached run's `/v1/translate` requests, built by the
+    server's own code: `plan_request` on the index with the options evaluation sent (`arm_options`), and
+    its prompt builders. A scoring prompt is thus the prompt a request would use."""
+
+    def __init__(self, cfg: EvalConfig):
+        from bridgex_serve.service import Runtime
+
+        self.cfg = cfg
+        self.runtime = Runtime.load(str(cfg.index), prompt_style=cfg.prompt_style)
+        style = self.runtime.prompt_styles.get("translate", "completion")
+        if style != "completion":
+            raise SystemExit(
+                f"error: stage scored builds completion prompts; sentences are asked {style}-style"
+            )
+
+    def plan(self, task: PairTask, arm: str | None, text: str, reverse: bool = False):
+        """The server's plan of one `/v1/translate` text (`reverse`: target → source); None for an empty
+        text (the server refuses it)."""
+        from bridgex_serve.options import TRANSLATE_OPTIONS, RequestError, parse_options
+        from bridgex_serve.plan import plan_request
+
+        if reverse:
+            task = dataclasses.replace(task, source=task.target, target=task.source)
+        body = arm_options(self.cfg, task, arm)
+        options = parse_options({k: body[k] for k in TRANSLATE_OPTIONS if k in body})
+        rt = self.runtime
+        try:
+            return plan_request(
+                options,
+                text,
+                index=rt.index,
+                low_resource=rt.low_resource,
+                detect=rt.detect,  # type: ignore[arg-type]
+                force=True,
+                prompt_style=rt.prompt_styles,
+            )
+        except RequestError:
+            return None
+
+    def direct(self, task: PairTask, text: str, reverse: bool = False) -> str | None:
+        """The direct route's prompt (`{S}:"text"→{T}:"` after its demonstrations)."""
+        from bridgex_serve.prompts import bridge_prompt
+
+        plan = self.plan(task, None, text, reverse)
+        return None if plan is None else bridge_prompt(plan)
+
+    def calls(self, task: PairTask, route: str, text: str, reply: WordAnswer) -> list[tuple[str, str]]:
+        """(prompt, generated text) of each upstream call the cached `reply` took, rebuilt (the cache keeps
+        no token counts): direct one call; chain one call writing `b"→{T}:"t`, or a second call for the
+        answer when the first stopped after the bridge; the copy fallback one more direct call (the bridged
+        answer it replaced is not cached: counted as long as the answer). Generation ends with the
+        answer's closing quote (direct, answer calls) or line end (chain)."""
+        from bridgex_serve.prompts import answer_prompt, bridge_close, bridge_prompt
+
+        direct = self.direct(task, text) or ""
+        if route == DIRECT:
+            return [(direct, reply.answer + '"')]
+        plan = self.plan(task, route, text)
+        assert plan is not None
+        bridge = reply.bridge_text or ""
+        fallback = reply.fallback == "copy"
+        if reply.calls - fallback <= 1:
+            out = [(bridge_prompt(plan), bridge + bridge_close(plan) + reply.answer + CLOSE)]
+        else:
+            out = [(bridge_prompt(plan), bridge + '"'), (answer_prompt(plan, bridge), reply.answer + '"')]
+        if fallback:
+            out.append((direct, reply.answer + '"'))
+        return out
+
+
+@dataclass
+class Forced:
+    """One scoring prompt: the prompt a request would use, then the scored text forced after it."""
+
+    prefix: list[int]
+    full: list[int]
+    score: float = -np.inf  # mean log-probability of the scored text's tokens (`best_of.mean_logprob`)
+
+
+def prompt_logprobs(ids: Sequence[int], reply: Sequence) -> list[float | None]:
+    """Per prompt token its log-probability, from vLLM's `prompt_logprobs` (token id → {logprob, ...} per
+    position, None first)."""
+    if len(reply) != len(ids):
+        raise RuntimeError(f"vLLM scored {len(reply)} of {len(ids)} prompt tokens")
+    return [None if row is None else row[str(t)]["logprob"] for t, row in zip(ids, reply, strict=True)]
+
+
+async def force(
+    url: str,
+    model: str,
+    prompts: Sequence[Forced],
+    batch: int,
+    concurrency: int,
+    timeout: float,
+    progress: Callable[[int], None],
+) -> None:
+    """Score every prompt's forced text through vLLM's completions API (`prompt_logprobs: 0`: each prompt
+    token's own log-probability; one generated token, unused), `batch` prompts per request (token ids, as
+    tokenized here), at most `concurrency` requests in flight."""
+    import httpx
+
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(timeout, connect=10.0)) as client:
+
+        async def one(chunk: Sequence[Forced]) -> None:
+            body = {
+                "model": model,
+                "prompt": [f.full for f in chunk],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "prompt_logprobs": 0,
+            }
+            async with gate:
+                response = await client.post("/v1/completions", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"vLLM answered {response.status_code}: {response.text[:500]}")
+            choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+            for f, choice in zip(chunk, choices, strict=True):
+                logprobs = prompt_logprobs(f.full, choice["prompt_logprobs"])
+                f.score = mean_logprob(logprobs, span_start(f.prefix, f.full))
+            progress(len(chunk))
+
+        await asyncio.gather(*(one(prompts[i : i + batch]) for i in range(0, len(prompts), batch)))
+
+
+@dataclass
+class Scored:
+    """Per pair: route → per sentence, the forward and round-trip scoring prompts (None: no prompt, an
+    empty answer) and the tokens of the candidate's own upstream calls (prompt, generated)."""
+
+    forward: dict[str, list[Forced | None]]
+    roundtrip: dict[str, list[Forced | None]]
+    tokens: dict[str, list[tuple[int, int]]]
+
+    def scores(self, kind: str) -> dict[str, list[float]]:
+        table = self.forward if kind == "forward" else self.roundtrip
+        return {r: [-np.inf if f is None else f.score for f in col] for r, col in table.items()}
+
+
+def scoring_prompts(
+    j: Judged, prompts: ServerPrompts, encode: Callable[[str], list[int]], unique: dict[str, Forced]
+) -> Scored:
+    """A pair's scoring prompts for its best-of candidates (identical ones shared through `unique`):
+    forward: the direct prompt of the source sentence, the candidate forced as the answer; round-trip: the
+    direct prompt translating the candidate back (target → source), the source sentence forced."""
+    p = j.pair
+    assert p.task is not None
+
+    def forced(prefix: str | None, text: str) -> Forced | None:
+        if prefix is None:
+            return None
+        if prefix + text not in unique:
+            unique[prefix + text] = Forced(encode(prefix), encode(prefix + text))
+        return unique[prefix + text]
+
+    out = Scored({}, {}, {})
+    for r in j.top:
+        direct = [prompts.direct(p.task, s) for s in p.sources]
+        out.forward[r] = [forced(d, a + CLOSE) for d, a in zip(direct, p.answers[r], strict=True)]
+        back = [prompts.direct(p.task, a, reverse=True) for a in p.answers[r]]
+        out.roundtrip[r] = [forced(b, s + CLOSE) for b, s in zip(back, p.sources, strict=True)]
+        out.tokens[r] = [
+            (sum(len(encode(a)) for a, _g in calls), sum(len(encode(g)) for _a, g in calls))
+            for calls in (
+                prompts.calls(p.task, r, s, reply) for s, reply in zip(p.sources, p.replies[r], strict=True)
+            )
+        ]
+    return out
+
+
+def select(j: Judged, s: Scored, detect: Callable[[str], str | None]) -> None:
+    """The three model-scored selections of a pair into `j.choices` and `j.hyps`: forward, round-trip and
+    their sum, flagged answers (copies, wrong language) never taken while a clean candidate is there."""
+    f = flags(j.pair, detect)
+    flagged = {r: [c or w for c, w in f[r]] for r in j.top}
+    tables = {"forward": s.scores("forward"), "roundtrip": s.scores("roundtrip")}
+    tables["sum"] = combined(tables["forward"], tables["roundtrip"])
+    for name in SELECTORS:
+        j.choices[name] = scored_choice(tables[name], flagged)
+        j.hyps[name] = pick(j.pair.answers, j.choices[name])
+
+
+def report_scored(judged: Sequence[Judged], cfg: EvalConfig, args: argparse.Namespace) -> None:
+    """Stage `scored`: the candidates scored by the model itself through vLLM; its RESULT line."""
+    from transformers import AutoTokenizer
+
+    if args.model_dir is None:
+        raise SystemExit(
+            "error: stage scored needs --model-dir (its tokenizer; vLLM is started on it "
+            "unless --endpoint names a running server)"
+        )
+    t0 = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+
+    def encode(text: str) -> list[int]:
+        return list(tokenizer(text)["input_ids"])
+
+    prompts = ServerPrompts(cfg)
+    unique: dict[str, Forced] = {}
+    scored = [scoring_prompts(j, prompts, encode, unique) for j in judged]
+    todo = sorted(unique.values(), key=lambda f: len(f.full))  # similar lengths in one request
+    n = sum(len(j.pair.references) for j in judged)
+    asked = sum(1 for s in scored for t in (s.forward, s.roundtrip) for col in t.values() for f in col if f)
+    print(
+        f"== stage scored: {asked} scoring prompts ({len(todo)} distinct, {sum(len(f.full) for f in todo)}"
+        f" tokens) for {n} sentences, built in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    with contextlib.ExitStack() as stack:
+        t_start = time.perf_counter()
+        endpoint = args.endpoint
+        if endpoint is None:
+            from bridgex_serve.launch import VllmServer
+
+            log = Path(tempfile.gettempdir()) / "beyond_route_scored.vllm.log"
+            endpoint = stack.enter_context(
+                VllmServer(args.model_dir, name=args.name, log=log, start_timeout=900)
+            ).url
+            print(f"  vLLM started in {time.perf_counter() - t_start:.0f} s (log {log})", flush=True)
+        t_score = time.perf_counter()
+        done = [0]
+        step = max(1, len(todo) // 10)
+
+        def progress(k: int) -> None:
+            done[0] += k
+            if done[0] // step != (done[0] - k) // step or done[0] == len(todo):
+                print(f"  scored {done[0]}/{len(todo)} in {time.perf_counter() - t_score:.0f} s", flush=True)
+
+        asyncio.run(
+            force(base_url(endpoint), args.name, todo, args.batch, args.concurrency, args.timeout, progress)
+        )
+        scoring_seconds = time.perf_counter() - t_score
+    detect = make_detector({code for j in judged for code in (j.pair.source, j.pair.target)})
+    for j, s in zip(judged, scored, strict=True):
+        select(j, s, detect)
+    boot, seed = args.boot, args.seed
+    print(
+        "== model-scored selection (forward: mean log P(candidate + closing quote | the direct prompt);"
+        " round-trip: mean log P(source + closing quote | the direct prompt target → source, candidate);"
+        " sum: both; flagged candidates out while a clean one is there; ties → direct), chrF++"
+    )
+    print(f"  {'pair':6} {'direct':>6} {'best single':>12} " + " ".join(f"{x:>28}" for x in SELECTORS))
+    for j in judged:
+        cells = []
+        for name in SELECTORS:
+            c = compare_pair(j, name, "best", boot, seed)
+            cells.append(f"{j.score(name):5.1f} {interval(c):>22}")
+        best = f"{j.best} {j.scores[j.best]:.1f}"
+        print(
+            f"  {j.pair.name:6} {j.scores[DIRECT]:6.1f} {best:>12} " + " ".join(f"{c:>28}" for c in cells),
+            flush=True,
+        )
+    names = ("direct", "english", "best", "oracle", "mbr", *SELECTORS)
+    refs = [r for j in judged for r in j.pair.references]
+    pooled_scores = {
+        name: corpus_score(CHRF_PP, [h for j in judged for h in j.hyps[name]], refs, POOLED) for name in names
+    }
+    mean_scores = {name: float(np.mean([j.score(name) for j in judged])) for name in names}
+    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in SCORED_COMPARISONS}
+    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in SCORED_COMPARISONS}
+    for title, scores, comps in (("pooled", pooled_scores, pooled), ("mean over pairs", mean_scores, mean)):
+        print(f"== overall, {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+        for label, _a, _b in SCORED_COMPARISONS:
+            print(f"  {label:20} {interval(comps[label], 2)}")
+    print("== which candidate each selector takes (sentences; 'bridge': an HSIC-ranked bridge, not en)")
+    tally = {}
+    for j in judged:
+        f = flags(j.pair, detect)
+        for name in SELECTORS:
+            for i, r in enumerate(j.choices[name]):
+                tally[name, "flagged"] = tally.get((name, "flagged"), 0) + any(f[r][i])
+                tally[name, "oracle"] = tally.get((name, "oracle"), 0) + (r == j.choices["oracle"][i])
+    for name in SELECTORS:
+        kinds = Counter((r if r in (DIRECT, "en") else "bridge") for j in judged for r in j.choices[name])
+        print(
+            f"  {name:9} {dict(kinds)}; the oracle's candidate on {tally[name, 'oracle']} of {n};"
+            f" a copy or wrong-language answer on {tally[name, 'flagged']} (all candidates flagged)"
+        )
+    # cost: tokens per sentence, prompt + generated, of the candidates' own calls and of the scoring prompts
+    direct_tokens = sum(sum(t) for s in scored for t in s.tokens[DIRECT]) / n
+    candidate_tokens = sum(sum(t) for s in scored for col in s.tokens.values() for t in col) / n
+    scoring = {
+        kind: sum(len(f.full) for s in scored for col in getattr(s, kind).values() for f in col if f) / n
+        for kind in ("forward", "roundtrip")
+    }
+    scoring["sum"] = scoring["forward"] + scoring["roundtrip"]
+    prompt_share = sum(t[0] for s in scored for col in s.tokens.values() for t in col) / n
+    print(
+        f"== tokens per sentence (prompt + generated; rebuilt with the model's tokenizer): direct"
+        f" {direct_tokens:.1f}; the {args.candidates} candidates {candidate_tokens:.1f}"
+        f" ({candidate_tokens / direct_tokens:.2f}x direct; prompts {prompt_share:.1f});"
+        " scoring prompts (prefill only, one token generated each): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in scoring.items())
+    )
+    ratio = {name: (candidate_tokens + scoring[name]) / direct_tokens for name in SELECTORS}
+    print("  best-of with scoring / direct: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+    print(
+        f"== wall time: scoring {scoring_seconds:.0f} s for {len(todo)} distinct prompts ({args.batch} per"
+        f" request, {args.concurrency} requests in flight); stage {time.perf_counter() - t0:.0f} s"
+    )
+    fields = []
+    for name in SELECTORS:
+        fields += [f"{name}={mean_scores[name]:.2f}"]
+        for base in ("best", "direct"):
+            c = mean[f"{name} − {base}"]
+            fields += [
+                f"{name}_vs_{base}={c.delta:.2f}",
+                f"{name}_vs_{base}_lo={c.low:.2f}",
+                f"{name}_vs_{base}_hi={c.high:.2f}",
+            ]
+        fields += [f"pooled_{name}_vs_best={pooled[f'{name} − best'].delta:.2f}"]
+    print(
+        f"RESULT stage=scored pairs={len(judged)} sentences={n} candidates={args.candidates}"
+        f" direct={mean_scores['direct']:.2f} best_single={mean_scores['best']:.2f} "
+        + " ".join(fields)
+        + f" tokens_direct={direct_tokens:.1f} tokens_candidates_ratio={candidate_tokens / direct_tokens:.2f}"
+        + "".join(f" tokens_{name}_ratio={ratio[name]:.2f}" for name in SELECTORS)
+        + f" scoring_prompts={asked} scoring_seconds={scoring_seconds:.0f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--stage",
+        choices=("oracle", "scored"),
+        default="oracle",
+        help="scored: oracle, then the model-scored",
+    )
+    ap.add_argument("--index", type=Path, required=True)
+    ap.add_argument("--name", required=True, help="the served model name the answers were cached under")
+    ap.add_argument("--pairs", required=True)
+    ap.add_argument("--limit", type=int, default=40, help="sentences per pair, as in the route-policy run")
+    ap.add_argument("--top", type=int, default=2, help="the route-policy run's --top (measured bridges)")
+    ap.add_argument("--candidates", type=int, default=3, help="best-of candidates (default 3)")
+    ap.add_argument("--prompt-style", default="auto")
+    ap.add_argument("--boot", type=int, default=DEFAULT_BOOTSTRAP)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--model-dir", type=Path, help="scored: the model folder (tokenizer; vLLM started on it)")
+    ap.add_argument(
+        "--endpoint", help="scored: a running vLLM server on the same model (else one is started)"
+    )
+    ap.add_argument("--batch", type=int, default=16, help="scored: prompts per completions request")
+    ap.add_argument("--concurrency", type=int, default=2, help="scored: requests in flight")
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    args = ap.parse_args(argv)
+    cfg = EvalConfig(
+        index=args.index,
+        endpoint=NOWHERE,
+        model=args.name,
+        pairs=parse_pairs(args.pairs),
+        dictionaries="",
+        strategies=("direct", "english", "all-bridges"),
+        top_bridges=args.top,
+        limit=args.limit or None,
+        prompt_style=args.prompt_style,
+        task="translate",
+    )
+    with index_copy(cfg) as cfg:
+        pairs = load(cfg)
+        judged = [judge(p, args.candidates) for p in pairs]
+        report_oracle(judged, args)
+        if args.stage == "scored":
+            report_scored(judged, cfg, args)
     return 0
 
 

@@ -75,3 +75,46 @@ def test_mismatched_or_missing_candidates_are_errors():
         best_of.oracle_choice({"direct": [1.0], "en": [1.0, 2.0]})
     with pytest.raises(ValueError, match="no candidates"):
         best_of.consensus_choice({})
+
+
+def test_scored_choice_takes_the_highest_score_ties_to_direct():
+    scores = {"direct": [-1.0, -2.0, -0.5], "en": [-0.5, -2.0, -0.7], "id": [-0.9, -3.0, -0.5]}
+    assert best_of.scored_choice(scores) == ["en", "direct", "direct"]
+    assert best_of.scored_choice({"en": [-1.0], "direct": [-1.0]}) == ["en"]  # the route named first
+
+
+def test_scored_choice_never_takes_a_flagged_answer_while_a_clean_one_is_there():
+    scores = {"direct": [-0.1, -0.1, -0.1], "en": [-2.0, -0.5, -0.9], "id": [-1.0, -0.4, -0.8]}
+    flagged = {"direct": [True, True, False], "en": [False, True, True], "id": [True, True, True]}
+    # item 0: direct is flagged → en (the only clean one, though it scores lowest)
+    # item 1: every answer flagged → the best score among all of them (direct)
+    # item 2: en and id flagged → direct
+    assert best_of.scored_choice(scores, flagged) == ["en", "direct", "direct"]
+    assert best_of.scored_choice(scores, {"direct": [True, False, False]}) == ["id", "direct", "direct"]
+
+
+def test_scored_choice_treats_a_missing_score_as_the_lowest():
+    scores = {"direct": [None, float("nan"), None], "en": [-9.0, -9.0, None]}
+    assert best_of.scored_choice(scores) == ["en", "en", "direct"]
+    with pytest.raises(ValueError, match="different numbers of items"):
+        best_of.scored_choice({"direct": [-1.0]}, {"direct": [False, True]})
+
+
+def test_span_start_and_mean_logprob_score_the_answer_tokens_only():
+    prefix = [5, 6, 7]
+    assert best_of.span_start(prefix, [5, 6, 7, 8, 9]) == 3
+    assert best_of.span_start(prefix, [5, 6, 70, 9]) == 2  # the last prefix token merged into the answer's
+    assert best_of.span_start([], [1, 2]) == 0
+    logprobs = [None, -5.0, -5.0, -1.0, -2.0]
+    assert best_of.mean_logprob(logprobs, 3) == pytest.approx(-1.5)
+    assert best_of.mean_logprob(logprobs, 5) == float("-inf")  # no answer token
+    assert best_of.mean_logprob(logprobs, 0) == float("-inf")  # the first token has no log-probability
+
+
+def test_combined_adds_the_scores_of_the_same_routes():
+    forward = {"direct": [-1.0, -2.0], "en": [-0.5, -0.5]}
+    back = {"direct": [-1.0, -0.1], "en": [-2.0, -1.0]}
+    assert best_of.combined(forward, back) == {"direct": [-2.0, -2.1], "en": [-2.5, -1.5]}
+    assert best_of.scored_choice(best_of.combined(forward, back)) == ["direct", "en"]
+    with pytest.raises(ValueError, match="different routes"):
+        best_of.combined(forward, {"en": [0.0, 0.0], "direct": [0.0, 0.0]})
