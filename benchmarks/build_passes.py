@@ -3,6 +3,8 @@
 Same model, same probes (CLDR, `--langs`, `--max-pairs`), one process each, run one after the other so each
 has the machine to itself, each in a fresh subprocess (its own peak RSS):
 - `plain`: the build's batches (each pair batched alone, as the one pass does) through the decoder, no hooks;
+- `collectors`: the same with the one pass's counts and every neuron's means, without the leg-quality head
+  (what the one pass costs apart from the route policy's leg quality);
 - `two`: `bridgex-index build --passes 2` (pass 1 counts, pass 2 re-runs each pair for the chosen neurons);
 - `one`: `bridgex-index build` (the default: one pass, every neuron's per-probe means stored, then HSIC).
 Builds are timed without the model load; `build` = forward pass(es) + HSIC + writing the index. The two
@@ -34,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+FORWARD = {"plain": "forward only", "collectors": "forward + counts + all means, no leg quality"}
 COMPARED = (
     "language_neurons",
     "overlap_layers",
@@ -65,11 +68,22 @@ def _config(args: argparse.Namespace, out: Path, **overrides):
     return BuildConfig(model=str(args.folder), langs=args.langs.split(","), out=out, **settings)
 
 
-def plain_pass(args: argparse.Namespace) -> dict:
-    """The build's probes and batches through the decoder, no hooks: the floor a build is judged against."""
+def forward_pass(args: argparse.Namespace, collectors: bool) -> dict:
+    """The build's probes and batches through the decoder: with no hooks (`plain`, the floor a build is
+    judged against), or with the one pass's collectors but no leg quality (`collectors`: counts and every
+    neuron's means, written to a memory map in the benchmark's folder), to separate the two costs."""
+    import numpy as np
     import torch
 
-    from index_builder.indexing.capture import collate, encode_probes, pass_batches
+    from index_builder.indexing.capture import (
+        AllProbeMeans,
+        Collectors,
+        LanguageCounts,
+        collate,
+        encode_probes,
+        pass_batches,
+        run_pass,
+    )
     from index_builder.indexing.config import validate
     from index_builder.indexing.models import load_model
 
@@ -83,14 +97,29 @@ def plain_pass(args: argparse.Namespace) -> dict:
     for pair in pairs:
         starts.append(starts[-1] + len(probes[pair]))
     groups = list(itertools.pairwise(starts))
-    decoder = loaded.model.get_decoder()
+    ident, device = loaded.identity, loaded.input_device
     begin = time.perf_counter()
-    with torch.inference_mode():
-        for rows in pass_batches(encoded, cfg.batch_size, cfg.max_batch_tokens, groups):
-            batch = collate(encoded, rows, loaded.tokenizer.pad_token_id, loaded.input_device)
-            decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    if collectors:
+        shape = (len(encoded), ident.n_layers * ident.n_neurons)
+        sink = np.memmap(Path(args.out) / "collectors.means", dtype=np.float32, mode="w+", shape=shape)
+
+        def write(rows, means):
+            sink[rows] = means.reshape(len(rows), -1)
+
+        counts = LanguageCounts(len(plan.langs), ident.n_layers, ident.n_neurons, device)
+        means = AllProbeMeans(ident.n_layers, ident.n_neurons, device, write)
+        run_pass(
+            loaded, encoded, Collectors(counts, means), cfg.batch_size, cfg.max_batch_tokens, groups=groups
+        )
+        sink.flush()
+    else:
+        decoder = loaded.model.get_decoder()
+        with torch.inference_mode():
+            for rows in pass_batches(encoded, cfg.batch_size, cfg.max_batch_tokens, groups):
+                batch = collate(encoded, rows, loaded.tokenizer.pad_token_id, device)
+                decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     seconds = time.perf_counter() - begin
-    ident = loaded.identity
+    (Path(args.out) / "collectors.means").unlink(missing_ok=True)
     return {"probes": len(encoded), "build": seconds, "layers": ident.n_layers, "neurons": ident.n_neurons}
 
 
@@ -127,7 +156,10 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.manual_seed(0)
     args.folder = Path(args.folder)
-    result = plain_pass(args) if args.worker == "plain" else build(args, 1 if args.worker == "one" else 2)
+    if args.worker in ("plain", "collectors"):
+        result = forward_pass(args, collectors=args.worker == "collectors")
+    else:
+        result = build(args, 1 if args.worker == "one" else 2)
     result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print("MEASURED " + json.dumps(result))
 
@@ -185,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", action="store_true", help="one-pass builds at 3 probe and 3 language counts"
     )
     parser.add_argument("--out", type=Path, help="folder for the indexes (default: a temporary one)")
-    parser.add_argument("--worker", choices=["plain", "one", "two"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["plain", "collectors", "one", "two"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="main", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -199,14 +231,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    runs = {kind: measure(args, kind, args.langs, args.max_pairs, "main") for kind in ("plain", "two", "one")}
+    kinds = ("plain", "collectors", "two", "one")
+    runs = {kind: measure(args, kind, args.langs, args.max_pairs, "main") for kind in kinds}
     plain = runs["plain"]
     n, per_probe = plain["probes"], plain["layers"] * plain["neurons"]
     print(f"model {args.model}: {plain['layers']} layers × {plain['neurons']} neurons; {n} probes")
     print("| run | build s | steps (s) | vs plain | peak RSS | stored means on disk | index |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for kind, r in runs.items():
-        steps = ", ".join(f"{k} {v}" for k, v in r.get("steps", {}).items()) or "forward only"
+        steps = ", ".join(f"{k} {v}" for k, v in r.get("steps", {}).items()) or FORWARD[kind]
         disk = _gib(r.get("means_disk", 0)) if kind == "one" else "–"
         index = f"{r['index_disk'] / 2**20:.1f} MiB" if "index_disk" in r else "–"
         ratio = r["build"] / plain["build"]
@@ -225,6 +258,7 @@ def report(args: argparse.Namespace) -> int:
         f"RESULT model={args.model} probes={n} plain_s={plain['build']:.1f} two_s={runs['two']['build']:.1f}"
         f" one_s={runs['one']['build']:.1f} one_pass_s={one_pass:.1f}"
         f" one_vs_plain={runs['one']['build'] / plain['build']:.3f}"
+        f" collectors_vs_plain={runs['collectors']['build'] / plain['build']:.3f}"
         f" two_vs_plain={runs['two']['build'] / plain['build']:.3f}"
         f" same_tables={all(s['same_apart_from_floats'] for s in same.values())}"
         f" max_hsic_diff={same['layer_hsic']['max_float_diff']:.2e}"
