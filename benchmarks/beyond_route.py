@@ -447,11 +447,11 @@ def run_pass(
 
 
 def pass_order(ks: Sequence[int], cost_k: int, control: str) -> list[str]:
-    """Direct and the `cost_k` distilled arm timed twice in ABBA order; then once each the other distilled
-    arms and the control arms (answers only)."""
+    """Direct and the `cost_k` distilled arm timed twice in ABBA order; then once each (answers only) the
+    control of `cost_k`, the other distilled arms and their controls."""
     timed = f"distilled{cost_k}"
-    rest = [f"distilled{k}" for k in ks if k != cost_k] + [f"{control}{k}" for k in ks]
-    return [ARM_DIRECT, timed, timed, ARM_DIRECT, *rest]
+    rest = [arm for k in ks if k != cost_k for arm in (f"distilled{k}", f"{control}{k}")]
+    return [ARM_DIRECT, timed, timed, ARM_DIRECT, f"{control}{cost_k}", *rest]
 
 
 def distil(args, cfg: EvalConfig, evaluated: Sequence[PairAnswers]) -> tuple[list, dict[str, list], list]:
@@ -477,6 +477,7 @@ def distil(args, cfg: EvalConfig, evaluated: Sequence[PairAnswers]) -> tuple[lis
         concurrency=args.concurrency,
         timeout=900.0,
     )
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         url: list[str] = []
 
@@ -504,8 +505,8 @@ def distil(args, cfg: EvalConfig, evaluated: Sequence[PairAnswers]) -> tuple[lis
         print(f"   done in {time.perf_counter() - t0:.0f} s", flush=True)
         detect = make_detector({"en"} | {c for p in source for c in (p.source, p.target)})
         examples = {p.name: clean_examples(p, args.limit, detect) for p in source}
-        shown = {name: [dataclasses.astuple(e) for e in ex] for name, ex in examples.items()}
-        runs = saved.get("runs", []) if saved.get("examples") == shown else []
+        shown = {name: [list(dataclasses.astuple(e)) for e in ex] for name, ex in examples.items()}  # as JSON
+        runs = saved.get("runs", [])[: len(order)] if saved.get("examples") == shown else []
         if [r["arm"] for r in runs] != order[: len(runs)]:
             runs = []
         todo = order[len(runs) :][: args.passes]
@@ -523,6 +524,10 @@ def distil(args, cfg: EvalConfig, evaluated: Sequence[PairAnswers]) -> tuple[lis
             runs.append(run_pass(vllm(), arm, jobs, warm, args.concurrency))
             record = {"order": order, "examples": shown, "runs": runs}
             passes_file.write_text(json.dumps(record, ensure_ascii=False, indent=1))
+            spent = time.perf_counter() - started
+            if args.budget and len(runs) >= 4 and spent + runs[-1]["seconds"] * 1.2 > args.budget * 60:
+                print(f"== stopping after {spent / 60:.0f} min (--budget {args.budget:g})", flush=True)
+                break
     return source, examples, runs
 
 
@@ -649,6 +654,12 @@ def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], 
         f" {a}_kept={kept_mean[a]:.2f}"
         for a in arms
     )
+    fields += "".join(
+        f" {a}_vs_{b}={mean[label].delta:.2f} {a}_vs_{b}_lo={mean[label].low:.2f}"
+        f" {a}_vs_{b}_hi={mean[label].high:.2f}"
+        for label, a, b in comps
+        if b != DIRECT
+    )
     prefix = next((r["prefix"] for r in timed[::-1] if r["arm"] != ARM_DIRECT and r["prefix"]), None)
     hit = f"{prefix['hits'] / prefix['queries']:.3f}" if prefix else "n/a"
     per_answer = next(r for r in timed if r["arm"] == f"distilled{k_cost}")
@@ -659,7 +670,7 @@ def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], 
         f" pooled_kept_{k_cost}={kept_pooled[f'distilled{k_cost}']:.2f}"
         f" answers_per_s_direct={rate(ARM_DIRECT):.3f}"
         f" answers_per_s_distilled{k_cost}={rate(f'distilled{k_cost}'):.3f}"
-        f" speed_ratio={ratio:.3f}"
+        f" speed_ratio={ratio:.3f} speed_ratio_ab={rounds[0]:.3f} speed_ratio_ba={rounds[1]:.3f}"
         f" prompt_tokens_direct={direct_run['usage'].get('prompt_tokens', 0) / n:.0f}"
         f" prompt_tokens_distilled{k_cost}={per_answer['usage'].get('prompt_tokens', 0) / n:.0f}"
         f" prefix_hit_distilled{k_cost}={hit}"
@@ -693,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     distilled.add_argument("--concurrency", type=int, default=8)
     distilled.add_argument("--source-only", action="store_true", help="ask the distillation sentences only")
     distilled.add_argument("--passes", type=int, help="run at most this many missing passes (default: all)")
+    distilled.add_argument(
+        "--budget", type=float, help="minutes: after the ABBA passes, start no pass that would end later"
+    )
     args = ap.parse_args(argv)
     cfg = EvalConfig(
         index=args.index,
