@@ -35,6 +35,36 @@ calls rebuilt with the model's tokenizer, and the scoring prompts) and the scori
 second line `RESULT stage=scored ...`:
     .venv/bin/python benchmarks/beyond_route.py --stage scored ... \
         --model-dir .cache/bridgex/models/qwen2.5-coder-1.5b-instruct
+
+Stage `distilled` (issue 20's one-call bridge; a model, unless cached): the English pivot's answers to other
+sentences of the pair, given as demonstrations to ONE direct call.
+1. Distillation sentences: per pair the next `--distil-limit` shipped sentences after the evaluated `--limit`
+   ones (stable order), asked by the direct route and the English pivot through a real bridgex-serve on vLLM
+   (`bridgex-index eval`'s machinery, cached in a copy of the index in `--work`; `--index` is never
+   written). Kept: the sentences whose pivot answer is the pivot's own (no copy fallback) and whose pivot
+   and direct answers are both clean (not empty, not a copy of the source, no `"`, detected as the target
+   by the proxy's lingua detector over the pairs' languages and English); no reference is read. The first
+   k of them in the stable order are the pair's demonstrations, the same for every evaluated sentence.
+2. Arms, each ONE completion call per evaluated sentence, the server's own direct translate prompt
+   (`plan_request`, 3 word demonstrations, `steps.first_step`, answer read by `steps.read_direct`) with k
+   sentence demonstrations in front (`prompts.with_examples`): `distilledK` (targets: the pivot's answers),
+   `controlK` (the same sources, targets: the direct route's own answers) or, with `--control gold`,
+   `goldK` (targets: the references of those non-evaluated sentences).
+3. Passes on one vLLM (started with its statistics on): each arm over all evaluated sentences, one request
+   per sentence, `--concurrency` in flight; before each pass the prefix cache is emptied and each pair's
+   prompt warmed by one untimed request on a non-evaluated sentence. Direct and `distilled{--cost-k}` are
+   timed twice in ABBA order (answers/s, usage tokens per answer, vLLM's prefix-cache counters); the other
+   arms once. Passes are cached in `--work/passes.json` (a re-run with the same demonstrations asks
+   nothing).
+4. Scores: chrF++ per pair, mean over pairs and pooled, for direct and English (the cached answers of the
+   route-policy run) and every arm; gains over direct with 95% paired-bootstrap intervals; the share of the
+   English pivot's gain each arm keeps ((arm − direct) / (English − direct)); the cost of the timed arm
+   against direct. Ends with `RESULT stage=distilled ...` (the oracle stage's report is not printed); with
+   every answer and pass cached in `--work` no model is needed (and `--model-dir` may be left out):
+    .venv/bin/python benchmarks/beyond_route.py --stage distilled --index artifacts/policy/qwen.duckdb \
+        --name qwen2.5-coder-1.5b-instruct --pairs ar-fr,ar-de,he-fr,he-de,sw-fr,sw-es,ja-fr,id-fr \
+        --limit 40 --top 2 --model-dir .cache/bridgex/models/qwen2.5-coder-1.5b-instruct \
+        --work artifacts/distil
 """
 
 from __future__ import annotations
@@ -43,6 +73,9 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -102,6 +135,7 @@ class PairAnswers:
     replies: dict[str, list[WordAnswer]] = field(
         default_factory=dict
     )  # route → the cached reply per sentence
+    fallbacks: dict[str, list[bool]] = field(default_factory=dict)  # route → answered by the copy fallback
 
     @property
     def name(self) -> str:
@@ -118,16 +152,20 @@ def index_copy(cfg: EvalConfig) -> Iterator[EvalConfig]:
         yield dataclasses.replace(cfg, index=copy)
 
 
-def load(cfg: EvalConfig) -> list[PairAnswers]:
+def load(cfg: EvalConfig, ask: bool = False) -> list[PairAnswers]:
     """Every measured answer of the run `cfg` describes, from the answer cache of its index (give a copy:
-    `index_copy`); a missing answer is an error, never a call."""
-    asked, cached = count_requests(cfg, log=lambda msg: None)
-    if cached < asked:
-        raise SystemExit(
-            f"error: {asked - cached} of {asked} answers are not cached in the index; run "
-            "benchmarks/route_policy.py --task translate with the same pairs, --limit and --top first"
-        )
-    result = evaluate(cfg, quiet=True, log=lambda msg: None)
+    `index_copy`, or one the caller owns); a missing answer is an error, never a call. With `ask`, missing
+    answers are asked at `cfg.endpoint` and cached in `cfg.index` (evaluation's progress printed)."""
+    if not ask:
+        asked, cached = count_requests(cfg, log=lambda msg: None)
+        if cached < asked:
+            raise SystemExit(
+                f"error: {asked - cached} of {asked} answers are not cached in the index; run "
+                "benchmarks/route_policy.py --task translate with the same pairs, --limit and --top first"
+            )
+    result = evaluate(
+        cfg, quiet=True, log=(lambda msg: print(f"  {msg}", flush=True)) if ask else (lambda msg: None)
+    )
     out = []
     for task in result.tasks:
         n = len(task.words)
@@ -148,6 +186,7 @@ def load(cfg: EvalConfig) -> list[PairAnswers]:
                 [c.bridge for c in task.candidates if c.bridge in said],
                 task,
                 {r: said[r] for r in routes},
+                {r: [a.fallback is not None for a in said[r]] for r in routes},
             )
         )
     return out
@@ -690,13 +729,440 @@ def report_scored(judged: Sequence[Judged], cfg: EvalConfig, args: argparse.Name
     )
 
 
+# ------------------------------------------------------------------------------------- stage distilled
+
+SOURCE_STRATEGIES = ("direct", "english")  # what the distillation sentences are asked (a real bridgex-serve)
+WORD_SHOTS = 3  # the server's word demonstrations of a translate prompt, as in the route-policy run
+ARM_DIRECT = "direct"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One distillation sentence of a pair (not an evaluated one): its source, the English pivot's answer,
+    the direct route's answer and the reference (read by the gold control only)."""
+
+    source: str
+    pivot: str
+    direct: str
+    reference: str
+
+
+def is_clean(source: str, answer: str, target: str, detect: Callable[[str], str | None]) -> bool:
+    """Reference-free: the answer is not empty, not a copy of the source (`diagnose` given no reference),
+    has no `"` (it would close the prompt's answer) and is detected as the target language."""
+    if '"' in answer:
+        return False
+    d = diagnose([source], [answer], [""], target, normalise_word, detect)
+    return not (d.empty or d.copies or d.wrong_language or d.undetected)
+
+
+def clean_examples(p: PairAnswers, skip: int, detect: Callable[[str], str | None]) -> list[Example]:
+    """The pair's distillation sentences (stable order, after the first `skip` evaluated ones) whose English
+    answer (the pivot's own: no copy fallback) and direct answer are both clean, in the stable order; the
+    first k of them are the demonstrations. Never reads a reference."""
+    out = []
+    for i in range(skip, len(p.sources)):
+        pivot, direct = p.answers["en"][i], p.answers[DIRECT][i]
+        if p.fallbacks["en"][i] or not is_clean(p.sources[i], pivot, p.target, detect):
+            continue
+        if not is_clean(p.sources[i], direct, p.target, detect):
+            continue
+        out.append(Example(p.sources[i], pivot, direct, p.references[i]))
+    return out
+
+
+def arm_examples(arm: str, examples: Sequence[Example]) -> list[tuple[str, str]]:
+    """The (source, target) sentence demonstrations of an arm: `direct` none; `distilledK` the first K
+    examples with the pivot's answers; `controlK` the same sources with the direct route's answers;
+    `goldK` with the references."""
+    if arm == ARM_DIRECT:
+        return []
+    kind, k = arm.rstrip("0123456789"), int(arm[len(arm.rstrip("0123456789")) :])
+    side = {"distilled": "pivot", "control": "direct", "gold": "reference"}[kind]
+    return [(e.source, getattr(e, side)) for e in examples[:k]]
+
+
+def direct_plans(index: Path, pairs: Sequence[PairAnswers]) -> dict[str, list]:
+    """Per pair, the server's own direct translate plan of every evaluated sentence (`/v1/translate` with
+    `route: direct`, 3 word demonstrations: `plan_request` as `BridgeService` calls it)."""
+    from bridgex_serve.options import parse_options
+    from bridgex_serve.plan import plan_request
+    from bridgex_serve.service import Runtime
+
+    runtime = Runtime.load(str(index))
+    out = {}
+    for p in pairs:
+        options = parse_options(
+            {
+                "task": "translate",
+                "source": p.source,
+                "target": p.target,
+                "route": "direct",
+                "shots": WORD_SHOTS,
+            }
+        )
+        out[p.name] = [
+            plan_request(
+                options,
+                text,
+                index=runtime.index,
+                low_resource=runtime.low_resource,
+                detect=runtime.detect,
+                force=True,
+                prompt_style=runtime.prompt_styles,
+            )
+            for text in p.sources
+        ]
+    return out
+
+
+def arm_steps(plans: Sequence, examples: Sequence[tuple[str, str]], name: str) -> list[tuple]:
+    """(plan, upstream step) per sentence: the server's direct prompt with the sentence examples in front
+    (`prompts.with_examples`), the server's own step (`steps.first_step`, temperature 0)."""
+    from bridgex_serve.prompts import with_examples
+    from bridgex_serve.steps import first_step
+    from bridgex_serve.wire import ClientRequest
+
+    req = ClientRequest("completions", name, {"temperature": 0.0}, None)
+    out = []
+    for plan in plans:
+        plan = with_examples(plan, examples)
+        out.append((plan, first_step(plan, req)))
+    return out
+
+
+async def ask_steps(url: str, jobs: Sequence[tuple], concurrency: int) -> tuple[list[str], dict, float]:
+    """Send every step to vLLM, one request per sentence, at most `concurrency` in flight, in order; the
+    answers as the server reads them (`steps.read_direct`), the usage summed, and the wall seconds."""
+    import httpx
+
+    from bridgex_serve.orchestrate import checked
+    from bridgex_serve.steps import choice_text, read_direct
+
+    answers = [""] * len(jobs)
+    usage = Counter()
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(900.0, connect=10.0)) as client:
+
+        async def one(i: int) -> None:
+            plan, step = jobs[i]
+            async with gate:
+                response = await client.post(step.path, json=step.body)
+            response.raise_for_status()
+            body = checked(response.json())
+            usage.update({k: int(v) for k, v in (body.get("usage") or {}).items() if k.endswith("_tokens")})
+            answers[i] = read_direct(plan, choice_text(step, body)[0])
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(jobs))))
+        seconds = time.perf_counter() - t0
+    return answers, dict(usage), seconds
+
+
+PREFIX_METRIC = re.compile(r"^vllm:prefix_cache_(queries|hits)(?:_total)?(?:\{[^}]*\})?\s+(\S+)$")
+
+
+def prefix_counters(url: str) -> dict[str, float] | None:
+    """vLLM's prefix-cache counters (tokens queried, tokens hit) from its /metrics, None when absent."""
+    import httpx
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10.0).text
+    except httpx.HTTPError:
+        return None
+    found: Counter = Counter()
+    for line in text.splitlines():
+        m = PREFIX_METRIC.match(line)
+        if m:
+            found[m.group(1)] += float(m.group(2))
+    return dict(found) if "queries" in found else None
+
+
+def reset_prefix_cache(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.post(f"{url}/reset_prefix_cache", timeout=60.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_pass(
+    url: str, arm: str, jobs: dict[str, list[tuple]], warm: dict[str, tuple], concurrency: int
+) -> dict:
+    """One timed pass of an arm over every evaluated sentence: vLLM's prefix cache emptied, each pair's
+    prompt prefix warmed by one untimed request on a non-evaluated sentence (the steady state of a server
+    whose demonstrations never change), then every pair's sentences in order, `concurrency` in flight."""
+    reset = reset_prefix_cache(url)
+    asyncio.run(ask_steps(url, list(warm.values()), concurrency))
+    before = prefix_counters(url)
+    flat = [job for pair in jobs.values() for job in pair]
+    answers, usage, seconds = asyncio.run(ask_steps(url, flat, concurrency))
+    after = prefix_counters(url)
+    out, start = {}, 0
+    for name, pair in jobs.items():
+        out[name] = answers[start : start + len(pair)]
+        start += len(pair)
+    prefix = {k: after[k] - before.get(k, 0.0) for k in after} if before is not None and after else None
+    print(
+        f"  pass {arm}: {len(flat)} answers in {seconds:.1f} s ({len(flat) / seconds:.3f}/s), usage {usage}, "
+        f"prefix cache {prefix}, reset {reset}",
+        flush=True,
+    )
+    return {"arm": arm, "seconds": seconds, "answers": out, "usage": usage, "prefix": prefix, "reset": reset}
+
+
+def pass_order(ks: Sequence[int], cost_k: int, control: str) -> list[str]:
+    """Direct and the `cost_k` distilled arm timed twice in ABBA order; then once each (answers only) the
+    control of `cost_k`, the other distilled arms and their controls."""
+    timed = f"distilled{cost_k}"
+    rest = [arm for k in ks if k != cost_k for arm in (f"distilled{k}", f"{control}{k}")]
+    return [ARM_DIRECT, timed, timed, ARM_DIRECT, f"{control}{cost_k}", *rest]
+
+
+def distil(args, cfg: EvalConfig, evaluated: Sequence[PairAnswers]) -> tuple[list, dict[str, list], list]:
+    """The distillation sentences' answers (asked through a real bridgex-serve when missing), each pair's
+    clean examples, and every pass (run on one vLLM when missing); answers and passes cached in `--work`."""
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    index = work / cfg.index.name  # a copy: the distillation answers are cached here, never in --index
+    if not index.exists():
+        shutil.copyfile(cfg.index, index)
+    passes_file = work / "passes.json"
+    order = pass_order(args.ks, args.cost_k, args.control)
+    saved = json.loads(passes_file.read_text()) if passes_file.exists() else {}
+    source_cfg = dataclasses.replace(
+        cfg,
+        index=index,
+        strategies=SOURCE_STRATEGIES,
+        top_bridges=None,
+        limit=args.limit + args.distil_limit,
+        concurrency=args.concurrency,
+        timeout=900.0,
+    )
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        url: list[str] = []
+
+        def vllm() -> str:
+            if not url:
+                if args.model_dir is None:
+                    raise SystemExit("error: answers or passes are missing: give --model-dir to start vLLM")
+                from bridgex_serve.launch import VllmServer
+
+                # the prefix cache is emptied before each pass (`/reset_prefix_cache`: vLLM's dev-mode route)
+                os.environ["VLLM_SERVER_DEV_MODE"] = "1"
+                server = VllmServer(
+                    args.model_dir, name=cfg.model, log=work / "vllm.log", start_timeout=900, stats=True
+                )
+                t0 = time.perf_counter()
+                url.append(stack.enter_context(server).url)
+                print(f"== vLLM up in {time.perf_counter() - t0:.0f} s at {url[0]}", flush=True)
+            return url[0]
+
+        asked, cached = count_requests(source_cfg, log=lambda msg: None)
+        print(f"== distillation sentences: {asked - cached} of {asked} answers to ask", flush=True)
+        endpoint = vllm() if cached < asked else NOWHERE.removesuffix("/v1")
+        t0 = time.perf_counter()
+        source = load(dataclasses.replace(source_cfg, endpoint=endpoint + "/v1"), ask=True)
+        print(f"   done in {time.perf_counter() - t0:.0f} s", flush=True)
+        detect = make_detector({"en"} | {c for p in source for c in (p.source, p.target)})
+        examples = {p.name: clean_examples(p, args.limit, detect) for p in source}
+        shown = {name: [list(dataclasses.astuple(e)) for e in ex] for name, ex in examples.items()}  # as JSON
+        runs = saved.get("runs", [])[: len(order)] if saved.get("examples") == shown else []
+        if [r["arm"] for r in runs] != order[: len(runs)]:
+            runs = []
+        todo = order[len(runs) :][: args.passes]
+        if args.source_only or not todo:
+            return source, examples, runs
+        plans = direct_plans(index, evaluated)
+        warm_pairs = [dataclasses.replace(p, sources=p.sources[args.limit :][:1]) for p in source]
+        warm_plans = direct_plans(index, warm_pairs)
+        for arm in todo:
+            jobs, warm = {}, {}
+            for p in evaluated:
+                demos = arm_examples(arm, examples[p.name])
+                jobs[p.name] = arm_steps(plans[p.name], demos, cfg.model)
+                warm[p.name] = arm_steps(warm_plans[p.name], demos, cfg.model)[0]
+            runs.append(run_pass(vllm(), arm, jobs, warm, args.concurrency))
+            record = {"order": order, "examples": shown, "runs": runs}
+            passes_file.write_text(json.dumps(record, ensure_ascii=False, indent=1))
+            spent = time.perf_counter() - started
+            if args.budget and len(runs) >= 4 and spent + runs[-1]["seconds"] * 1.2 > args.budget * 60:
+                print(f"== stopping after {spent / 60:.0f} min (--budget {args.budget:g})", flush=True)
+                break
+    return source, examples, runs
+
+
+def share(gain: float, english_gain: float) -> float:
+    """The share of the English pivot's gain kept (gain / English's gain); nan when English gains nothing."""
+    return gain / english_gain if english_gain > 0 else float("nan")
+
+
+def pct(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{100 * x:.0f}%"
+
+
+def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], runs: Sequence[dict]) -> int:
+    """Quality of every arm against direct and the English pivot (the cached answers), and the cost of the
+    timed arm against direct, from the passes."""
+    boot, seed, k_cost = args.boot, args.seed, args.cost_k
+    first = {}
+    for run in runs:
+        first.setdefault(run["arm"], run)
+    kinds = ("distilled", args.control)
+    arms = [f"{kind}{k}" for kind in kinds for k in args.ks if f"{kind}{k}" in first]
+    for j in judged:
+        for arm in arms:
+            j.hyps[arm] = first[arm]["answers"][j.pair.name]
+    n = sum(len(j.pair.references) for j in judged)
+    print(f"== distilled: {len(judged)} pairs, {n} evaluated sentences; demonstrations per pair (clean of)")
+    for j in judged:
+        ex = examples[j.pair.name]
+        shown = "; ".join(f"{e.source[:40]} → {e.pivot[:40]}" for e in ex[: max(args.ks)])
+        print(f"  {j.pair.name}: {len(ex)} clean; {shown}")
+    names = ["direct", "english", *arms]
+    labels = {a: a for a in names}
+    comps = [(f"{a} − direct", a, DIRECT) for a in ["english", *arms]]
+    comps += [(f"{a} − english", a, "english") for a in arms if a.startswith("distilled")]
+    comps += [
+        (f"distilled{k} − {args.control}{k}", f"distilled{k}", f"{args.control}{k}")
+        for k in args.ks
+        if f"{args.control}{k}" in first
+    ]
+    print(f"  {'pair':6} " + " ".join(f"{labels[a]:>11}" for a in names))
+    per_pair = {}
+    for j in judged:
+        scores = {a: j.score(a) if a != "direct" else j.scores[DIRECT] for a in names}
+        c = {label: compare_pair(j, a, b, boot, seed) for label, a, b in comps}
+        per_pair[j.pair.name] = (scores, c)
+        print(f"  {j.pair.name:6} " + " ".join(f"{scores[a]:11.1f}" for a in names))
+        eng = scores["english"] - scores["direct"]
+        for label, _a, _b in comps:
+            kept = ""
+            if label.endswith("− direct") and not label.startswith("english"):
+                kept = f"  kept {pct(share(c[label].delta, eng))}"
+            print(f"      {label:24} {interval(c[label])}{kept}")
+    pooled_scores = {
+        a: corpus_score(
+            CHRF_PP,
+            [h for j in judged for h in j.hyps[a]],
+            [r for j in judged for r in j.pair.references],
+            POOLED,
+        )
+        for a in names
+    }
+    mean_scores = {a: float(np.mean([per_pair[j.pair.name][0][a] for j in judged])) for a in names}
+    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in comps}
+    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in comps}
+    kept_mean, kept_pooled = {}, {}
+    for title, scores, c, kept in (
+        ("mean over pairs", mean_scores, mean, kept_mean),
+        ("pooled", pooled_scores, pooled, kept_pooled),
+    ):
+        print(f"== overall, {title}: " + ", ".join(f"{a} {v:.2f}" for a, v in scores.items()))
+        for label, a, _b in comps:
+            line = f"  {label:24} {interval(c[label], 2)}"
+            if label.endswith("− direct") and a != "english":
+                kept[a] = share(c[label].delta, c["english − direct"].delta)
+                line += f"  kept {pct(kept[a])} of English's gain"
+            print(line)
+    detect = make_detector({c for j in judged for c in (j.pair.source, j.pair.target)})
+    print("== copies / wrong-language answers (as eval counts them)")
+    for a in names:
+        rows = [
+            r for j in judged for r in flags(dataclasses.replace(j.pair, answers={a: j.hyps[a]}), detect)[a]
+        ]
+        print(f"  {a:12} {sum(c for c, _w in rows)} copies, {sum(w for _c, w in rows)} wrong language of {n}")
+    print(f"== cost: direct vs distilled{k_cost}, {args.concurrency} requests in flight, ABBA")
+    timed = [r for r in runs if r["arm"] in (ARM_DIRECT, f"distilled{k_cost}")]
+    for r in runs:
+        answered = sum(len(v) for v in r["answers"].values())
+        hit = f"{r['prefix']['hits'] / r['prefix']['queries']:.3f}" if r["prefix"] else "n/a"
+        print(
+            f"  {r['arm']:12} {answered / r['seconds']:.3f} answers/s ({r['seconds']:.0f} s); per answer "
+            f"{r['usage'].get('prompt_tokens', 0) / answered:.0f} prompt, "
+            f"{r['usage'].get('completion_tokens', 0) / answered:.1f} generated tokens; "
+            f"prefix-cache hit rate {hit}"
+        )
+
+    def rate(arm: str) -> float:
+        rs = [r for r in timed if r["arm"] == arm]
+        return sum(sum(len(v) for v in r["answers"].values()) for r in rs) / sum(r["seconds"] for r in rs)
+
+    ratio = rate(f"distilled{k_cost}") / rate(ARM_DIRECT)
+    rounds = [timed[0]["seconds"] / timed[1]["seconds"], timed[3]["seconds"] / timed[2]["seconds"]]
+    print(
+        f"  distilled{k_cost} / direct answers/s: {ratio:.3f} (first AB {rounds[0]:.3f}, "
+        f"second BA {rounds[1]:.3f})"
+    )
+    same_direct = sum(
+        a == b
+        for j in judged
+        for a, b in zip(first[ARM_DIRECT]["answers"][j.pair.name], j.pair.answers[DIRECT], strict=True)
+    )
+    twice = [r for r in timed if r["arm"] == f"distilled{k_cost}"]
+    same_twice = sum(
+        a == b
+        for name in twice[0]["answers"]
+        for a, b in zip(*(r["answers"][name] for r in twice), strict=True)
+    )
+    print(
+        f"  checks: the direct pass repeats {same_direct} of {n} cached direct answers; the two "
+        f"distilled{k_cost} passes agree on {same_twice} of {n}"
+    )
+    fields = " ".join(
+        f"{a}={mean_scores[a]:.2f} {a}_gain={mean[f'{a} − direct'].delta:.2f}"
+        f" {a}_gain_lo={mean[f'{a} − direct'].low:.2f} {a}_gain_hi={mean[f'{a} − direct'].high:.2f}"
+        f" {a}_kept={kept_mean[a]:.2f}"
+        for a in arms
+    )
+    fields += "".join(
+        f" {a}_vs_{b}={mean[label].delta:.2f} {a}_vs_{b}_lo={mean[label].low:.2f}"
+        f" {a}_vs_{b}_hi={mean[label].high:.2f}"
+        for label, a, b in comps
+        if b != DIRECT
+    )
+    prefix = next((r["prefix"] for r in timed[::-1] if r["arm"] != ARM_DIRECT and r["prefix"]), None)
+    hit = f"{prefix['hits'] / prefix['queries']:.3f}" if prefix else "n/a"
+    per_answer = next(r for r in timed if r["arm"] == f"distilled{k_cost}")
+    direct_run = timed[0]
+    print(
+        f"RESULT stage=distilled pairs={len(judged)} sentences={n} direct={mean_scores['direct']:.2f}"
+        f" english={mean_scores['english']:.2f} english_gain={mean['english − direct'].delta:.2f} {fields}"
+        f" pooled_kept_{k_cost}={kept_pooled[f'distilled{k_cost}']:.2f}"
+        f" answers_per_s_direct={rate(ARM_DIRECT):.3f}"
+        f" answers_per_s_distilled{k_cost}={rate(f'distilled{k_cost}'):.3f}"
+        f" speed_ratio={ratio:.3f} speed_ratio_ab={rounds[0]:.3f} speed_ratio_ba={rounds[1]:.3f}"
+        f" prompt_tokens_direct={direct_run['usage'].get('prompt_tokens', 0) / n:.0f}"
+        f" prompt_tokens_distilled{k_cost}={per_answer['usage'].get('prompt_tokens', 0) / n:.0f}"
+        f" prefix_hit_distilled{k_cost}={hit}"
+    )
+    return 0
+
+
+def run_distilled(args, cfg: EvalConfig, judged: Sequence[Judged]) -> int:
+    """Stage `distilled`: the distillation answers and passes (missing ones on a model), then its report;
+    with `--source-only` or passes still missing, what was done so far."""
+    _source, examples, runs = distil(args, cfg, [j.pair for j in judged])
+    if args.source_only or len(runs) < len(pass_order(args.ks, args.cost_k, args.control)):
+        for name, ex in examples.items():
+            print(f"  {name}: {len(ex)} clean distillation sentences")
+        print(f"{len(runs)} passes done: {', '.join(r['arm'] for r in runs)}")
+        return 0
+    return report_distilled(args, judged, examples, runs)
+
+
+CONCURRENCY = {"scored": 2, "distilled": 8}  # --concurrency's default per stage (as the docs' runs used)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--stage",
-        choices=("oracle", "scored"),
+        choices=("oracle", "scored", "distilled"),
         default="oracle",
-        help="scored: oracle, then the model-scored",
+        help="scored: oracle, then the model-scored; distilled: the distilled one-call bridge alone",
     )
     ap.add_argument("--index", type=Path, required=True)
     ap.add_argument("--name", required=True, help="the served model name the answers were cached under")
@@ -707,14 +1173,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--prompt-style", default="auto")
     ap.add_argument("--boot", type=int, default=DEFAULT_BOOTSTRAP)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--model-dir", type=Path, help="scored: the model folder (tokenizer; vLLM started on it)")
-    ap.add_argument(
-        "--endpoint", help="scored: a running vLLM server on the same model (else one is started)"
+    model = ap.add_argument_group("stages scored and distilled (a model)")
+    model.add_argument(
+        "--model-dir",
+        type=Path,
+        help="the model folder (scored: its tokenizer); vLLM (CPU) is started on it when needed",
     )
-    ap.add_argument("--batch", type=int, default=16, help="scored: prompts per completions request")
-    ap.add_argument("--concurrency", type=int, default=2, help="scored: requests in flight")
-    ap.add_argument("--timeout", type=float, default=1800.0)
+    model.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests in flight (default: scored 2, distilled 8)",
+    )
+    scored = ap.add_argument_group("stage scored")
+    scored.add_argument("--endpoint", help="a running vLLM server on the same model (else one is started)")
+    scored.add_argument("--batch", type=int, default=16, help="prompts per completions request")
+    scored.add_argument("--timeout", type=float, default=1800.0)
+    distilled = ap.add_argument_group("stage distilled")
+    distilled.add_argument(
+        "--work", type=Path, default=Path("artifacts/distil"), help="a copy of --index and the passes"
+    )
+    distilled.add_argument(
+        "--distil-limit", type=int, default=40, help="distillation sentences per pair, after the --limit ones"
+    )
+    distilled.add_argument("--ks", type=lambda t: [int(k) for k in t.split(",")], default=[3, 6])
+    distilled.add_argument("--cost-k", type=int, default=6, help="the distilled arm timed against direct")
+    distilled.add_argument("--control", choices=("control", "gold"), default="control")
+    distilled.add_argument("--source-only", action="store_true", help="ask the distillation sentences only")
+    distilled.add_argument("--passes", type=int, help="run at most this many missing passes (default: all)")
+    distilled.add_argument(
+        "--budget", type=float, help="minutes: after the ABBA passes, start no pass that would end later"
+    )
     args = ap.parse_args(argv)
+    if args.concurrency is None:
+        args.concurrency = CONCURRENCY.get(args.stage, 1)
     cfg = EvalConfig(
         index=args.index,
         endpoint=NOWHERE,
@@ -727,12 +1218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prompt_style=args.prompt_style,
         task="translate",
     )
-    with index_copy(cfg) as cfg:
-        pairs = load(cfg)
-        judged = [judge(p, args.candidates) for p in pairs]
-        report_oracle(judged, args)
+    with index_copy(cfg) as copy:
+        judged = [judge(p, args.candidates) for p in load(copy)]
+        if args.stage == "distilled":  # its own copy of --index in --work (cfg: the original)
+            return run_distilled(args, cfg, judged)
+        report_oracle(judged, args)  # stage scored: the oracle stage first
         if args.stage == "scored":
-            report_scored(judged, cfg, args)
+            report_scored(judged, copy, args)
     return 0
 
 

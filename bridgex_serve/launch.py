@@ -32,6 +32,8 @@ class VllmServer:
 
     Block size, dtype and context length default to the model family's entry in `engines` (never one
     constant: Qwen2.5 on CPU fails with 16-token blocks, Gemma 3 wants them); explicit arguments win.
+    `stats`: keep vLLM's engine statistics on (its `/metrics` counters, e.g. prefix-cache hits, and a
+    periodic log line); off by default.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class VllmServer:
         max_model_len: int | None = None,
         log: Path,
         start_timeout: float = 300,
+        stats: bool = False,
     ):
         engine = engine_settings(model, block_size=block_size, dtype=dtype, max_model_len=max_model_len)
         self.port = free_port()
@@ -71,8 +74,9 @@ class VllmServer:
             engine.dtype,
             "--max-num-seqs",
             "64",
-            "--disable-log-stats",
         ]
+        if not stats:
+            self.cmd.append("--disable-log-stats")
         if index is not None:
             self.cmd += ["--middleware", MIDDLEWARE]
         self.env = dict(
