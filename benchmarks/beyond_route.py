@@ -210,6 +210,15 @@ class Judged:
         return corpus_score(CHRF_PP, self.hyps[name], self.pair.references, self.pair.target)
 
 
+def pooled_corpus(judged: Sequence[Judged], names: Sequence[str]) -> dict[str, float]:
+    """Corpus chrF++ of each selection `name` over every pair's sentences together."""
+    references = [r for j in judged for r in j.pair.references]
+    return {
+        name: corpus_score(CHRF_PP, [h for j in judged for h in j.hyps[name]], references, POOLED)
+        for name in names
+    }
+
+
 def judge(p: PairAnswers, limit: int) -> Judged:
     points = {r: sentence_scores(CHRF_PP, a, p.references, p.target) for r, a in p.answers.items()}
     scores = {r: corpus_score(CHRF_PP, a, p.references, p.target) for r, a in p.answers.items()}
@@ -328,15 +337,7 @@ def report_oracle(judged: Sequence[Judged], args: argparse.Namespace) -> None:
             flush=True,
         )
     names = ("direct", "english", "best", "oracle", "oracle_all", "mbr", "mbr_all")
-    pooled_scores = {
-        name: corpus_score(
-            CHRF_PP,
-            [h for j in judged for h in j.hyps[name]],
-            [r for j in judged for r in j.pair.references],
-            POOLED,
-        )
-        for name in names
-    }
+    pooled_scores = pooled_corpus(judged, names)
     mean_scores = {name: float(np.mean([j.score(name) for j in judged])) for name in names}
     pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in COMPARISONS}
     mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in COMPARISONS}
@@ -1043,15 +1044,7 @@ def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], 
             if label.endswith("− direct") and not label.startswith("english"):
                 kept = f"  kept {pct(share(c[label].delta, eng))}"
             print(f"      {label:24} {interval(c[label])}{kept}")
-    pooled_scores = {
-        a: corpus_score(
-            CHRF_PP,
-            [h for j in judged for h in j.hyps[a]],
-            [r for j in judged for r in j.pair.references],
-            POOLED,
-        )
-        for a in names
-    }
+    pooled_scores = pooled_corpus(judged, names)
     mean_scores = {a: float(np.mean([per_pair[j.pair.name][0][a] for j in judged])) for a in names}
     pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in comps}
     mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in comps}
