@@ -271,6 +271,22 @@ def compare_mean(judged: Sequence[Judged], a: str, b: str, n_boot: int, seed: in
     return paired_bootstrap_mean(CHRF_PP, groups, n_boot, seed)
 
 
+def overall(
+    judged: Sequence[Judged],
+    names: Sequence[str],
+    comparisons: Sequence[tuple[str, str, str]],
+    boot: int,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, float], dict[str, Comparison], dict[str, Comparison]]:
+    """Over all pairs: each name's pooled corpus chrF++ and its mean over pairs, and each comparison
+    (label, selection, baseline) pooled and as a mean over pairs, with bootstrap intervals."""
+    pooled_scores = pooled_corpus(judged, names)
+    mean_scores = {name: float(np.mean([j.score(name) for j in judged])) for name in names}
+    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in comparisons}
+    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in comparisons}
+    return pooled_scores, mean_scores, pooled, mean
+
+
 def flags(p: PairAnswers, detect: Callable[[str], str | None]) -> dict[str, list[tuple[bool, bool]]]:
     """Route → per sentence (a copy of the source, in another language than the target), as eval counts."""
     out = {}
@@ -337,10 +353,7 @@ def report_oracle(judged: Sequence[Judged], args: argparse.Namespace) -> None:
             flush=True,
         )
     names = ("direct", "english", "best", "oracle", "oracle_all", "mbr", "mbr_all")
-    pooled_scores = pooled_corpus(judged, names)
-    mean_scores = {name: float(np.mean([j.score(name) for j in judged])) for name in names}
-    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in COMPARISONS}
-    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in COMPARISONS}
+    pooled_scores, mean_scores, pooled, mean = overall(judged, names, COMPARISONS, boot, seed)
     for title, scores, comps in (("pooled", pooled_scores, pooled), ("mean over pairs", mean_scores, mean)):
         print(f"== overall, {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
         for label, _a, _b in COMPARISONS:
@@ -662,13 +675,7 @@ def report_scored(judged: Sequence[Judged], cfg: EvalConfig, args: argparse.Name
             flush=True,
         )
     names = ("direct", "english", "best", "oracle", "mbr", *SELECTORS)
-    refs = [r for j in judged for r in j.pair.references]
-    pooled_scores = {
-        name: corpus_score(CHRF_PP, [h for j in judged for h in j.hyps[name]], refs, POOLED) for name in names
-    }
-    mean_scores = {name: float(np.mean([j.score(name) for j in judged])) for name in names}
-    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in SCORED_COMPARISONS}
-    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in SCORED_COMPARISONS}
+    pooled_scores, mean_scores, pooled, mean = overall(judged, names, SCORED_COMPARISONS, boot, seed)
     for title, scores, comps in (("pooled", pooled_scores, pooled), ("mean over pairs", mean_scores, mean)):
         print(f"== overall, {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
         for label, _a, _b in SCORED_COMPARISONS:
@@ -1032,11 +1039,9 @@ def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], 
         if f"{args.control}{k}" in first
     ]
     print(f"  {'pair':6} " + " ".join(f"{labels[a]:>11}" for a in names))
-    per_pair = {}
     for j in judged:
-        scores = {a: j.score(a) if a != "direct" else j.scores[DIRECT] for a in names}
+        scores = {a: j.score(a) for a in names}
         c = {label: compare_pair(j, a, b, boot, seed) for label, a, b in comps}
-        per_pair[j.pair.name] = (scores, c)
         print(f"  {j.pair.name:6} " + " ".join(f"{scores[a]:11.1f}" for a in names))
         eng = scores["english"] - scores["direct"]
         for label, _a, _b in comps:
@@ -1044,10 +1049,7 @@ def report_distilled(args, judged: Sequence[Judged], examples: dict[str, list], 
             if label.endswith("− direct") and not label.startswith("english"):
                 kept = f"  kept {pct(share(c[label].delta, eng))}"
             print(f"      {label:24} {interval(c[label])}{kept}")
-    pooled_scores = pooled_corpus(judged, names)
-    mean_scores = {a: float(np.mean([per_pair[j.pair.name][0][a] for j in judged])) for a in names}
-    pooled = {label: compare_pooled(judged, a, b, boot, seed) for label, a, b in comps}
-    mean = {label: compare_mean(judged, a, b, boot, seed) for label, a, b in comps}
+    pooled_scores, mean_scores, pooled, mean = overall(judged, names, comps, boot, seed)
     kept_mean, kept_pooled = {}, {}
     for title, scores, c, kept in (
         ("mean over pairs", mean_scores, mean, kept_mean),
