@@ -23,7 +23,6 @@ Ends with `RESULT model=... one_vs_plain=... two_vs_plain=... max_hsic_diff=...`
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import resource
@@ -86,6 +85,7 @@ def forward_pass(args: argparse.Namespace, collectors: bool) -> dict:
     )
     from index_builder.indexing.config import validate
     from index_builder.indexing.models import load_model
+    from index_builder.indexing.pipeline import pair_spans
 
     cfg = _config(args, Path("unused.duckdb"))
     plan = validate(cfg)
@@ -93,10 +93,7 @@ def forward_pass(args: argparse.Namespace, collectors: bool) -> dict:
     pairs = sorted(probes)
     loaded = load_model(cfg.model, cfg.device, cfg.dtype)
     encoded = encode_probes(loaded.tokenizer, [p for pair in pairs for p in probes[pair]], plan.langs)
-    starts = [0]
-    for pair in pairs:
-        starts.append(starts[-1] + len(probes[pair]))
-    groups = list(itertools.pairwise(starts))
+    groups = list(pair_spans(probes).values())
     ident, device = loaded.identity, loaded.input_device
     begin = time.perf_counter()
     if collectors:

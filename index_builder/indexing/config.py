@@ -80,6 +80,11 @@ class BuildConfig:
         data["means_dir"] = str(self.means_dir) if self.means_dir else None
         return data
 
+    @property
+    def means_folder(self) -> Path:
+        """Where a one-pass build stores its per-probe means: `means_dir`, else `<out>.means` beside out."""
+        return self.means_dir or means_store.default_dir(self.out)
+
     def band(self, n_layers: int) -> list[int]:
         """The middle band's layer indices for a model of `n_layers` (a BuildError when it is empty)."""
         try:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -115,15 +115,18 @@ class MeansStore:
             sums = {k: data[k] for k in data.files if k != "batches"}
             return int(data["batches"]), sums
 
-    def checkpoint(self, batches: int, sums: Mapping[str, np.ndarray], force: bool = False) -> bool:
-        """Record that `batches` batches are stored, with the pass's running `sums`, when the last checkpoint
-        is older than `CHECKPOINT_SECONDS` (or `force`); True when one was written."""
+    def checkpoint(
+        self, batches: int, sums: Callable[[], Mapping[str, np.ndarray]], force: bool = False
+    ) -> bool:
+        """Record that `batches` batches are stored, with the pass's running `sums()` (read only when a
+        checkpoint is written: on a GPU they are a device-to-host copy), when the last checkpoint is older
+        than `CHECKPOINT_SECONDS` (or `force`); True when one was written."""
         now = time.monotonic()
         if not force and now - self._last_checkpoint < CHECKPOINT_SECONDS:
             return False
         self.means.flush()  # the rows first: a checkpoint never names rows that are not on disk
         tmp = self._state.with_name(self._state.name + ".tmp.npz")
-        np.savez(tmp, batches=np.int64(batches), **sums)
+        np.savez(tmp, batches=np.int64(batches), **sums())
         os.replace(tmp, self._state)
         self._last_checkpoint = now
         return True

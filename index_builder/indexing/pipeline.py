@@ -29,8 +29,6 @@ from .probes import Probe
 from .tables import index_tables, provenance
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from .capture import EncodedProbe, LanguageCounts, LegQuality
     from .distributed import World
     from .models import LoadedModel
@@ -203,6 +201,15 @@ def leg_quality(loaded: LoadedModel, n_languages: int):
     return LegQuality(n_languages, loaded.model.get_output_embeddings(), loaded.input_device, softcap)
 
 
+def pair_spans(probes: dict[Pair, list[Probe]]) -> dict[Pair, tuple[int, int]]:
+    """Each pair's (start, stop) in the encoded probes (every pair's probes, in sorted pair order)."""
+    spans, start = {}, 0
+    for pair in sorted(probes):
+        spans[pair] = (start, start + len(probes[pair]))
+        start += len(probes[pair])
+    return spans
+
+
 def _score_pairs(
     run: _Run, encoded: list[EncodedProbe], probes: dict[Pair, list[Probe]], masks: np.ndarray
 ) -> dict[Pair, PairResult]:
@@ -213,13 +220,12 @@ def _score_pairs(
     cfg, world = run.cfg, run.world
     columns = columns_for(masks)
     column = column_positions(columns)
-    pairs = sorted(probes)
-    offsets = dict(zip(pairs, np.cumsum([0] + [len(probes[pair]) for pair in pairs]), strict=False))
+    spans = pair_spans(probes)
     results: dict[Pair, PairResult] = {}
-    mine = world.shard(pairs)
+    mine = world.shard(sorted(probes))
     with run.bar(sum(len(probes[pair]) for pair in mine), "pass 2: probe means + HSIC") as bar:
         for pair in mine:
-            pair_encoded = encoded[offsets[pair] : offsets[pair] + len(probes[pair])]
+            pair_encoded = encoded[slice(*spans[pair])]
             collector = ProbeMeans(columns, len(pair_encoded), run.loaded.input_device)
             run_pass(run.loaded, pair_encoded, collector, cfg.batch_size, cfg.max_batch_tokens, bar.update)
             results[pair] = score_pair(pair, collector.result(), column, masks, run.plan, run.band, cfg)
@@ -235,28 +241,25 @@ def _one_pass(run: _Run, probes: dict[Pair, list[Probe]], encoded: list[EncodedP
     from .capture import AllProbeMeans, Collectors, pass_batches, run_pass
 
     cfg, world, ident = run.cfg, run.world, run.loaded.identity
-    pairs = sorted(probes)
-    starts = dict(zip(pairs, np.cumsum([0] + [len(probes[pair]) for pair in pairs]), strict=False))
-    mine = world.shard(pairs)
+    everywhere = pair_spans(probes)
     spans, mine_encoded = {}, []
-    for pair in mine:
+    for pair in world.shard(sorted(probes)):
         spans[pair] = (len(mine_encoded), len(mine_encoded) + len(probes[pair]))
-        mine_encoded += encoded[starts[pair] : starts[pair] + len(probes[pair])]
+        mine_encoded += encoded[slice(*everywhere[pair])]
     batching = {"batch_size": cfg.batch_size, "max_batch_tokens": cfg.max_batch_tokens, "world": world.size}
     key = means_store.fingerprint(ident, mine_encoded, batching | {"rank": world.rank, "mode": cfg.mode})
-    directory = cfg.means_dir or means_store.default_dir(cfg.out)
     shape = (len(mine_encoded), ident.n_layers, ident.n_neurons)
-    store = means_store.MeansStore(directory, world.rank, shape, cfg.means_dtype, key, run.say)
+    store = means_store.MeansStore(cfg.means_folder, world.rank, shape, cfg.means_dtype, key, run.say)
     counts, legs = _collectors(run)
     done, sums = store.resumed()
     total = len(pass_batches(mine_encoded, cfg.batch_size, cfg.max_batch_tokens, list(spans.values())))
     if done:
-        run.say(f"resuming the pass from {directory}: {done} of {total} batches stored")
+        run.say(f"resuming the pass from {store.directory}: {done} of {total} batches stored")
         _load_sums(counts, legs, sums)
     means = AllProbeMeans(ident.n_layers, ident.n_neurons, run.loaded.input_device, store.write)
 
     def checkpoint(batches: int) -> None:
-        store.checkpoint(batches, _sums(counts, legs), force=batches == total)
+        store.checkpoint(batches, lambda: _sums(counts, legs), force=batches == total)
 
     if done < total:
         with run.bar(len(mine_encoded), "pass: counts, leg quality, probe means") as bar:
@@ -264,7 +267,7 @@ def _one_pass(run: _Run, probes: dict[Pair, list[Probe]], encoded: list[EncodedP
                 run.loaded, mine_encoded, Collectors(counts, means), cfg.batch_size, cfg.max_batch_tokens,
                 bar.update, legs, skip=done, after_batch=checkpoint, groups=list(spans.values()),
             )  # fmt: skip
-    return _StoredPass(store, directory, spans, (counts, legs))
+    return _StoredPass(store, spans, (counts, legs))
 
 
 def _sums(counts: LanguageCounts, legs: LegQuality | None) -> dict[str, np.ndarray]:
@@ -288,7 +291,6 @@ class _StoredPass:
     """The one pass's result on this rank: its means store and where each of its pairs' probes sit."""
 
     store: means_store.MeansStore
-    directory: Path
     spans: dict[Pair, tuple[int, int]]  # rows of each of this rank's pairs in the store
     collectors: tuple[LanguageCounts, LegQuality | None]  # the pass's counts and leg quality
 
@@ -299,7 +301,7 @@ class _StoredPass:
             self.store.remove_files()
             world.barrier()
             if world.is_main:
-                means_store.remove_if_empty(self.directory)
+                means_store.remove_if_empty(self.store.directory)
 
 
 def _score_stored(run: _Run, stored: _StoredPass, masks: np.ndarray) -> dict[Pair, PairResult]:
@@ -334,10 +336,9 @@ def _write(run: _Run, found: _LanguageNeurons, pair_results: list[PairResult], n
         close_world(run.world)
         kept = ""
         if cfg.passes == 1:
-            where = cfg.means_dir or means_store.default_dir(cfg.out)
             kept = (
-                f"; the forward pass's means stay in {where} (a run with other selection settings re-scores"
-                " them without the model; delete the folder otherwise)"
+                f"; the forward pass's means stay in {cfg.means_folder} (a run with other selection settings"
+                " re-scores them without the model; delete the folder otherwise)"
             )
         raise BuildError(
             f"--strict: the index is degenerate ({'; '.join(report.reasons)}); nothing written to {cfg.out}"
