@@ -159,6 +159,8 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
         low_resource=_codes(low_resource),
         **opts,
     )
+    if cfg.passes == 1:
+        _check_means_folder(cfg.means_folder)
     summary = build_index(cfg, progress=not quiet)
     if "written" not in summary:  # other ranks of a torchrun build: rank 0 reports
         return
@@ -166,6 +168,18 @@ def build(model, langs, dict_source, dict_dir, out, quiet, bridge_list, low_reso
         f"wrote {out}: {summary['probes']} probes, {summary['pairs']} pairs, seconds {summary['seconds']};"
         f" health {summary['health']['verdict']} (bridgex-index health {out})"
     )
+
+
+def _check_means_folder(folder: Path) -> None:
+    """The one pass stores its means in `folder` (created if missing): refuse, before the model loads, a
+    folder that is a file, or lies under a file or a directory this process cannot write."""
+    from ..indexing.config import BuildError
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise BuildError(f"cannot store the pass's means in {folder}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise BuildError(f"cannot store the pass's means in {folder}: {existing} is not writable")
 
 
 @click.command()

@@ -349,6 +349,16 @@ def test_strict_build_of_a_degenerate_index_exits_2_and_writes_nothing(tiny_llam
     )
 
 
+def test_a_means_dir_under_a_file_exits_2_before_the_model_loads(tiny_llama, out_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    args = _build_args(tiny_llama, out_dir / "index.duckdb", "--dictionaries", "cldr")
+    result = _cli(*args, "--means-dir", blocker / "means")
+    _assert_fails_cleanly(result, "cannot store the pass's means", "is not a directory")
+    assert "model:" not in result.stderr, "refused before loading the model"
+    assert list(out_dir.iterdir()) == [] and blocker.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("option", ["--langs", "--bridges"])
 def test_empty_language_list_exits_2(tiny_llama, out_dir, option):
     """An empty --langs or --bridges is one error line (validate_codes' ValueError becomes a BuildError)."""
