@@ -2,6 +2,9 @@
 by `bridgex-index route`, so what the command prints is what the server does.
 
 Pure: plain values in, a `ServedRoute` out. In order:
+0. sentences (task translate) of a pair with distilled demonstrations (`distilled_demonstrations`, written
+   by `bridgex-index distill`), unless the `distilled` setting is `off`: ONE direct call with them in front,
+   source `distilled` (measured above the English pivot and direct on Qwen: docs/results/beyond-route.md);
 1. the pair's stored decision for the task (`routing_decisions`, written by `calibrate`): `calibrated`;
 2. otherwise, per the `uncalibrated` setting:
    - `policy` (the default): the route policy's row for the pair (`route_policy`, written by `calibrate`
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 
 UNCALIBRATED = ("policy", "hsic", "direct")
 DEFAULT_UNCALIBRATED = "policy"
-DECISION_SOURCES = ("client", "calibrated", "evidence", "prior", "hsic", "default")
+DECISION_SOURCES = ("client", "distilled", "calibrated", "evidence", "prior", "hsic", "default")
+# the server's `distilled` setting: serve a pair's distilled sentence set (auto), or only on request (off)
+DISTILLED = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class ServedRoute:
     reason: str
     ranked: bool = True
 
+    @property
+    def distilled(self) -> bool:
+        """One direct call with the pair's distilled demonstrations in front."""
+        return self.source == "distilled"
+
 
 def served_route(
     source: str,
@@ -41,13 +51,17 @@ def served_route(
     policy: Mapping | None,
     rank1: str | None,
     uncalibrated: str,
+    distilled: bool = False,
 ) -> ServedRoute:
     """The rule of the module docstring. `decision`: the stored decision ('direct' or a bridge) or None;
     `policy`: the pair's `route_policy` row (its `route`, `origin`, `expected_gain`) or None; `rank1`: the
-    HSIC rank-1 bridge or None."""
+    HSIC rank-1 bridge or None; `distilled`: the pair has distilled demonstrations for the request's task
+    and the server serves them (translate only, `distilled` setting `auto`: the caller decides)."""
     if uncalibrated not in UNCALIBRATED:
         raise ValueError(f"uncalibrated must be one of {', '.join(UNCALIBRATED)}, got {uncalibrated!r}")
     pair = f"{source}→{target}"
+    if distilled:
+        return ServedRoute(None, "distilled", f"distilled demonstrations for {pair}: one direct call")
     if decision is not None:
         bridge = None if decision == "direct" else decision
         return ServedRoute(bridge, "calibrated", f"calibrated decision for {pair}: {decision}")

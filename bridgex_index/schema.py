@@ -208,6 +208,23 @@ OPTIONAL_TABLES: dict[str, str] = {
             created_at TIMESTAMP,
             PRIMARY KEY (source, target, task)
         )""",
+    # Distilled demonstrations (`bridgex-index distill`): per pair and task, the (source, target) examples a
+    # bridged route made offline from source-side text; the server's `distilled` mode puts them, in
+    # `position` order, in front of ONE direct call. Re-distilling a pair and task replaces its rows.
+    "distilled_demonstrations": """
+        CREATE TABLE IF NOT EXISTS distilled_demonstrations (
+            source VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            task VARCHAR NOT NULL,             -- word | translate
+            position INTEGER NOT NULL,         -- 0-based order in the prompt
+            source_text VARCHAR NOT NULL,
+            target_text VARCHAR NOT NULL,      -- the bridged route's answer (never a reference)
+            route VARCHAR NOT NULL,            -- the bridge that made it (e.g. 'en')
+            model VARCHAR NOT NULL,            -- the served model that answered
+            text_source VARCHAR NOT NULL,      -- where the source text came from (set name, sha256, line)
+            created_at TIMESTAMP,
+            PRIMARY KEY (source, target, task, position)
+        )""",
     # The fitted prior of each task (JSON: features, coefficients, tau², lambda), for `route --explain`.
     "route_policy_models": """
         CREATE TABLE IF NOT EXISTS route_policy_models (

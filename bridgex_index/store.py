@@ -271,3 +271,47 @@ def route_policy_model(con: duckdb.DuckDBPyConnection, task: str) -> str | None:
         return None
     row = con.execute("SELECT model FROM route_policy_models WHERE task = ?", [task]).fetchone()
     return row[0] if row else None
+
+
+DISTILLED_COLUMNS = (
+    "source",
+    "target",
+    "task",
+    "position",
+    "source_text",
+    "target_text",
+    "route",
+    "model",
+    "text_source",
+    "created_at",
+)
+
+
+def write_distilled(
+    con: duckdb.DuckDBPyConnection, source: str, target: str, task: str, rows: Sequence[Mapping]
+) -> None:
+    """Replace the distilled demonstrations of (source, target, task) by `rows` (one per position), in
+    one transaction: a reader sees the old set or the new one."""
+    con.execute(OPTIONAL_TABLES["distilled_demonstrations"])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "DELETE FROM distilled_demonstrations WHERE source = ? AND target = ? AND task = ?",
+            [source, target, task],
+        )
+        _upsert(con, "distilled_demonstrations", DISTILLED_COLUMNS, rows)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def distilled(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str], list[dict]]:
+    """(source, target, task) → its distilled demonstrations in position order ({} without the table)."""
+    if not has_table(con, "distilled_demonstrations"):
+        return {}
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    rows = records(con, "SELECT * FROM distilled_demonstrations ORDER BY source, target, task, position", [])
+    for r in rows:
+        out.setdefault((r["source"], r["target"], r["task"]), []).append(r)
+    return out

@@ -87,7 +87,7 @@ def main(log_level: str, **given):
     given["api_keys"] = tuple(given["api_keys"]) or None
     if given["low_resource"] is not None:
         given["low_resource"] = codes(given["low_resource"])
-    for name in ("uncalibrated", "prompt_style"):
+    for name in ("uncalibrated", "distilled", "prompt_style"):
         if given[name] is not None:
             given[name] = given[name].lower()
     try:

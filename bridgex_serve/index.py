@@ -13,11 +13,18 @@ from pathlib import Path
 
 from bridgex_index import read
 from bridgex_index.health import health_from_connection
-from bridgex_index.store import IndexReadError, open_index, provenance, route_policy, routing_decisions
+from bridgex_index.store import (
+    IndexReadError,
+    distilled,
+    open_index,
+    provenance,
+    route_policy,
+    routing_decisions,
+)
 from bridgex_index.words import copy_key
 
 from .demonstrations import Lexicon
-from .plan import CalibratedRoute, PolicyRoute
+from .plan import CalibratedRoute, DistilledSet, PolicyRoute, clean_example
 
 log = logging.getLogger("bridgex_serve.index")
 
@@ -57,6 +64,8 @@ class BridgeIndex:
     sentence_decisions: dict[tuple[str, str], CalibratedRoute] = field(default_factory=dict)  # translate
     # route_policy: task ("word" | "translate") → (source, target) → the policy's route
     policies: dict[str, dict[tuple[str, str], PolicyRoute]] = field(default_factory=dict)
+    # distilled_demonstrations: (source, target, task) → the pair's distilled set
+    distilled_sets: dict[tuple[str, str, str], DistilledSet] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
     _demo_cache: dict = field(default_factory=dict, repr=False)
@@ -111,6 +120,14 @@ class BridgeIndex:
         """The route policy's route of the pair for `task` (None: no `calibrate` wrote a policy)."""
         return self.policies.get(task, {}).get((source, target))
 
+    def distilled(self, source: str, target: str, task: str) -> DistilledSet | None:
+        """The pair's distilled demonstrations for `task` (None: `bridgex-index distill` made none)."""
+        return self.distilled_sets.get((source, target, task))
+
+    def distilled_pairs(self, task: str) -> list[tuple[str, str]]:
+        """The pairs with a distilled set for `task`, sorted."""
+        return sorted((s, t) for s, t, k in self.distilled_sets if k == task)
+
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]:
@@ -131,8 +148,13 @@ class BridgeIndex:
         """Ranked bridges per pair, and the calibrated decision (`decision`) where there is one."""
         out = []
         policy_pairs = {pair for rows in self.policies.values() for pair in rows}
+        distilled_pairs = {(s, t) for s, t, _task in self.distilled_sets}
         for s, t in sorted(
-            set(self.bridges) | set(self.decisions) | set(self.sentence_decisions) | policy_pairs
+            set(self.bridges)
+            | set(self.decisions)
+            | set(self.sentence_decisions)
+            | policy_pairs
+            | distilled_pairs
         ):
             pair: dict = {
                 "source": s,
@@ -148,6 +170,15 @@ class BridgeIndex:
             for task, key in (("word", "policy"), ("translate", "translate_policy")):
                 if (s, t) in self.policies.get(task, {}):
                     pair[key] = self.policies[task][(s, t)].summary()
+            found = {
+                task: self.distilled_sets[(s, t, task)].summary(0)
+                for task in ("word", "translate")
+                if (s, t, task) in self.distilled_sets
+            }
+            for summary in found.values():
+                del summary["gold"]  # a request's figure, not the set's
+            if found:
+                pair["distilled"] = found
             out.append(pair)
         return out
 
@@ -190,6 +221,7 @@ def _read(con, path: Path) -> BridgeIndex:
     decisions = _decisions(con, path, languages, "word")
     sentence_decisions = _decisions(con, path, languages, "translate")
     policies = {task: _policy(con, path, languages, task) for task in ("word", "translate")}
+    distilled_sets = _distilled(con, path, languages)
     report = health_from_connection(con)
     if report.verdict == "degenerate":
         log.warning(
@@ -206,6 +238,7 @@ def _read(con, path: Path) -> BridgeIndex:
         decisions=decisions,
         sentence_decisions=sentence_decisions,
         policies=policies,
+        distilled_sets=distilled_sets,
         provenance=provenance(con),
     )
 
@@ -239,6 +272,30 @@ def _policy(con, path: Path, languages: dict[str, Language], task: str) -> dict[
             float(row["p_gain"]),
             float(row["p_loss"]),
             int(row["n"]),
+        )
+    return out
+
+
+def _distilled(con, path: Path, languages: dict[str, Language]) -> dict[tuple[str, str, str], DistilledSet]:
+    """The optional `distilled_demonstrations` table, one set per (source, target, task); a row the server
+    could not put in a prompt (an unknown pair or task, an empty side, a target with `"`) stops the load."""
+    out: dict[tuple[str, str, str], DistilledSet] = {}
+    for (s, t, task), rows in distilled(con).items():
+        _check_route(path, "distilled_demonstrations", languages, s, t, "direct")
+        if task not in ("word", "translate"):
+            raise IndexLoadError(f"{path}: distilled_demonstrations has task {task!r} (word or translate)")
+        try:
+            examples = tuple(clean_example(r["source_text"], r["target_text"]) for r in rows)
+        except ValueError as exc:
+            raise IndexLoadError(f"{path}: distilled_demonstrations for {s}→{t} ({task}): {exc}") from None
+        first = rows[0]
+        created = first["created_at"]
+        out[(s, t, task)] = DistilledSet(
+            examples,
+            first["route"],
+            first["model"],
+            first["text_source"],
+            created.isoformat(timespec="seconds") if created is not None else None,
         )
     return out
 

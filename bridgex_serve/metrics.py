@@ -70,7 +70,8 @@ class Metrics:
 
     def rewrite(self, task: str, bridge: str | None, mode: str, decision_source: str = "default") -> None:
         self.rewrites.labels(task, bridge or "none", mode).inc()
-        self.routes.labels("bridge" if bridge else "direct", decision_source).inc()
+        route = "distilled" if mode == "distilled" else "bridge" if bridge else "direct"
+        self.routes.labels(route, decision_source).inc()
 
     def copy_fallback(self, task: str, bridge: str | None, mode: str, reason: str) -> None:
         self.copy_fallbacks.labels(task, bridge or "none", mode, reason).inc()

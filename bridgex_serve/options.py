@@ -11,7 +11,10 @@ from typing import Any
 from bridgex_index import routes
 
 TASKS = ("auto", "word", "translate", "qa", "chat")
-MODES = ("chain", "two-step")
+# `distilled`: ONE direct call with the pair's distilled demonstrations (`bridgex-index distill`) in front;
+# word and translate only, and never with a `bridge` or a `route` (the bridge worked offline).
+MODES = ("chain", "two-step", "distilled")
+BRIDGED_MODES = ("chain", "two-step")
 DEFAULT_MODE = "chain"
 # Chain mode needs demonstrations (a base model never continued a zero-shot chain to the target, and did in
 # 99.9% of cases with three); word and sentence translation get three by default in both modes. qa and chat
@@ -46,6 +49,7 @@ ROUTES = ("auto", "direct", "hsic")
 # (`policy`: the route policy's route; `hsic`: the HSIC rank-1 bridge; `direct`): bridgex_index.routes.
 DECISION_SOURCES = routes.DECISION_SOURCES
 UNCALIBRATED = routes.UNCALIBRATED
+DISTILLED = routes.DISTILLED
 
 
 class RequestError(ValueError):
@@ -129,6 +133,13 @@ def parse_options(raw: Any) -> Options:
     route = _opt_str(raw, "route") or "auto"
     if route not in ROUTES:
         raise RequestError(f"bridgex.route {route!r} is not one of {', '.join(ROUTES)}", "bridgex.route")
+    if mode == "distilled" and (route != "auto" or codes["bridge"] is not None):
+        param = "bridgex.bridge" if codes["bridge"] is not None else "bridgex.route"
+        raise RequestError(
+            "bridgex.mode 'distilled' is one direct call with the pair's distilled demonstrations: give no "
+            "bridgex.bridge or bridgex.route with it",
+            param,
+        )
     if route != "auto" and codes["bridge"] is not None:
         raise RequestError(
             f"bridgex.bridge and bridgex.route {route!r} contradict each other; give one", "bridgex.route"

@@ -134,7 +134,7 @@ async def run_plans(
     outcomes: list[Outcome] = []
     pending: list[int] = []
     for i, (plan, (text, finish)) in enumerate(zip(plans, replies, strict=True)):
-        if plan.mode == "direct":
+        if plan.one_call:
             outcomes.append(Outcome(plan, read_direct(plan, text), None, finish, 1))
             continue
         if plan.mode == "two-step":  # chat-style bridged plans are always two-step

@@ -28,7 +28,10 @@ class Outcome:
 
     @property
     def route(self) -> str:
-        """Where the final answer came from: `bridge` or `direct`."""
+        """Where the final answer came from: `bridge`, `direct`, or `distilled` (one direct call with the
+        pair's distilled demonstrations)."""
+        if self.plan.mode == "distilled":
+            return "distilled"
         return "direct" if self.plan.bridge is None or self.fallback else "bridge"
 
     def metadata(self) -> dict[str, Any]:
@@ -55,7 +58,15 @@ class Outcome:
             meta["calibration"] = p.calibration.summary()
         if p.policy is not None:
             meta["policy"] = p.policy.summary()
+        if p.distilled is not None:
+            meta["distilled"] = distilled_summary(p)
         return meta
+
+
+def distilled_summary(plan: Plan) -> dict[str, Any]:
+    """The demonstrations of a distilled plan: how many were distilled (and how), how many gold words."""
+    assert plan.distilled is not None
+    return plan.distilled.summary(len(plan.demos) - len(plan.distilled.examples))
 
 
 def headers_for(meta: dict[str, Any]) -> list[tuple[str, str]]:

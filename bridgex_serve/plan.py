@@ -9,6 +9,11 @@ Routing (which bridge, or none): an explicit `bridgex.bridge` wins; then `bridge
 calibrated decision stored in the index for the pair (`routing_decisions`), else, per the `uncalibrated`
 setting, the route policy's route (`policy`, the default), the HSIC rank-1 bridge or the direct route. The
 direct route of a `word` request is the prompt `{S}:"w"→{T}:"`.
+
+Mode `distilled` (the client's `bridgex.mode`, or for sentences of a pair with a distilled set unless the
+server's `distilled` setting is `off`): ONE direct call, the pair's distilled demonstrations (sentence or
+word examples a bridged route made offline, `bridgex-index distill`) in front of its gold word
+demonstrations, always the same ones for a pair so vLLM's prefix cache serves them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,41 @@ class IndexView(Protocol):
     def demonstrations(
         self, langs: tuple[str, ...], k: int, exclude: str | None = None
     ) -> tuple[tuple[str, ...], ...]: ...
+    def distilled(self, source: str, target: str, task: str) -> DistilledSet | None: ...
+    def distilled_pairs(self, task: str) -> list[tuple[str, str]]: ...
+
+
+def clean_example(source: str, target: str) -> tuple[str, str]:
+    """A (source, target) example as one prompt line takes it (`clean_text` on both sides); a ValueError
+    for an empty side or a target with `"` (it would close the answer)."""
+    source, target = clean_text(source), clean_text(target)
+    if not source or not target:
+        raise ValueError("an example has an empty source or target")
+    if '"' in target:
+        raise ValueError(f"an example target has a quote: {target!r}")
+    return source, target
+
+
+@dataclass(frozen=True)
+class DistilledSet:
+    """A pair's distilled demonstrations for one task (`distilled_demonstrations` in the index): (source,
+    target) examples in prompt order, cleaned (`clean_example`), and how they were made."""
+
+    examples: tuple[tuple[str, str], ...]
+    route: str  # the bridge whose answers they are
+    model: str
+    text_source: str
+    created_at: str | None = None
+
+    def summary(self, gold: int) -> dict[str, Any]:
+        """What the response metadata shows: how many distilled and gold demonstrations the prompt had."""
+        return {
+            "examples": len(self.examples),
+            "gold": gold,
+            "made_by": self.route,
+            "model": self.model,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -118,7 +158,7 @@ class Plan:
     """One bridged (or, for batch translation, direct) generation, fully decided."""
 
     task: str  # word | translate | qa | chat
-    mode: str  # chain | two-step | direct
+    mode: str  # chain | two-step | direct | distilled (one direct call with distilled demonstrations)
     source: str
     target: str
     bridge: str | None  # None: direct translation without a bridge (batch endpoint only)
@@ -126,7 +166,7 @@ class Plan:
     names: tuple[str, str, str | None]  # prompt names of source, target, bridge
     text: str  # what is rendered into the bridge: the word, sentence, passage or user turn
     question: str | None = None  # qa only
-    demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct plans
+    demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct and distilled plans
     answer_tokens: int = 16
     decision_source: str = "default"  # client | calibrated | evidence | prior | hsic | default
     calibration: CalibratedRoute | None = None  # the stored decision followed, if any
@@ -135,6 +175,12 @@ class Plan:
     # source, target, bridge are what the instruction names.
     style: str = "completion"
     english: tuple[str, str, str | None] = ("", "", None)
+    distilled: DistilledSet | None = None  # mode distilled: the set in front of `demos`' gold words
+
+    @property
+    def one_call(self) -> bool:
+        """Answered by one direct call (direct and distilled plans)."""
+        return self.mode in ("direct", "distilled")
 
     @property
     def chat_style(self) -> bool:
@@ -181,6 +227,7 @@ def plan_request(
     force: bool = False,
     uncalibrated: str = "policy",
     prompt_style: str | Mapping[str, str] = "completion",
+    distilled: str = "auto",
 ) -> Plan | Passthrough:
     """Decide task, languages, route, mode and demonstrations for one input text.
 
@@ -188,7 +235,10 @@ def plan_request(
     translated directly. `uncalibrated` ("policy", "hsic" or "direct") routes pairs without a stored decision.
     `prompt_style` (one style, or task → style) "chat" asks words or sentences through the chat template;
     its bridged mode is always two-step (a chat answer is one translation, not a chain of them).
-    Raises `RequestError` for unknown languages and impossible combinations.
+    `distilled` "auto" serves a pair's distilled sentence demonstrations to requests that leave route and
+    mode to the server; "off" only to `mode: distilled`.
+    Raises `RequestError` for unknown languages and impossible combinations (`mode: distilled` for a pair
+    and task without a distilled set included).
     """
     _check_languages(options, index)
     task, text, question = _read_input(options, text)
@@ -196,13 +246,27 @@ def plan_request(
     if isinstance(languages, Passthrough):
         return languages
     source, target, task = languages
+    if options.mode == "distilled":
+        return _distilled_plan(options, text, task, source, target, index, answer_tokens, "client")
 
+    serve_distilled = distilled == "auto" and options.mode is None and task == "translate"
     route = choose_route(
-        options.bridge, source, target, index, low_resource, force, uncalibrated, options.route, task
+        options.bridge,
+        source,
+        target,
+        index,
+        low_resource,
+        force,
+        uncalibrated,
+        options.route,
+        task,
+        serve_distilled,
     )
     if isinstance(route, Passthrough):
         return route
     bridge, probability, decision_source, chosen_by = route
+    if decision_source == "distilled":
+        return _distilled_plan(options, text, task, source, target, index, answer_tokens, decision_source)
     if bridge is None and not force and task != "word":
         # Direct for a sentence, a passage or a chat turn is the client's own request, unchanged.
         return _direct_passthrough(source, target, decision_source)
@@ -229,6 +293,50 @@ def plan_request(
         policy=chosen_by if isinstance(chosen_by, PolicyRoute) else None,
         style="chat" if chat_style else "completion",
         english=_names(index.english_name, source, target, bridge) if chat_style else ("", "", None),
+    )
+
+
+def _distilled_plan(
+    options: Options,
+    text: str,
+    task: str,
+    source: str,
+    target: str,
+    index: IndexView,
+    answer_tokens: int | None,
+    decision_source: str,
+) -> Plan:
+    """One direct completion-style call: the pair's distilled demonstrations, then its gold word
+    demonstrations (`shots`, as a direct plan has them), then the text. A 400 for a task without
+    translation demonstrations or a pair without a distilled set for the task."""
+    if task not in TRANSLATION_TASKS:
+        raise RequestError(
+            f"bridgex.mode 'distilled' applies to tasks word and translate, not {task}", "bridgex.mode"
+        )
+    found = index.distilled(source, target, task)
+    if found is None:
+        have = ", ".join(f"{s}→{t}" for s, t in index.distilled_pairs(task)) or "none"
+        raise RequestError(
+            f"no distilled demonstrations for {source}→{target} ({task}) in the index (it has them for: "
+            f"{have}); run `bridgex-index distill` for the pair, or leave bridgex.mode to the server",
+            "bridgex.mode",
+            code="no_distilled_demonstrations",
+        )
+    shots = options.shots if options.shots is not None else DEFAULT_SHOTS[task]
+    gold = index.demonstrations((source, target), shots, exclude=text) if shots else ()
+    return Plan(
+        task=task,
+        mode="distilled",
+        source=source,
+        target=target,
+        bridge=None,
+        probability=None,
+        names=_names(index.prompt_name, source, target, None),
+        text=text,
+        demos=(*found.examples, *gold),
+        answer_tokens=answer_tokens or DEFAULT_ANSWER_TOKENS[task],
+        decision_source=decision_source,
+        distilled=found,
     )
 
 
@@ -312,13 +420,16 @@ def choose_route(
     uncalibrated: str,
     route: str = "auto",
     task: str = "word",
+    distilled: bool = False,
 ) -> Route | Passthrough:
     """The bridge (None: direct) for a pair, and where that choice came from.
 
     Order: the client's `bridge`; the client's `route` (`direct`, or `hsic`: the rank-1 bridge whatever
     the calibration and the low-resource gate say); pairs without a low-resource language pass through
-    (unless `force`); then `bridgex_index.routes.served_route`: the pair's calibrated decision, else per
-    `uncalibrated` the route policy's route, the HSIC rank-1 bridge or direct. A same-language request (qa,
+    (unless `force`); then `bridgex_index.routes.served_route`: `distilled` (decision source `distilled`,
+    no bridge) when `distilled` is asked for and the pair has a set for the task, else the pair's
+    calibrated decision, else per `uncalibrated` the route policy's route, the HSIC rank-1 bridge or
+    direct. A same-language request (qa,
     chat) is never calibrated and has no policy. Decisions and policy rows are the request's task's: `word`
     for a single word, `translate` for everything else.
     """
@@ -339,11 +450,17 @@ def choose_route(
         return ranked[0], ranked[1], "hsic", None
     if not force and source not in low_resource and target not in low_resource:
         return Passthrough("pair is not low-resource", source, target, label="not_low_resource")
-    return _automatic_route(source, target, index, force, uncalibrated, task)
+    return _automatic_route(source, target, index, force, uncalibrated, task, distilled)
 
 
 def _automatic_route(
-    source: str, target: str, index: IndexView, force: bool, uncalibrated: str, task: str
+    source: str,
+    target: str,
+    index: IndexView,
+    force: bool,
+    uncalibrated: str,
+    task: str,
+    distilled: bool = False,
 ) -> Route | Passthrough:
     """The route when the client names none: the one rule of `bridgex_index.routes.served_route`, on the
     index's decision, policy row and HSIC rank-1 of the pair for the request's task."""
@@ -361,7 +478,10 @@ def _automatic_route(
         else None,
         rank1=ranked[0] if ranked else None,
         uncalibrated=uncalibrated,
+        distilled=distilled and not same and index.distilled(source, target, kind) is not None,
     )
+    if served.distilled:
+        return None, None, served.source, None
     if not served.ranked:
         if force:
             return None, None, "default", None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .plan import Plan, clean_text
+from .plan import Plan, clean_example, clean_text
 
 ARROW = "→"
 
@@ -51,17 +51,10 @@ def with_examples(plan: Plan, examples: Sequence[tuple[str, str]]) -> Plan:
     (issue 20's distilled route: one direct call, examples made offline by a bridged route).
 
     The examples keep the order given and become lines of the same `{S}:"x"→{T}:"y"` format, each made one
-    line (`clean_text`); the same examples for every text of a pair give every prompt the same prefix (what
-    vLLM's prefix cache serves). Pure. A ValueError for a bridged or chat-style plan (their demonstrations
-    are word tuples or chat turns), an empty side, or a target with `"` (it would close the answer)."""
+    line (`plan.clean_example`); the same examples for every text of a pair give every prompt the same prefix
+    (what vLLM's prefix cache serves). Pure. A ValueError for a bridged or chat-style plan (their
+    demonstrations are word tuples or chat turns), an empty side, or a target with `"`."""
     if plan.bridge is not None or plan.chat_style:
         raise ValueError("sentence examples go in front of a direct completion-style plan only")
-    lines = []
-    for source, target in examples:
-        source, target = clean_text(source), clean_text(target)
-        if not source or not target:
-            raise ValueError("an example has an empty source or target")
-        if '"' in target:
-            raise ValueError(f"an example target has a quote: {target!r}")
-        lines.append((source, target))
+    lines = [clean_example(source, target) for source, target in examples]
     return replace(plan, demos=(*lines, *plan.demos))

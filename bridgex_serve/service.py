@@ -22,7 +22,7 @@ from .limits import DEADLINE, ClientFault, bridged_too_large, check_generation, 
 from .metrics import Metrics
 from .options import TRANSLATE_OPTIONS, TRANSLATE_TASKS, Options, RequestError, parse_options
 from .orchestrate import CallUpstream, UpstreamError, bounded, run_plans
-from .outcome import Outcome, headers_for
+from .outcome import Outcome, distilled_summary, headers_for
 from .plan import CHAT_STYLE_TASKS, Passthrough, Plan, plan_request
 from .replies import SSE, Forward, Reply, error_reply, fault_reply, upstream_error_reply
 from .settings import Settings
@@ -94,6 +94,7 @@ def _translations(model: str, outcomes: list[Outcome], usage: Usage) -> Reply:
             "shots": len(o.plan.demos),
             "calls": o.calls,
             **({"policy": o.plan.policy.summary()} if o.plan.policy is not None else {}),
+            **({"distilled": distilled_summary(o.plan)} if o.plan.distilled is not None else {}),
         }
         for o in outcomes
     ]
@@ -208,6 +209,7 @@ class BridgeService:
             force=force,
             uncalibrated=self.settings.uncalibrated,
             prompt_style=runtime.prompt_styles,
+            distilled=self.settings.distilled,
         )
 
     async def _run(

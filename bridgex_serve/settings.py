@@ -16,7 +16,7 @@ from typing import Any
 
 from bridgex_index.routes import DEFAULT_UNCALIBRATED
 
-from .options import UNCALIBRATED
+from .options import DISTILLED, UNCALIBRATED
 
 PROMPT_STYLE_SETTINGS = ("auto", "completion", "chat")
 _FALSE = ("0", "false", "no", "off")
@@ -90,6 +90,13 @@ class Settings:
         "`bridgex-index calibrate` from the calibrated pairs; direct before any calibration), the HSIC "
         "rank-1 bridge, or direct",
         choices=UNCALIBRATED,
+    )
+    distilled: str = setting(
+        "auto",
+        "sentences of a pair with distilled demonstrations (`bridgex-index distill`): one direct call with "
+        "them in front when the request leaves route and mode to the server (auto), or only for "
+        "`mode: distilled` (off)",
+        choices=DISTILLED,
     )
     prompt_style: str = setting(
         "auto",

@@ -140,10 +140,10 @@ def first_step(plan: Plan, req: ClientRequest) -> Step:
     """Two-step: the bridge rendering. Chain: bridge rendering and answer. Direct: the answer."""
     answer = req.max_tokens or plan.answer_tokens
     if plan.chat_style:
-        if plan.mode == "direct":
+        if plan.one_call:
             return _chat_translation(req, plan, (0, 1), plan.text, answer)
         return _chat_translation(req, plan, (0, 2), plan.text, plan.bridge_tokens)
-    if plan.mode == "direct":
+    if plan.one_call:
         return _completion(req, bridge_prompt(plan), answer, ['"', "\n"])
     if uses_chat_upstream(plan, req):
         b = plan.names[2]

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from bridgex_index.schema import SCHEMA_VERSION, TABLES
-from bridgex_index.store import write_route_policy, write_routing_decisions
+from bridgex_index.store import write_distilled, write_route_policy, write_routing_decisions
 from bridgex_serve.launch import MIDDLEWARE, VllmServer, free_port  # noqa: F401 (re-exported for tests)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -126,13 +126,15 @@ def write_index(
     entries: Sequence[tuple] = (),
     decisions: Sequence[dict] | None = None,
     policy: Sequence[dict] | str | None = "rank1",
+    distilled: dict[tuple[str, str, str], Sequence[tuple[str, str]]] | None = None,
 ) -> Path:
     """Write a real BridgeX index with the builder's schema.
 
     `entries` adds raw `dictionary_entries` rows (source, target, source_word, target_word, concept,
     category, split), e.g. MUSE-style ones without a concept; `decisions` writes the optional
     `routing_decisions` table (None: no table at all); `policy` the optional `route_policy` rows ("rank1",
-    the default: `rank1_policy(bridges)`; None: no table, as before any calibration).
+    the default: `rank1_policy(bridges)`; None: no table, as before any calibration); `distilled`
+    (source, target, task) → (source text, target text) examples of `distilled_demonstrations`.
     """
     path = Path(path)
     if path.exists():
@@ -167,8 +169,28 @@ def write_index(
     if policy is not None:
         for task in ("word", "translate"):
             write_route_policy(con, task, [r for r in policy if r["task"] == task], "{}", None)
+    for (s, t, task), examples in (distilled or {}).items():
+        write_distilled(con, s, t, task, distilled_rows(s, t, task, examples))
     con.close()
     return path
+
+
+def distilled_rows(source: str, target: str, task: str, examples: Sequence[tuple[str, str]]) -> list[dict]:
+    """`distilled_demonstrations` rows of one pair and task, as `bridgex-index distill` writes them."""
+    return [
+        dict(
+            source=source,
+            target=target,
+            task=task,
+            position=i,
+            source_text=x,
+            target_text=y,
+            route="en",
+            model="tiny-test",
+            text_source="test",
+        )
+        for i, (x, y) in enumerate(examples)
+    ]
 
 
 @pytest.fixture

@@ -32,15 +32,30 @@ UNITS = {"word": "P@1 points", "translate": "chrF++ points"}
     show_default=True,
     help="The server's --uncalibrated setting to answer for.",
 )
+@click.option(
+    "--distilled",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="The server's --distilled setting to answer for.",
+)
 @click.option("--json", "as_json", is_flag=True, help="A JSON object instead of text.")
 @click.option("--explain", is_flag=True, help="Also the fitted prior and each candidate's prediction.")
 @fails_cleanly
 def route_cmd(
-    index: Path, source: str, target: str, task: str, uncalibrated: str, as_json: bool, explain: bool
+    index: Path,
+    source: str,
+    target: str,
+    task: str,
+    uncalibrated: str,
+    distilled: str,
+    as_json: bool,
+    explain: bool,
 ) -> None:
     """Which route `bridgex-serve` takes for SOURCE → TARGET (a bridge or direct), from where (calibrated,
-    evidence, prior, hsic, default) and with what expected gain over direct."""
-    answer = route_answer(index, source, target, task, uncalibrated, explain)
+    evidence, prior, hsic, default) and with what expected gain over direct; `distilled` when the server
+    answers the pair's sentences in one call with its distilled demonstrations."""
+    answer = route_answer(index, source, target, task, uncalibrated, explain, distilled)
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False, indent=1))
         return
@@ -48,11 +63,25 @@ def route_cmd(
         click.echo(line)
 
 
-def route_answer(index: Path, source: str, target: str, task: str, uncalibrated: str, explain: bool) -> dict:
+def route_answer(
+    index: Path,
+    source: str,
+    target: str,
+    task: str,
+    uncalibrated: str,
+    explain: bool,
+    distilled_setting: str = "auto",
+) -> dict:
     """Everything the command prints, as one dict."""
     from bridgex_index import read
     from bridgex_index.routes import served_route
-    from bridgex_index.store import open_index, route_policy, route_policy_model, routing_decisions
+    from bridgex_index.store import (
+        distilled,
+        open_index,
+        route_policy,
+        route_policy_model,
+        routing_decisions,
+    )
 
     from ..indexing.config import BuildError
 
@@ -68,6 +97,7 @@ def route_answer(index: Path, source: str, target: str, task: str, uncalibrated:
         policy = route_policy(con, task).get((source, target))
         ranked = read.bridges(con, source, target, top=1)
         model = route_policy_model(con, task)
+        has_distilled = (source, target, task) in distilled(con)
     finally:
         con.close()
     out: dict = {"source": source, "target": target, "task": task, "uncalibrated": uncalibrated}
@@ -82,9 +112,10 @@ def route_answer(index: Path, source: str, target: str, task: str, uncalibrated:
         policy=policy,
         rank1=ranked[0].bridge if ranked else None,
         uncalibrated=uncalibrated,
+        distilled=has_distilled and task == "translate" and distilled_setting == "auto",
     )
     out |= {
-        "route": served.bridge or "direct",
+        "route": "distilled" if served.distilled else served.bridge or "direct",
         "decision_source": served.source,
         "passthrough": not served.ranked,
         "reason": served.reason,

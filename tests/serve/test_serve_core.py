@@ -53,6 +53,12 @@ class FakeIndex:
         rows = [r[: len(langs)] if len(langs) == 3 else (r[0], r[2]) for r in rows]
         return tuple(r for r in rows if r[0] != exclude)[:k]
 
+    def distilled(self, source, target, task):
+        return None
+
+    def distilled_pairs(self, task):
+        return []
+
 
 LOW = frozenset({"sw", "he"})
 
