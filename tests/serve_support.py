@@ -514,10 +514,17 @@ def gemma_dir() -> Path | None:
     return None
 
 
+SERVE_DISTILLED = {
+    ("de", "sw", "translate"): [("Guten Morgen, mein Freund", "Habari za asubuhi, rafiki yangu")],
+    ("sw", "he", "word"): [("mto", "נהר"), ("mlima", "הר")],
+}
+
+
 @pytest.fixture(scope="session")
 def serve_index(tmp_path_factory) -> Path:
-    """The test index, written once for the slow tests (never modified: reload tests copy it)."""
-    return write_index(tmp_path_factory.mktemp("serve-index") / "index.duckdb")
+    """The test index, written once for the slow tests (never modified: reload tests copy it); de → sw
+    sentences have a distilled set (served by default), sw → he words one (served on request)."""
+    return write_index(tmp_path_factory.mktemp("serve-index") / "index.duckdb", distilled=SERVE_DISTILLED)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import click
 
 from .. import __version__
 from .build_cmds import build, convert
-from .eval_cmds import calibrate_cmd, eval_cmd
+from .eval_cmds import calibrate_cmd, distill_cmd, eval_cmd
 from .inspect_cmds import bridges_cmd, health, plot, show, similarity
 from .route_cmd import route_cmd
 
@@ -31,5 +31,6 @@ for command in (
     route_cmd,
     eval_cmd,
     calibrate_cmd,
+    distill_cmd,
 ):
     main.add_command(command)

@@ -111,61 +111,83 @@ _TEST_SET_OPTIONS = [
         "dev/ or devtest/); default: the shipped sentence set.",
     ),
 ]
+_MODE = click.option(
+    "--mode",
+    default="chain",
+    show_default=True,
+    type=click.Choice(["chain", "two-step"]),
+    help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
+)
+
+_SHOTS = click.option(
+    "--shots",
+    default=3,
+    show_default=True,
+    type=int,
+    help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
+)
+
+_LIMIT = click.option(
+    "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
+)
+
+_PROMPT_STYLE = click.option(
+    "--prompt-style",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "completion", "chat"]),
+    help="As the server: words and sentences asked as few-shot completion lines or through the chat "
+    "template; auto: what bridgex-serve picks for the family of the index's model.",
+)
+
+_COPY_FALLBACK = click.option(
+    "--copy-fallback/--no-copy-fallback",
+    default=True,
+    show_default=True,
+    help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
+)
+
+_CONCURRENCY = click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=int,
+    help="At most this many requests (of up to 32 texts) in flight at once; the client starts with "
+    "one and sends more only while answers come back within a quarter of --timeout.",
+)
+
+_TIMEOUT = click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=float,
+    help="Seconds per request, counted from when it is sent (requests wait in the client, not in the "
+    "server's queue).",
+)
+
+_API_KEY = click.option(
+    "--api-key",
+    envvar="OPENAI_API_KEY",
+    help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
+)
+
+_QUIET = click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes.")
+
 _ASKING_OPTIONS = [
-    click.option(
-        "--mode",
-        default="chain",
-        show_default=True,
-        type=click.Choice(["chain", "two-step"]),
-        help="Bridged prompt mode, as the server serves it (chain: one call; two-step: bridge first).",
-    ),
-    click.option(
-        "--shots",
-        default=3,
-        show_default=True,
-        type=int,
-        help="Demonstrations per prompt (the server's probe words); chain mode needs some.",
-    ),
-    click.option(
-        "--limit", type=int, help="Test words per pair (a stable pseudo-random sample; default all)."
-    ),
-    click.option(
-        "--prompt-style",
-        default="auto",
-        show_default=True,
-        type=click.Choice(["auto", "completion", "chat"]),
-        help="As the server: words and sentences asked as few-shot completion lines or through the chat "
-        "template; auto: what bridgex-serve picks for the family of the index's model.",
-    ),
-    click.option(
-        "--copy-fallback/--no-copy-fallback",
-        default=True,
-        show_default=True,
-        help="As the server: answer again directly when the bridged answer is a copy (off: the bridge).",
-    ),
-    click.option(
-        "--concurrency",
-        default=32,
-        show_default=True,
-        type=int,
-        help="At most this many requests (of up to 32 texts) in flight at once; the client starts with "
-        "one and sends more only while answers come back within a quarter of --timeout.",
-    ),
-    click.option(
-        "--timeout",
-        default=300.0,
-        show_default=True,
-        type=float,
-        help="Seconds per request, counted from when it is sent (requests wait in the client, not in the "
-        "server's queue).",
-    ),
-    click.option(
-        "--api-key",
-        envvar="OPENAI_API_KEY",
-        help="Bearer token for the endpoint (default: $OPENAI_API_KEY).",
-    ),
-    click.option("--quiet", is_flag=True, help="No progress bar or per-pair notes."),
+    _MODE,
+    _SHOTS,
+    _LIMIT,
+    _PROMPT_STYLE,
+    _COPY_FALLBACK,
+    _CONCURRENCY,
+    _TIMEOUT,
+    _API_KEY,
+    _QUIET,
 ]
+
+# distill asks like eval's `english` arm, copy fallback on (an answer after a copy is never kept), over texts
+# it picks itself (no --limit)
+_DISTILL_ASKING = [_MODE, _SHOTS, _PROMPT_STYLE, _CONCURRENCY, _TIMEOUT, _API_KEY, _QUIET]
 
 
 def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[[Callable], Callable]:
@@ -180,3 +202,13 @@ def measuring_options(pairs_help: str, pairs_required: bool = True) -> Callable[
         return fn
 
     return decorate
+
+
+def distill_options(fn: Callable) -> Callable:
+    """The options `distill` shares with `eval`: the index, endpoint and model (required unless `--remove`:
+    the command checks), how the server is asked."""
+    endpoint = click.option("--endpoint", help="As eval's --endpoint (required unless --remove).")
+    model = click.option("--model", help="As eval's --model (required unless --remove).")
+    for option in reversed([_ENDPOINT_OPTIONS[0], endpoint, model, *_DISTILL_ASKING]):
+        fn = option(fn)
+    return fn

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_USAGE, fails_cleanly, measuring_options
+from .common import EXIT_USAGE, distill_options, fails_cleanly, measuring_options
 
 
 def _config(index: Path, pairs: list, dict_source, dict_dir, task, test_dir, test_dict_dir, **fields):
@@ -50,7 +50,8 @@ def _fails_as_usage(run):
     default="direct,english,bridgex,all-bridges",
     show_default=True,
     help="Any of direct (no bridge), english (pivot), bridgex (the index's best bridge), calibrated (the "
-    "route the server takes: the stored decision, else the best bridge), all-bridges.",
+    "route the server takes: the stored decision, else the best bridge), all-bridges, distilled (one direct "
+    "call with the pair's distilled demonstrations: `bridgex-index distill`; pairs without a set skip it).",
 )
 @click.option(
     "--words",
@@ -200,3 +201,68 @@ def _calibration_pairs(index: Path, pairs: str | None, top: int) -> list | None:
             raise EvaluationError(f"--pairs all: {index} ranks no bridges")
         return chosen
     return parse_pairs(pairs)
+
+
+@click.command(name="distill")
+@distill_options
+@click.option("--pairs", required=True, help="Comma-separated source-target pairs, e.g. ar-fr,sw-es.")
+@click.option(
+    "--task",
+    default="translate",
+    show_default=True,
+    type=click.Choice(["translate", "word"]),
+    help="translate: sentence demonstrations (what the server serves by default for a pair with a set); "
+    "word: word demonstrations (served only to requests with bridgex.mode distilled).",
+)
+@click.option(
+    "--text-dir",
+    type=click.Path(path_type=Path),
+    help="Monolingual source text: DIR/<source>.txt, one text per line (default: sentences from the "
+    "calibration half of the shipped sentence set; words from the index's probe dictionaries).",
+)
+@click.option("--bridge", default="en", show_default=True, help="The bridge whose answers are distilled.")
+@click.option("--k", default=6, show_default=True, type=int, help="Demonstrations per pair.")
+@click.option(
+    "--max-texts",
+    default=40,
+    show_default=True,
+    type=int,
+    help="Texts asked per pair at most (2k at a time).",
+)
+@click.option("--remove", is_flag=True, help="Delete the pairs' sets for --task instead (nothing is asked).")
+@fails_cleanly
+def distill_cmd(
+    index: Path, pairs: str, task: str, text_dir, bridge, k, max_texts, remove, quiet, **opts
+) -> None:
+    """Distil a bridged route into demonstrations: ask source texts through the bridge (--bridge) at a
+    BridgeX server, keep the first k clean answers per pair and store them in the index
+    (`distilled_demonstrations`), so that the server answers the pair in ONE direct call with them in front
+    (after /admin/reload or a restart). Exit 1 when a pair got no demonstration."""
+    from ..evaluation.client import EvaluationError
+    from ..evaluation.config import EvalConfig, parse_pairs
+    from ..evaluation.distill import DistillConfig, distill, remove_sets, report_lines
+
+    def run():
+        chosen = parse_pairs(pairs)
+        if remove:
+            return remove_sets(index, chosen, task)
+        for flag in ("endpoint", "model"):
+            if not opts.get(flag):
+                raise EvaluationError(f"--{flag} is required (unless --remove)")
+        cfg = DistillConfig(
+            EvalConfig(index=index, pairs=chosen, dictionaries="", task=task, copy_fallback=True, **opts),
+            bridge=bridge.strip().lower(),
+            k=k,
+            max_texts=max_texts,
+            text_dir=text_dir,
+        )
+        return distill(cfg, say=(lambda _m: None) if quiet else None)
+
+    result = _fails_as_usage(run)
+    if remove:
+        click.echo(f"removed {result} {task} demonstrations")
+        return
+    for line in report_lines(result):
+        click.echo(line)
+    if not all(r.kept for r in result):
+        sys.exit(1)

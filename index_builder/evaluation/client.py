@@ -186,6 +186,7 @@ class WordAnswer:
     calls: int
     shots: int
     seconds: float
+    mode: str | None = None  # the server's mode (chain, two-step, direct, distilled); None: older cache
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any], seconds: float) -> WordAnswer:
@@ -198,6 +199,7 @@ class WordAnswer:
             calls=int(item.get("calls") or 1),
             shots=int(item.get("shots") or 0),
             seconds=seconds,
+            mode=item.get("mode"),
         )
 
 

@@ -10,7 +10,7 @@ from .client import (
 )
 
 TASKS = ("word", "translate")  # word: BLI P@1 on dictionaries; translate: sentence chrF++ on a parallel set
-STRATEGIES = ("direct", "english", "bridgex", "calibrated", "all-bridges")
+STRATEGIES = ("direct", "english", "bridgex", "calibrated", "all-bridges", "distilled")
 WORD_SETS = ("all", "calibration", "evaluation")
 MODES = ("chain", "two-step")  # the server's bridged modes (it validates them too)
 DEFAULT_MODE = "chain"

@@ -15,7 +15,7 @@ from .client import (
     WordAnswer,
 )
 from .config import EvalConfig, Pair
-from .tasks import PairTask
+from .tasks import PairTask, bridge_of
 
 
 @dataclass
@@ -82,7 +82,7 @@ def build_cells(
                     task.source,
                     task.target,
                     strategy,
-                    arm,
+                    bridge_of(arm),
                     probability,
                     len(done),
                     hits,

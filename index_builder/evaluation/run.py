@@ -7,7 +7,8 @@ BridgeX server, else a child `bridgex-serve` in front of it):
     direct        `route: direct`      the server's direct prompt {S}:"w"→{T}:" with its demonstrations
     bridge b      `bridge: b`          the server's bridged prompt, chain or two-step mode, copy fallback
 
-Strategies map to arms: `direct`; `english` (bridge en); `bridgex` (the index's rank-1 bridge);
+Strategies map to arms: `direct`; `english` (bridge en); `bridgex` (the index's rank-1 bridge); `distilled`
+(`mode: distilled`: one direct call with the pair's distilled demonstrations, where it has a set);
 `calibrated` (the route the server takes for the pair, `route: auto`: its stored decision, else its
 uncalibrated policy; asked for one word per pair, then answered through the matching arm, whose prompts are
 the same); `all-bridges` (every candidate the index ranked, so the measured-best "oracle" bridge is
@@ -93,6 +94,8 @@ def prepare(cfg: EvalConfig, say: Callable[[str], None]) -> tuple[IndexData, lis
         )
     for task in tasks:
         note = f" ({task.dropped_probe_words} probe words dropped)" if task.dropped_probe_words else ""
+        if "distilled" in cfg.strategies and task.distilled is None:
+            note += f"; no distilled {cfg.task} set (bridgex-index distill): distilled skipped"
         chosen = f"chosen bridge {task.chosen}" if task.chosen else UNRANKED
         say(
             f"{task.source}→{task.target}: {len(task.words)} test words × {len(task.arms)} arms, {chosen}"
@@ -107,7 +110,8 @@ def index_identity(data: IndexData) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _client(cfg: EvalConfig, data: IndexData, store: ResultStore) -> TranslateClient:
+def translate_client(cfg: EvalConfig, data: IndexData, store: ResultStore) -> TranslateClient:
+    """The run's `/v1/translate` client, its answers cached in the index file (`eval_answers`)."""
     return TranslateClient(
         AnswerCache(store, cfg.model),
         index_identity(data),
@@ -124,7 +128,7 @@ def count_requests(cfg: EvalConfig, log: Callable[[str], None] | None = None) ->
 
     With `calibrated`, one more word per pair asks the server's own route."""
     data, tasks = prepare(cfg, log or (lambda msg: print(msg, file=sys.stderr)))
-    client = _client(cfg, data, ResultStore(cfg.index))
+    client = translate_client(cfg, data, ResultStore(cfg.index))
     requests = [r for _key, r in make_jobs(cfg, tasks)] + served_requests(cfg, tasks)
     distinct = list(dict.fromkeys(requests))
     missing = client.cached(distinct, {})
@@ -138,7 +142,7 @@ def evaluate(cfg: EvalConfig, quiet: bool = False, log: Callable[[str], None] | 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     data, tasks = prepare(cfg, say)
     store = ResultStore(cfg.index)
-    client = _client(cfg, data, store)
+    client = translate_client(cfg, data, store)
     created = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     got: dict[WordRequest, WordAnswer] = {}
@@ -194,7 +198,7 @@ def _ask(
     served = served_requests(cfg, tasks)
     with contextlib.ExitStack() as server:
         missing = client.cached(served, got)
-        url = server.enter_context(_server(cfg, say)) if missing else ""
+        url = server.enter_context(server_for(cfg, say)) if missing else ""
         try:
             asyncio.run(client.fetch(url, missing, got))
         except EndpointError as err:
@@ -203,7 +207,7 @@ def _ask(
         jobs = make_jobs(cfg, tasks)
         missing = client.cached([r for _key, r in jobs], got)
         if missing and error is None:
-            url = url or server.enter_context(_server(cfg, say))
+            url = url or server.enter_context(server_for(cfg, say))
             bar = tqdm(total=len(missing), desc="eval", unit="word", disable=quiet, file=sys.stderr)
             try:
                 asyncio.run(client.fetch(url, missing, got, bar.update))
@@ -229,5 +233,6 @@ def _score(cfg: EvalConfig, tasks: list[PairTask], answers: dict) -> tuple[list,
     return cells, sentences, summarise(tasks, cells)
 
 
-def _server(cfg: EvalConfig, say: Callable[[str], None]):
+def server_for(cfg: EvalConfig, say: Callable[[str], None]):
+    """The BridgeX server a run asks (`client.bridgex_server`: the endpoint, or a child in front of it)."""
     return bridgex_server(cfg.endpoint, cfg.index, cfg.api_key, cfg.concurrency, say, cfg.prompt_style)

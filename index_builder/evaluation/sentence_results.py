@@ -14,7 +14,7 @@ from . import sentence_scoring
 from .client import WordAnswer
 from .config import Pair
 from .results import CellHead
-from .tasks import PairTask
+from .tasks import PairTask, bridge_of
 
 
 @dataclass
@@ -71,7 +71,7 @@ def sentence_cells(
                     task.source,
                     task.target,
                     strategy,
-                    arm,
+                    bridge_of(arm),
                     probability,
                     row.n,
                     row.scores,

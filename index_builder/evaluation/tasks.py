@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,14 @@ class CandidateBridge:
     rank: int
 
 
+DISTILLED_ARM = "distilled"  # the arm of `mode: distilled` (never a language code: those are 2-3 letters)
+
+
+def bridge_of(arm: str | None) -> str | None:
+    """The bridge an arm's answers went through (None: direct, and distilled: one direct call)."""
+    return None if arm == DISTILLED_ARM else arm
+
+
 @dataclass
 class PairTask:
     """Everything one pair needs: its test words, arms and candidates."""
@@ -38,6 +48,7 @@ class PairTask:
     served: str | None = None  # the route the server takes (`route: auto`): a bridge, or None for direct
     served_known: bool = False  # `served` was asked (only when the `calibrated` strategy is)
     shots: int = 0  # demonstrations the server's prompts had (reported per pair)
+    distilled: str | None = None  # the fingerprint of the pair's distilled set for the task (None: none)
 
     @property
     def pair(self) -> Pair:
@@ -67,6 +78,8 @@ class PairTask:
                 cells.append(("calibrated", self.served))
             elif strategy == "all-bridges":
                 cells += [("all-bridges", c.bridge) for c in self.candidates[: self.top]]
+            elif strategy == "distilled" and self.distilled is not None:
+                cells.append(("distilled", DISTILLED_ARM))
         return cells
 
 
@@ -79,13 +92,14 @@ class IndexData:
     bridges: dict[Pair, list[CandidateBridge]]
     entries: list[tuple]  # (source, target, source_word, target_word, concept, category, split)
     decisions: dict[Pair, str] = field(default_factory=dict)  # routing_decisions: pair → decision
+    distilled: dict[Pair, str] = field(default_factory=dict)  # pair → fingerprint of its distilled set
 
 
 def read_index(path: Path, task: str = "word") -> IndexData:
     """Read languages, bridges, dictionary entries and the routing decisions of `task` (raises
     store.IndexReadError for a bad file)."""
     from bridgex_index import read
-    from bridgex_index.store import open_index, provenance, routing_decisions
+    from bridgex_index.store import distilled, open_index, provenance, routing_decisions
 
     con = open_index(path)
     try:
@@ -96,9 +110,17 @@ def read_index(path: Path, task: str = "word") -> IndexData:
         }
         entries = [tuple(row) for row in read.dictionary_entries(con)]
         decisions = {pair: row["decision"] for pair, row in routing_decisions(con, task).items()}
-        return IndexData(provenance(con), names, bridges, entries, decisions)
+        sets = {(s, t): fingerprint(rows) for (s, t, kind), rows in distilled(con).items() if kind == task}
+        return IndexData(provenance(con), names, bridges, entries, decisions, sets)
     finally:
         con.close()
+
+
+def fingerprint(rows: Sequence[Mapping]) -> str:
+    """What names a distilled set in the answer cache: a hash of its examples in order (a new set asks
+    again)."""
+    text = json.dumps([[r["source_text"], r["target_text"]] for r in rows], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def plan(cfg: EvalConfig) -> tuple[IndexData, list[PairTask]]:
@@ -137,6 +159,7 @@ def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
             raise EvaluationError(f"--pairs {s}-{t}: no test words in the {cfg.words} half")
         candidates = data.bridges.get((s, t), [])  # none: the index routes the pair directly
         task = PairTask(s, t, words, candidates, [], dropped, data.decisions.get((s, t)), cfg.top_bridges)
+        task.distilled = data.distilled.get((s, t))
         task.arms = arms_of(task, cfg.strategies)
         tasks.append(task)
     return tasks
@@ -155,7 +178,8 @@ Job = tuple[tuple[Pair, int, "str | None"], WordRequest]
 
 
 def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | None = None) -> dict:
-    """The `/v1/translate` options of one arm: `route: direct` (None), `bridge: b`, or `route: auto`.
+    """The `/v1/translate` options of one arm: `route: direct` (None), `bridge: b`, `mode: distilled`, or
+    `route: auto`.
 
     The direct route's options leave out what does not change its prompt (mode, copy fallback), so its
     answers are shared across runs of either mode."""
@@ -169,8 +193,15 @@ def arm_options(cfg: EvalConfig, task: PairTask, arm: str | None, route: str | N
     }
     if route is None and arm is None:
         return {**options, "route": "direct"}
+    if arm == DISTILLED_ARM:
+        return {**options, "mode": "distilled"}
     options |= {"mode": cfg.mode, "copy_fallback": cfg.copy_fallback}
     return {**options, "route": route} if route else {**options, "bridge": arm}
+
+
+def arm_context(task: PairTask, arm: str | None) -> str:
+    """What else an arm's answers depend on than its request (the cache key's `context`)."""
+    return f"distilled={task.distilled}" if arm == DISTILLED_ARM else ""
 
 
 def follow_served_routes(
@@ -180,7 +211,9 @@ def follow_served_routes(
     the arms its strategies then need. `served` is empty when the `calibrated` strategy is not asked."""
     for task, request in zip(tasks if served else [], served, strict=True):
         if request in answers:
-            task.served, task.served_known = answers[request].bridge, True
+            answer = answers[request]
+            task.served = DISTILLED_ARM if answer.mode == "distilled" else answer.bridge
+            task.served_known = True
             task.arms = arms_of(task, cfg.strategies)
 
 
@@ -190,14 +223,17 @@ def served_requests(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[WordRequ
 
 
 def served_request(cfg: EvalConfig, task: PairTask) -> WordRequest:
-    """`route: auto` for the pair's first test word: the server's own route (its answer names the bridge).
-    The stored decision is part of the cache key: a new calibration asks again."""
-    return word_request(task.words[0].word, arm_options(cfg, task, None, "auto"), f"decision={task.decision}")
+    """`route: auto` for the pair's first test word: the server's own route (its answer names the bridge,
+    or the distilled mode). The stored decision and distilled set are part of the cache key: a new
+    calibration or distillation asks again."""
+    context = f"decision={task.decision}" + (f";distilled={task.distilled}" if task.distilled else "")
+    return word_request(task.words[0].word, arm_options(cfg, task, None, "auto"), context)
 
 
 def make_jobs(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[Job]:
+    """One job per (pair, test word, arm); a distilled arm's cache key names the pair's set."""
     return [
-        ((task.pair, i, arm), word_request(w.word, arm_options(cfg, task, arm)))
+        ((task.pair, i, arm), word_request(w.word, arm_options(cfg, task, arm), arm_context(task, arm)))
         for task in tasks
         for arm in task.arms
         for i, w in enumerate(task.words)

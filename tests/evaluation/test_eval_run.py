@@ -909,3 +909,122 @@ def test_translate_against_real_vllm_with_cache(vllm_tiny, index, tmp_path):  # 
         "--strategies", "direct,english,bridgex")])  # fmt: skip
     assert again.exit_code == 0, again.stderr
     assert rows(index, "SELECT upstream_calls FROM evaluation_runs ORDER BY created_at") == [(made,), (0,)]
+
+
+# ------------------------------------------------------------------------------ distill (issue 20)
+
+
+def distill_args(index: Path, endpoint: str, *extra, pairs: str = "sw-he") -> list:
+    return ["distill", "--index", index, "--endpoint", endpoint, "--model", "stub", "--pairs", pairs,
+            "--quiet", *extra]  # fmt: skip
+
+
+def distilled_rows(index: Path) -> list[tuple]:
+    return rows(
+        index,
+        "SELECT source, target, task, position, source_text, target_text, route, model, text_source "
+        "FROM distilled_demonstrations ORDER BY source, target, task, position",
+    )
+
+
+def test_distill_keeps_the_bridges_clean_answers_from_the_calibration_half(index, oracle):
+    from index_builder.evaluation.held_out import stable_order, word_half
+
+    oracle.learn_sentences(["en", "sw", "he"])
+    result = cli(*distill_args(index, oracle.url, "--k", "4"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    got = distilled_rows(index)
+    assert [r[:4] for r in got] == [("sw", "he", "translate", i) for i in range(4)]
+    sw = (SENTENCES / "sw.txt").read_text(encoding="utf-8").split("\n")
+    he = (SENTENCES / "he.txt").read_text(encoding="utf-8").split("\n")
+    both = [x.strip() for x, y in zip(sw, he, strict=True) if x.strip() and y.strip()]
+    calibration = word_half(("sw", "he"), stable_order("sw", "he", both), "calibration")
+    assert [r[4] for r in got] == calibration[:4]  # the first clean ones, in the stable order
+    for source, target, route, model, origin in (r[4:] for r in got):
+        line = int(origin.rsplit(" ", 1)[1])
+        assert sw[line - 1].strip() == source and he[line - 1].strip().startswith(target)  # English: gold
+        assert (route, model) == ("en", "stub") and "calibration half" in origin
+    assert "sw→he: 4 demonstrations" in result.stdout
+    asked = len(oracle.prompts)
+    again = cli(*distill_args(index, oracle.url, "--k", "4"))
+    assert again.exit_code == 0 and len(oracle.prompts) == asked  # every answer from the cache
+    assert distilled_rows(index) == got
+
+
+def test_eval_scores_the_distilled_mode_against_direct_on_the_other_half(index, oracle, tmp_path):
+    oracle.learn_sentences(["en", "sw", "he"])
+    assert cli(*distill_args(index, oracle.url, "--k", "3")).exit_code == 0
+    demos = [r[4] for r in distilled_rows(index)]
+    before = len(oracle.prompts)
+    strategies = ("--strategies", "direct,distilled,calibrated", "--words", "evaluation")
+    result = cli(*translate_args(index, oracle.url, tmp_path / "r", *strategies, pairs="sw-he,he-sw"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    prompts = oracle.prompts[before:]
+    distilled = [p for p in prompts if p.startswith(f'Kiswahili:"{demos[0]}"')]
+    assert len(distilled) == 6  # every evaluated sentence, one call each, the set in front
+    assert all(not any(p.split("\n")[-1].startswith(f'Kiswahili:"{d}"') for d in demos) for p in prompts)
+    cells = rows(index, "SELECT source, strategy, bridge FROM evaluations WHERE metric = 'chrf++'")
+    # he→sw has no set: its distilled cell is skipped; calibrated follows the server (distilled for sw→he,
+    # direct for he→sw: never calibrated, no route policy)
+    assert sorted(cells) == [
+        ("he", "calibrated", None),
+        ("he", "direct", None),
+        ("sw", "calibrated", None),
+        ("sw", "direct", None),
+        ("sw", "distilled", None),
+    ]
+    chrf = dict(
+        rows(index, "SELECT strategy, score FROM evaluations WHERE source = 'sw' AND metric = 'chrf++'")
+    )
+    assert chrf["calibrated"] == chrf["distilled"]
+
+
+def test_a_pair_without_a_clean_answer_keeps_its_set_and_exits_1(index, oracle):
+    oracle.learn_sentences(["en", "sw", "he", "ja"])
+    assert cli(*distill_args(index, oracle.url, "--k", "2", pairs="he-ja")).exit_code == 0
+    kept = distilled_rows(index)
+    # through German the stub copies the source: the server answers directly instead (a copy fallback)
+    result = cli(
+        *distill_args(index, oracle.url, "--k", "2", "--bridge", "de", "--max-texts", "4", pairs="he-ja")
+    )
+    assert result.exit_code == 1, (result.stderr, result.exception)
+    assert "he→ja: no clean answer among 4 texts; the pair's set is unchanged" in result.stdout
+    assert distilled_rows(index) == kept and len(kept) == 2
+    removed = CliRunner().invoke(main, ["distill", "--index", str(index), "--pairs", "he-ja", "--remove"])
+    assert removed.exit_code == 0 and "removed 2 translate demonstrations" in removed.stdout
+    assert distilled_rows(index) == []
+
+
+def test_distill_reads_a_text_dir_in_file_order(index, oracle, tmp_path):
+    oracle.learn_sentences(["en", "sw", "he"])
+    sw = [x.strip() for x in (SENTENCES / "sw.txt").read_text(encoding="utf-8").split("\n") if x.strip()]
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "sw.txt").write_text(f"{sw[5]}\n\n{sw[5]}\n{sw[2]}\n", encoding="utf-8")
+    result = cli(*distill_args(index, oracle.url, "--text-dir", texts, "--k", "3"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    got = distilled_rows(index)
+    assert [r[4] for r in got] == [sw[5], sw[2]]  # blank and repeated lines skipped
+    assert got[1][8].startswith("sw.txt sha256:") and got[1][8].endswith("line 4")
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--text-dir", "{tmp}"], "no {tmp}/sw.txt"),
+        (["--bridge", "sw"], "the bridge 'sw' is the source or the target"),
+        (["--bridge", "xx"], "--bridge 'xx' is not in this index"),
+        (["--k", "0"], "--k must be at least 1"),
+        (["--k", "5", "--max-texts", "4"], "--max-texts (4) must be at least --k (5)"),
+    ],
+)
+def test_distill_bad_input_is_one_line_and_exit_2(index, tmp_path, extra, needle):
+    extra = [str(a).replace("{tmp}", str(tmp_path)) for a in extra]
+    url = f"http://127.0.0.1:{free_port()}/v1"  # never asked
+    assert_fails_cleanly(cli(*distill_args(index, url, *extra)), needle.replace("{tmp}", str(tmp_path)))
+    no_endpoint = CliRunner().invoke(main, ["distill", "--index", str(index), "--pairs", "sw-he"])
+    assert_fails_cleanly(no_endpoint, "--endpoint is required (unless --remove)")
+    missing = CliRunner().invoke(
+        main, ["distill", "--index", str(tmp_path / "no.duckdb"), "--pairs", "sw-he", "--remove"]
+    )
+    assert missing.exit_code == 2 and not (tmp_path / "no.duckdb").exists()

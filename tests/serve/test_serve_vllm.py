@@ -188,6 +188,61 @@ def test_batch_translate_keeps_order_and_batches(server):
     assert r.json()["usage"]["prompt_tokens"] > 0
 
 
+def test_distilled_mode_is_one_call_with_the_set_in_front(server):
+    """A pair with a distilled set (de → sw sentences) is answered in ONE upstream call with the set in the
+    prompt, plainly, streamed and batched; asked for a pair without one, the mode is a 400."""
+    client = openai_client(server.url, timeout=120)
+    options = {"task": "translate", "source": "de", "target": "sw"}
+    text = "Das Wasser ist heute sehr kalt"
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=6,
+        extra_body={"bridgex": options},
+    )
+    meta = r.model_extra["bridgex"]
+    assert (meta["mode"], meta["route"], meta["decision_source"], meta["calls"]) == (
+        "distilled",
+        "distilled",
+        "distilled",
+        1,
+    )
+    assert meta["distilled"]["examples"] == 1 and meta["distilled"]["made_by"] == "en"
+    assert "\n" not in r.choices[0].message.content
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=6,
+        stream=True,
+        extra_body={"bridgex": options},
+    )
+    chunks = list(stream)
+    assert chunks[0].model_extra["bridgex"]["mode"] == "distilled"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    usage = {}
+    for extra in ({"route": "direct"}, {"mode": "distilled"}):
+        answer = httpx.post(
+            server.url + "/v1/translate", timeout=300, json={"q": [text], **options, **extra, "max_tokens": 4}
+        ).json()
+        usage[answer["translations"][0]["mode"]] = answer["usage"]["prompt_tokens"]
+    assert usage["distilled"] > usage["direct"]  # the set is in the prompt
+    words = httpx.post(
+        server.url + "/v1/translate",
+        timeout=300,
+        json={"q": ["maji"], "source": "sw", "target": "he", "mode": "distilled", "max_tokens": 4},
+    ).json()["translations"][0]
+    assert (words["mode"], words["distilled"]["examples"], words["calls"]) == ("distilled", 2, 1)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Habari za asubuhi"}],
+            extra_body={
+                "bridgex": {"task": "translate", "source": "sw", "target": "de", "mode": "distilled"}
+            },
+        )
+    assert info.value.response.json()["error"]["code"] == "no_distilled_demonstrations"
+
+
 def test_languages_and_errors(server):
     langs = httpx.get(server.url + "/v1/languages").json()
     assert {lang["code"] for lang in langs["languages"]} == {"de", "en", "he", "ja", "sw"}
