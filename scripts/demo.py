@@ -1,10 +1,12 @@
 """The main job: build a bridge index for a real model over CLDR dictionaries, show the bridges it picks
 for low-resource pairs, write the plots, then serve it: vLLM (CPU), `bridgex-index calibrate` (the route
 policy learns from the calibration half of the shipped word and sentence sets which routes help this
-model), the BridgeX proxy in front, and fixed examples from the evaluation half of the same sets through the
-openai client, each answered directly (`route: direct`) and by the proxy's own route, printed with the route,
-where it came from, the reference and whether each is right; it ends with routed-vs-direct figures on the
-evaluation half (`bridgex-index eval --strategies direct,calibrated --words evaluation`) and the lines
+model), on Qwen `bridgex-index distill` (the English pivot's answers to calibration-half sentences become
+the sentence pairs' demonstrations: one call instead of two), the BridgeX proxy in front, and fixed
+examples from the evaluation half of the same sets through the openai client, each answered directly
+(`route: direct`) and by the proxy's own route, printed with the route, where it came from, the reference
+and whether each is right; it ends with routed-vs-direct figures on the evaluation half (`bridgex-index
+eval --strategies direct,calibrated --words evaluation`, English too for sentences) and the lines
 `routed: k/n right` and `direct: k/n right`.
 Everything it starts is stopped at the end. Run through `make demo` (`--no-serve` stops after the index).
 
@@ -34,6 +36,7 @@ CALIBRATION_LIMIT = 20  # items a pair of the calibration half (the budget; sett
 EVALUATION_LIMIT = 20  # items a pair of the evaluation half for the closing figures
 EXAMPLE_WORDS = 3  # fixed examples a word pair
 EXAMPLE_SENTENCES = 2  # fixed examples a sentence pair
+DISTILLED_K = 6  # distilled sentence demonstrations a pair (the measured configuration)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class DemoModel:
     title: str
     langs: str
     max_pairs: int
+    # distil the English pivot into sentence demonstrations (measured to help on Qwen only: on Gemma the
+    # pivot itself hurts sentences, docs/results/translation-quality.md)
+    distil: bool = False
 
 
 MODELS = {
@@ -53,6 +59,7 @@ MODELS = {
         title="Qwen2.5-Coder-1.5B-Instruct (Apache-2.0)",
         langs="en,fr,es,de,sw,ar,he",
         max_pairs=8,
+        distil=True,
     ),
     "gemma": DemoModel(
         module="gemma",
@@ -217,6 +224,14 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
         for extra in (("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS),
                       ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
             print(bridgex_index("calibrate", *common, *extra, *budget, capture=True), end="")
+        if demo.distil:
+            print(
+                f"== distilling the English pivot into {DISTILLED_K} sentence demonstrations a pair "
+                "(calibration half; the proxy then answers those pairs' sentences in one call)",
+                flush=True,
+            )
+            distill = ("--pairs", SENTENCE_PAIRS, "--k", str(DISTILLED_K))
+            print(bridgex_index("distill", *common, *distill, capture=True), end="")
         with Proxy(index, vllm.url, out / "proxy.log") as proxy:
             print(f"== proxy ready at {proxy.url}: each example directly (route: direct) and by its route")
             client = OpenAI(base_url=proxy.url + "/v1", api_key="demo", max_retries=0, timeout=600)
@@ -242,7 +257,9 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
                           ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
                 task = "translate" if "translate" in extra else "word"
                 report = out / f"{task}-{demo.name}"
-                judged = ("--strategies", "direct,calibrated", "--words", "evaluation")
+                # sentences: the English pivot beside the served (distilled) route, on the other half
+                strategies = "direct,english,calibrated" if task == "translate" else "direct,calibrated"
+                judged = ("--strategies", strategies, "--words", "evaluation")
                 bridgex_index(
                     "eval", *common, *extra, *judged, "--limit", str(EVALUATION_LIMIT), "--out", str(report)
                 )
@@ -278,6 +295,10 @@ def _shown(answer: str, ok: bool) -> str:
 
 
 def _route(meta: dict) -> str:
+    distilled = meta.get("distilled")
+    if distilled:  # one direct call with the pair's distilled demonstrations
+        made = f"{distilled['examples']} examples by {distilled['made_by']}"
+        return f"distilled ({made}; {meta.get('decision_source') or '-'}), one call"
     via = meta.get("bridge") or "direct"
     source = meta.get("decision_source") or "-"
     policy = meta.get("policy") or {}
