@@ -168,7 +168,7 @@ class Plan:
     question: str | None = None  # qa only
     demos: tuple[tuple[str, ...], ...] = ()  # (s, b, t) words, or (s, t) for direct and distilled plans
     answer_tokens: int = 16
-    decision_source: str = "default"  # client | calibrated | evidence | prior | hsic | default
+    decision_source: str = "default"  # client | distilled | calibrated | evidence | prior | hsic | default
     calibration: CalibratedRoute | None = None  # the stored decision followed, if any
     policy: PolicyRoute | None = None  # the route policy's choice followed, if any
     # "chat": a word or translate plan asked through the chat template (steps.py); English names of

@@ -85,7 +85,7 @@ def read_text_file(path: Path) -> list[SourceText]:
     except OSError as err:
         raise EvaluationError(f"--text-dir: cannot read {path}: {err.strerror or err}") from None
     try:
-        lines = data.decode("utf-8").splitlines()
+        lines = data.decode("utf-8-sig").splitlines()  # a byte-order mark is not text
     except UnicodeDecodeError:
         raise EvaluationError(f"--text-dir: {path} is not UTF-8 text") from None
     sha = hashlib.sha256(data).hexdigest()[:12]

@@ -1000,11 +1000,11 @@ def test_distill_reads_a_text_dir_in_file_order(index, oracle, tmp_path):
     sw = [x.strip() for x in (SENTENCES / "sw.txt").read_text(encoding="utf-8").split("\n") if x.strip()]
     texts = tmp_path / "texts"
     texts.mkdir()
-    (texts / "sw.txt").write_text(f"{sw[5]}\n\n{sw[5]}\n{sw[2]}\n", encoding="utf-8")
+    (texts / "sw.txt").write_text(f"\ufeff{sw[5]}\n\n{sw[5]}\n{sw[2]}\n", encoding="utf-8")  # a BOM
     result = cli(*distill_args(index, oracle.url, "--text-dir", texts, "--k", "3"))
     assert result.exit_code == 0, (result.stderr, result.exception)
     got = distilled_rows(index)
-    assert [r[4] for r in got] == [sw[5], sw[2]]  # blank and repeated lines skipped
+    assert [r[4] for r in got] == [sw[5], sw[2]]  # the BOM dropped, blank and repeated lines skipped
     assert got[1][8].startswith("sw.txt sha256:") and got[1][8].endswith("line 4")
 
 
