@@ -135,10 +135,13 @@ def cost(args, vllm: str, proxy: str, sentences: dict, warm: dict) -> list[dict]
     return runs
 
 
-def groups(result, strategy: str, baseline: str) -> list[tuple]:
-    """Per pair (answers, baseline answers, references, target) for `paired_bootstrap_mean`."""
+def groups(result, strategy: str, baseline: str, pair: tuple[str, str] | None = None) -> list[tuple]:
+    """Per pair (answers, baseline answers, references, target) for `paired_bootstrap_mean`; one pair's
+    only when `pair` is given."""
     out = []
     for task in result.tasks:
+        if pair is not None and task.pair != pair:
+            continue
         n = len(task.words)
         a = [result.answers[(task.pair, i, ARMS[strategy])].answer for i in range(n)]
         b = [result.answers[(task.pair, i, ARMS[baseline])].answer for i in range(n)]
@@ -149,7 +152,7 @@ def groups(result, strategy: str, baseline: str) -> list[tuple]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", type=Path, required=True)
-    ap.add_argument("--model-dir", type=Path, required=True)
+    ap.add_argument("--model-dir", type=Path, help="the model folder (not with --cached)")
     ap.add_argument("--name", required=True, help="the served model name")
     ap.add_argument("--pairs", required=True)
     ap.add_argument("--work", type=Path, default=Path("artifacts/distilled-serving"))
@@ -158,6 +161,11 @@ def main() -> int:
     ap.add_argument("--cost-limit", type=int, default=40, help="sentences per pair in each timed pass")
     ap.add_argument("--concurrency", type=int, default=8, help="requests in flight in the timed passes")
     ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument(
+        "--cached",
+        action="store_true",
+        help="the report again from --work (every answer cached, the passes in runs.json): no model",
+    )
     args = ap.parse_args()
 
     from bridgex_serve.launch import VllmServer
@@ -172,12 +180,15 @@ def main() -> int:
     pairs = parse_pairs(args.pairs)
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # /reset_prefix_cache between passes
     with contextlib.ExitStack() as stack:
-        t0 = time.perf_counter()
-        server = VllmServer(
-            args.model_dir, name=args.name, log=args.work / "vllm.log", start_timeout=900, stats=True
-        )
-        vllm = stack.enter_context(server).url
-        print(f"== vLLM up in {time.perf_counter() - t0:.0f} s", flush=True)
+        if args.cached:
+            vllm = "http://127.0.0.1:9"  # never asked: a missing answer fails the run
+        else:
+            t0 = time.perf_counter()
+            server = VllmServer(
+                args.model_dir, name=args.name, log=args.work / "vllm.log", start_timeout=900, stats=True
+            )
+            vllm = stack.enter_context(server).url
+            print(f"== vLLM up in {time.perf_counter() - t0:.0f} s", flush=True)
 
         def config(**fields) -> EvalConfig:
             return EvalConfig(
@@ -203,10 +214,13 @@ def main() -> int:
         result = evaluate(cfg, quiet=True, log=lambda _m: None)
         print(f"== evaluated in {time.perf_counter() - t0:.0f} s ({result.upstream_calls} asked)", flush=True)
 
-        sentences = {task.pair: [w.word for w in task.words] for task in result.tasks}
-        warm = {pair: (pair[0], pair[1], texts[-1]) for pair, texts in sentences.items()}  # never timed
-        proxy = stack.enter_context(bridgex_server(vllm + "/v1", index, None, 64, print))
-        runs = cost(args, vllm, proxy, sentences, warm)
+        if args.cached:
+            runs = json.loads((args.work / "runs.json").read_text())
+        else:
+            sentences = {task.pair: [w.word for w in task.words] for task in result.tasks}
+            warm = {pair: (pair[0], pair[1], texts[-1]) for pair, texts in sentences.items()}  # never timed
+            proxy = stack.enter_context(bridgex_server(vllm + "/v1", index, None, 64, print))
+            runs = cost(args, vllm, proxy, sentences, warm)
 
     return report(args, result, made, runs)
 
@@ -218,14 +232,23 @@ def report(args, result, made, runs) -> int:
     for cell in result.sentence_cells:
         per_pair.setdefault(f"{cell.source}-{cell.target}", {})[cell.strategy] = cell.scores[chrf]
     print(f"\n== chrF++ on the evaluation half ({sum(len(t.words) for t in result.tasks)} sentences)")
-    print(f"{'pair':7} {'n':>4} {'direct':>7} {'english':>8} {'distilled':>9} {'demos':>5}")
+    print(
+        f"{'pair':7} {'n':>4} {'direct':>7} {'english':>8} {'distilled':>9} {'demos':>5}  "
+        f"{'english − direct':>20} {'distilled − direct':>20} {'distilled − english':>20}"
+    )
     demos = {r.name.replace("→", "-"): len(r.kept) for r in made}
     for task in result.tasks:
         name = f"{task.source}-{task.target}"
         s = per_pair[name]
+        shown = []
+        for a, b in (("english", "direct"), ("distilled", "direct"), ("distilled", "english")):
+            c = sentence_scoring.paired_bootstrap_mean(
+                chrf, groups(result, a, b, task.pair), n_boot=args.boot
+            )
+            shown.append(f"{c.delta:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")
         print(
             f"{name:7} {len(task.words):>4} {s['direct']:>7.2f} {s['english']:>8.2f} {s['distilled']:>9.2f} "
-            f"{demos.get(name, 0):>5}"
+            f"{demos.get(name, 0):>5}  " + " ".join(f"{x:>20}" for x in shown)
         )
     means = {k: float(np.mean([s[k] for s in per_pair.values()])) for k in ARMS}
     comps = {
