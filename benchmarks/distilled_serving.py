@@ -5,13 +5,16 @@ distilled mode through a real bridgex-serve on vLLM, quality and cost side by si
    never written). vLLM is started on `--model-dir` with its statistics on (prefix-cache counters).
 2. Distil: `index_builder.evaluation.distill` (the command's own function) for every pair: sentences of the
    calibration half of the shipped set asked through the English pivot, the first `--k` clean answers kept.
-3. Quality: `bridgex-index eval`'s `evaluate` with strategies direct, english and distilled on the
-   evaluation half (every sentence of it unless `--limit`): the half the demonstrations were not taken from.
-   chrF++ per pair, the mean over pairs, gains over direct and distilled − english with 95% paired-bootstrap
-   intervals (stratified by pair), and the share of the English pivot's gain the distilled mode keeps.
+   The command's check (default 40 other calibration-half sentences) stores a pair's set only when it beats
+   direct there.
+3. Quality: `bridgex-index eval`'s `evaluate` with strategies direct, english and calibrated (`served`:
+   the server's own route, `route: auto`: distilled where a set was stored, else the route policy's route)
+   on the evaluation half (every sentence of it unless `--limit`): the half the demonstrations and the check
+   were not taken from. chrF++ per pair, the mean over pairs, gains over direct and served − english with
+   95% paired-bootstrap intervals (stratified by pair), and the share of the English pivot's gain kept.
 4. Cost: a bridgex-serve in front of the same vLLM; passes over the first `--cost-limit` evaluation sentences
    of every pair through its `/v1/translate`, ONE text per request (a production client's shape),
-   `--concurrency` in flight: direct (`route: direct`) and distilled (`mode: distilled`) twice in ABBA order,
+   `--concurrency` in flight: direct (`route: direct`) and served (`route: auto`) twice in ABBA order,
    the English pivot once. Before each pass vLLM's prefix cache is emptied and each pair's prompt warmed by
    one untimed request. Answers/s, prompt and generated tokens per answer (the proxy's usage), and vLLM's
    prefix-cache hit rate during the pass.
@@ -45,13 +48,15 @@ from index_builder.evaluation import sentence_scoring  # noqa: E402
 from index_builder.evaluation.config import EvalConfig, parse_pairs  # noqa: E402
 from index_builder.evaluation.tasks import DISTILLED_ARM  # noqa: E402
 
-ARMS = {"direct": None, "english": "en", "distilled": DISTILLED_ARM}  # strategy → eval arm
+# strategy → eval arm; `served` is eval's `calibrated` strategy, the server's own route (`route: auto`): the
+# distilled mode for a pair whose set `distill` stored, else the route policy's route
+ARMS = {"direct": None, "english": "en", "served": None}
 PASS_OPTIONS = {
     "direct": {"route": "direct"},
-    "distilled": {"mode": "distilled"},
+    "served": {},
     "english": {"bridge": "en"},
 }
-PASS_ORDER = ("direct", "distilled", "distilled", "direct", "english")
+PASS_ORDER = ("direct", "served", "served", "direct", "english")
 PREFIX_METRIC = re.compile(r"^vllm:prefix_cache_(queries|hits)(?:_total)?(?:\{[^}]*\})?\s+(\S+)$")
 
 
@@ -135,6 +140,29 @@ def cost(args, vllm: str, proxy: str, sentences: dict, warm: dict) -> list[dict]
     return runs
 
 
+def arm_of(task, strategy: str) -> str | None:
+    """The eval arm of a strategy for one pair (`served`: the route the server took for it)."""
+    return task.served if strategy == "served" else ARMS[strategy]
+
+
+def served_label(task) -> str:
+    """What the server served the pair: distilled, a bridge, or direct."""
+    return "distilled" if task.served == DISTILLED_ARM else task.served or "direct"
+
+
+def check_of(r) -> str:
+    """A pair's check as the table shows it: the gain on the check sentences, `-` when unchecked."""
+    return f"{r.checked.delta:+.1f}" if r.checked is not None else "-"
+
+
+def reused(runs: list[dict], result) -> list[dict]:
+    """The passes of an earlier run whose distilled passes (`mode: distilled`) are the served route now:
+    every pair is served distilled (its set stored). Else an error: the passes must be run again."""
+    if any(task.served != DISTILLED_ARM for task in result.tasks):
+        raise SystemExit("error: --reuse-cost: not every pair is served distilled now; run the passes")
+    return [{**r, "arm": "served" if r["arm"] == "distilled" else r["arm"]} for r in runs]
+
+
 def groups(result, strategy: str, baseline: str, pair: tuple[str, str] | None = None) -> list[tuple]:
     """Per pair (answers, baseline answers, references, target) for `paired_bootstrap_mean`; one pair's
     only when `pair` is given."""
@@ -143,8 +171,8 @@ def groups(result, strategy: str, baseline: str, pair: tuple[str, str] | None = 
         if pair is not None and task.pair != pair:
             continue
         n = len(task.words)
-        a = [result.answers[(task.pair, i, ARMS[strategy])].answer for i in range(n)]
-        b = [result.answers[(task.pair, i, ARMS[baseline])].answer for i in range(n)]
+        a = [result.answers[(task.pair, i, arm_of(task, strategy))].answer for i in range(n)]
+        b = [result.answers[(task.pair, i, arm_of(task, baseline))].answer for i in range(n)]
         out.append((a, b, [w.golds[0] for w in task.words], task.target))
     return out
 
@@ -161,6 +189,11 @@ def main() -> int:
     ap.add_argument("--cost-limit", type=int, default=40, help="sentences per pair in each timed pass")
     ap.add_argument("--concurrency", type=int, default=8, help="requests in flight in the timed passes")
     ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument(
+        "--reuse-cost",
+        action="store_true",
+        help="the passes of an earlier run (--work/runs.json), its distilled passes the served route now",
+    )
     ap.add_argument(
         "--cached",
         action="store_true",
@@ -210,12 +243,14 @@ def main() -> int:
             print(f"  {r.name}: {len(r.kept)} of {r.asked} asked, rejected {r.rejected}")
 
         t0 = time.perf_counter()
-        cfg = config(strategies=("direct", "english", "distilled"), words="evaluation", limit=args.limit)
+        cfg = config(strategies=("direct", "english", "calibrated"), words="evaluation", limit=args.limit)
         result = evaluate(cfg, quiet=True, log=lambda _m: None)
         print(f"== evaluated in {time.perf_counter() - t0:.0f} s ({result.upstream_calls} asked)", flush=True)
 
-        if args.cached:
+        if args.cached or args.reuse_cost:
             runs = json.loads((args.work / "runs.json").read_text())
+            if args.reuse_cost:
+                runs = reused(runs, result)
         else:
             sentences = {task.pair: [w.word for w in task.words] for task in result.tasks}
             warm = {pair: (pair[0], pair[1], texts[-1]) for pair, texts in sentences.items()}  # never timed
@@ -230,47 +265,50 @@ def report(args, result, made, runs) -> int:
     chrf = sentence_scoring.CHRF_PP
     per_pair = {}
     for cell in result.sentence_cells:
-        per_pair.setdefault(f"{cell.source}-{cell.target}", {})[cell.strategy] = cell.scores[chrf]
+        strategy = "served" if cell.strategy == "calibrated" else cell.strategy
+        per_pair.setdefault(f"{cell.source}-{cell.target}", {})[strategy] = cell.scores[chrf]
     print(f"\n== chrF++ on the evaluation half ({sum(len(t.words) for t in result.tasks)} sentences)")
     print(
-        f"{'pair':7} {'n':>4} {'direct':>7} {'english':>8} {'distilled':>9} {'demos':>5}  "
-        f"{'english − direct':>20} {'distilled − direct':>20} {'distilled − english':>20}"
+        f"{'pair':7} {'n':>4} {'direct':>7} {'english':>8} {'served':>7} {'as':>9} {'demos':>5} "
+        f"{'check':>6}  "
+        f"{'english − direct':>20} {'served − direct':>20} {'served − english':>20}"
     )
-    demos = {r.name.replace("→", "-"): len(r.kept) for r in made}
+    made_by = {r.name.replace("→", "-"): r for r in made}
     for task in result.tasks:
         name = f"{task.source}-{task.target}"
         s = per_pair[name]
         shown = []
-        for a, b in (("english", "direct"), ("distilled", "direct"), ("distilled", "english")):
+        for a, b in (("english", "direct"), ("served", "direct"), ("served", "english")):
             c = sentence_scoring.paired_bootstrap_mean(
                 chrf, groups(result, a, b, task.pair), n_boot=args.boot
             )
             shown.append(f"{c.delta:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")
         print(
-            f"{name:7} {len(task.words):>4} {s['direct']:>7.2f} {s['english']:>8.2f} {s['distilled']:>9.2f} "
-            f"{demos.get(name, 0):>5}  " + " ".join(f"{x:>20}" for x in shown)
+            f"{name:7} {len(task.words):>4} {s['direct']:>7.2f} {s['english']:>8.2f} {s['served']:>7.2f} "
+            f"{served_label(task):>9} {len(made_by[name].kept):>5} {check_of(made_by[name]):>6}  "
+            + " ".join(f"{x:>20}" for x in shown)
         )
     means = {k: float(np.mean([s[k] for s in per_pair.values()])) for k in ARMS}
     comps = {
         label: sentence_scoring.paired_bootstrap_mean(chrf, groups(result, a, b), n_boot=args.boot)
         for label, a, b in (
             ("english_gain", "english", "direct"),
-            ("distilled_gain", "distilled", "direct"),
-            ("distilled_vs_english", "distilled", "english"),
+            ("served_gain", "served", "direct"),
+            ("served_vs_english", "served", "english"),
         )
     }
     kept = (
-        comps["distilled_gain"].delta / comps["english_gain"].delta
+        comps["served_gain"].delta / comps["english_gain"].delta
         if comps["english_gain"].delta > 0
         else float("nan")
     )
     print(
         f"mean over pairs: direct {means['direct']:.2f}, english {means['english']:.2f}, "
-        f"distilled {means['distilled']:.2f}"
+        f"served {means['served']:.2f}"
     )
     for label, c in comps.items():
         print(f"  {label}: {c.delta:+.2f} [{c.low:+.2f}, {c.high:+.2f}]")
-    print(f"  distilled keeps {100 * kept:.0f}% of the English pivot's gain")
+    print(f"  the served route keeps {100 * kept:.0f}% of the English pivot's gain")
 
     print(f"\n== cost: {runs[0]['n']} answers a pass, {args.concurrency} requests in flight, one text each")
     print(f"{'pass':10} {'answers/s':>9} {'prompt tok/ans':>14} {'gen tok/ans':>11} {'prefix hit':>10}")
@@ -285,27 +323,29 @@ def report(args, result, made, runs) -> int:
     def rate(arm: str) -> float:
         return float(np.mean([r["n"] / r["seconds"] for r in runs if r["arm"] == arm]))
 
-    ratio = rate("distilled") / rate("direct")
+    ratio = rate("served") / rate("direct")
+    stored = sum(r.stored for r in made)
     first = runs[1]["n"] / runs[1]["seconds"] / (runs[0]["n"] / runs[0]["seconds"])
     second = runs[2]["n"] / runs[2]["seconds"] / (runs[3]["n"] / runs[3]["seconds"])
-    print(f"distilled / direct answers/s: {ratio:.3f} (AB {first:.3f}, BA {second:.3f})")
-    hits = [r["hit"] for r in runs if r["arm"] == "distilled" and r["hit"] is not None]
+    print(f"served / direct answers/s: {ratio:.3f} (AB {first:.3f}, BA {second:.3f})")
+    hits = [r["hit"] for r in runs if r["arm"] == "served" and r["hit"] is not None]
     hit = float(np.mean(hits)) if hits else float("nan")
     (args.work / "runs.json").write_text(json.dumps(runs, indent=1))
     c = comps
     print(
         f"RESULT pairs={len(result.tasks)} sentences={sum(len(t.words) for t in result.tasks)} k={args.k}"
-        f" direct={means['direct']:.2f} english={means['english']:.2f} distilled={means['distilled']:.2f}"
+        f" sets_stored={stored}"
+        f" direct={means['direct']:.2f} english={means['english']:.2f} served={means['served']:.2f}"
         f" english_gain={c['english_gain'].delta:.2f} english_gain_lo={c['english_gain'].low:.2f}"
         f" english_gain_hi={c['english_gain'].high:.2f}"
-        f" distilled_gain={c['distilled_gain'].delta:.2f} distilled_gain_lo={c['distilled_gain'].low:.2f}"
-        f" distilled_gain_hi={c['distilled_gain'].high:.2f} kept={kept:.2f}"
-        f" distilled_vs_english={c['distilled_vs_english'].delta:.2f}"
-        f" distilled_vs_english_lo={c['distilled_vs_english'].low:.2f}"
-        f" distilled_vs_english_hi={c['distilled_vs_english'].high:.2f}"
-        f" answers_per_s_direct={rate('direct'):.3f} answers_per_s_distilled={rate('distilled'):.3f}"
+        f" served_gain={c['served_gain'].delta:.2f} served_gain_lo={c['served_gain'].low:.2f}"
+        f" served_gain_hi={c['served_gain'].high:.2f} kept={kept:.2f}"
+        f" served_vs_english={c['served_vs_english'].delta:.2f}"
+        f" served_vs_english_lo={c['served_vs_english'].low:.2f}"
+        f" served_vs_english_hi={c['served_vs_english'].high:.2f}"
+        f" answers_per_s_direct={rate('direct'):.3f} answers_per_s_served={rate('served'):.3f}"
         f" answers_per_s_english={rate('english'):.3f} speed_ratio={ratio:.3f} speed_ratio_ab={first:.3f}"
-        f" speed_ratio_ba={second:.3f} prefix_hit_distilled={hit:.3f}"
+        f" speed_ratio_ba={second:.3f} prefix_hit_served={hit:.3f}"
     )
     return 0
 

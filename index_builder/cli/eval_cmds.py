@@ -229,15 +229,23 @@ def _calibration_pairs(index: Path, pairs: str | None, top: int) -> list | None:
     type=int,
     help="Texts asked per pair at most (2k at a time).",
 )
+@click.option(
+    "--check",
+    default=40,
+    show_default=True,
+    type=int,
+    help="Sentences of the shipped set (--task translate, no --text-dir): store a pair's set only when, on "
+    "this many other calibration-half sentences, it beats direct in chrF++ (0: no check).",
+)
 @click.option("--remove", is_flag=True, help="Delete the pairs' sets for --task instead (nothing is asked).")
 @fails_cleanly
 def distill_cmd(
-    index: Path, pairs: str, task: str, text_dir, bridge, k, max_texts, remove, quiet, **opts
+    index: Path, pairs: str, task: str, text_dir, bridge, k, max_texts, check, remove, quiet, **opts
 ) -> None:
     """Distil a bridged route into demonstrations: ask source texts through the bridge (--bridge) at a
-    BridgeX server, keep the first k clean answers per pair and store them in the index
-    (`distilled_demonstrations`), so that the server answers the pair in ONE direct call with them in front
-    (after /admin/reload or a restart). Exit 1 when a pair got no demonstration."""
+    BridgeX server, keep the first k clean answers per pair, check them against direct (--check) and store
+    them in the index (`distilled_demonstrations`), so that the server answers the pair in ONE direct call
+    with them in front (after /admin/reload or a restart). Exit 1 when a pair got no demonstration."""
     from ..evaluation.client import EvaluationError
     from ..evaluation.config import EvalConfig, parse_pairs
     from ..evaluation.distill import DistillConfig, distill, remove_sets, report_lines
@@ -255,6 +263,7 @@ def distill_cmd(
             k=k,
             max_texts=max_texts,
             text_dir=text_dir,
+            check=check,
         )
         return distill(cfg, say=(lambda _m: None) if quiet else None)
 

@@ -102,11 +102,13 @@ def bridgex_server(
     concurrency: int,
     say: Callable[[str], None],
     prompt_style: str = "auto",
+    child: bool = False,
 ) -> Iterator[str]:
-    """The root URL of a BridgeX server answering for `endpoint`: the endpoint itself when it is one, else a
-    child `bridgex-serve --prompt-style prompt_style` in front of it (stopped on exit)."""
+    """The root URL of a BridgeX server answering for `endpoint` with `index`: the endpoint itself when it
+    is one (unless `child`), else a child `bridgex-serve --prompt-style prompt_style` in front of it
+    (stopped on exit; in front of a BridgeX server its plain completions pass through to the model)."""
     url = base_url(endpoint)
-    served = served_prompt_style(endpoint, api_key)
+    served = None if child else served_prompt_style(endpoint, api_key)
     if served is not None:
         shown = ", ".join(f"{task} {style}" for task, style in served.items())
         if prompt_style != "auto" and set(served.values()) != {prompt_style}:

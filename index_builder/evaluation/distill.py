@@ -6,7 +6,14 @@ them (same options, same answer cache in the index, so answers an evaluation alr
 The first `k` answers, in a stable order, that are the bridge's own (no copy fallback) and clean (not
 empty, not a copy of the source, no `"`, and for sentences detected as the target language) become the
 pair's demonstrations: `distilled_demonstrations` in the index, which the server's `distilled` mode puts in
-front of ONE direct call. No reference translation is ever read.
+front of ONE direct call. Choosing them never reads a reference translation.
+
+The check (sentences of the shipped set, `--check N`, default 40): before a set is stored, a child
+`bridgex-serve` on a temporary copy of the index holding the new sets answers N other calibration-half
+sentences of the pair (never its demonstrations) directly and in the distilled mode; the set is stored
+only when its chrF++ gain over direct there is positive (the route policy's rule: the highest positive
+expected gain), else the pair's set is removed and it is routed as before. Added after Gemma 3 270M, where
+one pair's set was significantly below direct (docs/results/distilled-serving.md).
 
 Texts: `--text-dir DIR` (monolingual `DIR/<source>.txt`, one text per line, file order), else for sentences
 the calibration half of the shipped sentence set (never the evaluation half `eval --words evaluation`
@@ -18,32 +25,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bridgex_index.results import ResultStore
+from bridgex_index.store import write_distilled
 from bridgex_index.words import normalise_word
 
-from .client import EndpointError, EvaluationError, WordAnswer, WordRequest, word_request
+from .client import (
+    EndpointError,
+    EvaluationError,
+    TranslateClient,
+    WordAnswer,
+    WordRequest,
+    bridgex_server,
+    word_request,
+)
 from .config import EvalConfig, Pair
 from .held_out import oriented_entries, stable_order, word_half
-from .tasks import IndexData, PairTask, arm_options, read_index
+from .sentence_scoring import CHRF_PP, Comparison, paired_bootstrap_mean
+from .tasks import DISTILLED_ARM, IndexData, PairTask, arm_options, fingerprint, read_index
 
 DEFAULT_K = 6  # demonstrations per pair (the measured configuration: docs/results/beyond-route.md)
 DEFAULT_MAX_TEXTS = 40  # texts asked per pair at most
+DEFAULT_CHECK = 40  # check sentences per pair
+MIN_CHECK = 10  # fewer check sentences than this: the set is stored unchecked
 TASKS = ("translate", "word")
 TEXT_PREVIEW = 60  # characters of a demonstration shown in the report
 
 
 @dataclass(frozen=True)
 class SourceText:
-    """One source-side text and where it came from (stored as the demonstration's `text_source`)."""
+    """One source-side text, where it came from (stored as the demonstration's `text_source`) and its
+    reference translation when the text comes from a parallel set (read by the check only)."""
 
     text: str
     origin: str
+    reference: str | None = None
 
 
 @dataclass
@@ -54,6 +77,13 @@ class PairDistillation:
     asked: int = 0
     kept: list[tuple[SourceText, str]] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
+    checked: Comparison | None = None  # distilled − direct chrF++ on the check sentences (None: unchecked)
+    unchecked: str = ""  # why there was no check
+
+    @property
+    def stored(self) -> bool:
+        """The set goes into the index: some demonstrations, and a check (if any) with a positive gain."""
+        return bool(self.kept) and (self.checked is None or self.checked.delta > 0)
 
     @property
     def name(self) -> str:
@@ -117,12 +147,12 @@ def source_texts(task: str, pair: Pair, text_dir: Path | None, data: IndexData) 
 
     try:
         shipped = shipped_sentences([s, t])
-        lines = {p.source: p.line for p in shipped.pair(s, t)}
+        lines = {p.source: p for p in shipped.pair(s, t)}
     except TestSetError as err:
         raise EvaluationError(f"--pairs {s}-{t}: the shipped sentence set: {err}") from None
     half = word_half(pair, stable_order(s, t, list(lines)), "calibration")
     origin = f"{shipped.name} sha256:{shipped.sha256[:12]} calibration half, line"
-    return [SourceText(text, f"{origin} {lines[text]}") for text in half]
+    return [SourceText(text, f"{origin} {lines[text].line}", lines[text].target) for text in half]
 
 
 @dataclass
@@ -134,6 +164,7 @@ class DistillConfig:
     k: int = DEFAULT_K
     max_texts: int = DEFAULT_MAX_TEXTS
     text_dir: Path | None = None
+    check: int = DEFAULT_CHECK  # check sentences per pair (0: no check)
 
 
 def check(cfg: DistillConfig, data: IndexData) -> None:
@@ -144,6 +175,8 @@ def check(cfg: DistillConfig, data: IndexData) -> None:
         raise EvaluationError(f"--k must be at least 1, got {cfg.k}")
     if cfg.max_texts < cfg.k:
         raise EvaluationError(f"--max-texts ({cfg.max_texts}) must be at least --k ({cfg.k})")
+    if cfg.check < 0:
+        raise EvaluationError(f"--check must be 0 or more, got {cfg.check}")
     if cfg.text_dir is not None and not Path(cfg.text_dir).is_dir():
         raise EvaluationError(f"--text-dir {cfg.text_dir} is not a directory")
     known = sorted(data.names)
@@ -164,7 +197,6 @@ def distill(cfg: DistillConfig, say: Callable[[str], None] | None = None) -> lis
     keeps whatever set it had. Raises EvaluationError on bad input (before any call) and EndpointError
     when the endpoint fails (answers so far are cached; nothing is written for the pair being asked)."""
     from bridgex_index.detect import make_detector
-    from bridgex_index.store import write_distilled
 
     from .run import server_for, translate_client
 
@@ -198,10 +230,84 @@ def distill(cfg: DistillConfig, say: Callable[[str], None] | None = None) -> lis
                 f"{result.name}: {len(result.kept)} demonstrations from {result.asked} texts"
                 + "".join(f", {n} {why}" for why, n in sorted(result.rejected.items()))
             )
-            if result.kept:
-                with store.connect() as con:
-                    write_distilled(con, *pair, cfg.eval.task, rows(cfg, pair, result))
+    check_sets(cfg, [r for r in results if r.kept], texts, client, say)
+    with store.connect() as con:
+        for r in results:
+            if r.stored:
+                write_distilled(con, *r.pair, cfg.eval.task, rows(cfg, r.pair, r))
+            elif r.kept:  # the check found no gain: the pair is routed as before any set
+                write_distilled(con, *r.pair, cfg.eval.task, [])
     return results
+
+
+def check_sets(
+    cfg: DistillConfig,
+    results: Sequence[PairDistillation],
+    texts: dict[Pair, list[SourceText]],
+    client: TranslateClient,
+    say: Callable[[str], None],
+) -> None:
+    """The check of the module docstring: sets `checked` (or `unchecked`) on each result. The new sets go
+    into a temporary copy of the index only, served by a child `bridgex-serve` of their own."""
+    samples = {}
+    for r in results:
+        if cfg.check == 0:
+            r.unchecked = "--check 0"
+        elif cfg.eval.task != "translate" or cfg.text_dir is not None:
+            r.unchecked = "no reference translations (words, or --text-dir)"
+        else:
+            used = {text.text for text, _answer in r.kept}
+            sample = [t for t in texts[r.pair] if t.reference and t.text not in used][: cfg.check]
+            if len(sample) < MIN_CHECK:
+                r.unchecked = f"{len(sample)} check sentences (fewer than {MIN_CHECK})"
+            else:
+                samples[r.pair] = sample
+    if not samples:
+        return
+    eval_cfg = cfg.eval
+    with tempfile.TemporaryDirectory(prefix="bridgex-distill-") as tmp:
+        copy = Path(tmp) / Path(eval_cfg.index).name
+        shutil.copyfile(eval_cfg.index, copy)
+        sets = {r.pair: rows(cfg, r.pair, r) for r in results if r.pair in samples}
+        with ResultStore(copy).connect() as con:
+            for pair, set_rows in sets.items():
+                write_distilled(con, *pair, eval_cfg.task, set_rows)
+        say(f"checking {len(samples)} sets against direct on other calibration-half sentences")
+        own = bridgex_server(
+            eval_cfg.endpoint, copy, eval_cfg.api_key, eval_cfg.concurrency, say, eval_cfg.prompt_style, True
+        )
+        with own as url:
+            for r in results:
+                sample = samples.get(r.pair)
+                if sample is None:
+                    continue
+                task = PairTask(r.pair[0], r.pair[1], [], [], [])
+                direct = [word_request(t.text, arm_options(eval_cfg, task, None)) for t in sample]
+                distilled = [
+                    word_request(
+                        t.text,
+                        arm_options(eval_cfg, task, DISTILLED_ARM),
+                        f"distilled={fingerprint(sets[r.pair])}",
+                    )
+                    for t in sample
+                ]
+                got: dict[WordRequest, WordAnswer] = {}
+                missing = client.cached([*direct, *distilled], got)
+                try:
+                    asyncio.run(client.fetch(url, missing, got))
+                finally:
+                    client.cache.flush()
+                r.checked = paired_bootstrap_mean(
+                    CHRF_PP,
+                    [
+                        (
+                            [got[q].answer for q in distilled],
+                            [got[q].answer for q in direct],
+                            [t.reference or "" for t in sample],
+                            r.pair[1],
+                        )
+                    ],
+                )
 
 
 def distill_pair(
@@ -255,8 +361,6 @@ def rows(cfg: DistillConfig, pair: Pair, result: PairDistillation) -> list[dict]
 def remove_sets(index: Path, pairs: Sequence[Pair], task: str) -> int:
     """Delete the distilled sets of `pairs` for `task` (the server then routes them as before); the number
     of demonstrations removed."""
-    from bridgex_index.store import write_distilled
-
     read_index(Path(index))  # a missing or invalid file: an error, never a new file
     with ResultStore(Path(index)).connect() as con:
         before = con.execute(
@@ -277,7 +381,16 @@ def report_lines(results: Sequence[PairDistillation]) -> list[str]:
         if not r.kept:
             out.append(f"{r.name}: no clean answer among {r.asked} texts; the pair's set is unchanged")
             continue
-        out.append(f"{r.name}: {len(r.kept)} demonstrations")
+        if r.checked is not None:
+            c = r.checked
+            verdict = "stored" if r.stored else "NOT stored: no gain, the pair's set is removed"
+            check = (
+                f"; distilled − direct {c.delta:+.2f} chrF++ [{c.low:+.2f}, {c.high:+.2f}] on {c.n} check "
+            )
+            check += f"sentences: {verdict}"
+        else:
+            check = f"; unchecked ({r.unchecked}): stored"
+        out.append(f"{r.name}: {len(r.kept)} demonstrations{check}")
         for text, answer in r.kept:
             out.append(f"  {_short(text.text)}  →  {_short(answer)}")
     return out

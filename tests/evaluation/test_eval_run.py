@@ -124,6 +124,7 @@ class OracleStub:
         self.bodies: list[dict] = []
         self.die_after: int | None = None
         self.direct_knows = False  # True: direct prompts get the gold answer too
+        self.demonstrated = False  # True: so do direct prompts whose first demonstration is a sentence
         self.server = None
         self.delay = 0.0  # seconds every completion waits before answering (timeouts)
         self.serial = asyncio.Lock()  # with `one_at_a_time`: completions wait here, as on a busy CPU server
@@ -161,8 +162,9 @@ class OracleStub:
             return (
                 self.gold.get((source_name, word, label), "?") if last[1].startswith("English:") else "nope"
             )
-        if demo_arrows == 1:  # direct
-            return self.gold.get((source_name, word, label), "?") if self.direct_knows else "nope"
+        if demo_arrows == 1:  # direct (distilled: sentence demonstrations first)
+            knows = self.direct_knows or (self.demonstrated and " " in self._field(lines[0].split("→")[0])[1])
+            return self.gold.get((source_name, word, label), "?") if knows else "nope"
         target = lines[0].split("→")[2].partition(':"')[0]
         english = label == "English"
         bridge = self.gold.get((source_name, word, "English"), "bridge") if english else word
@@ -931,6 +933,7 @@ def test_distill_keeps_the_bridges_clean_answers_from_the_calibration_half(index
     from index_builder.evaluation.held_out import stable_order, word_half
 
     oracle.learn_sentences(["en", "sw", "he"])
+    oracle.demonstrated = True  # the distilled mode answers right: the check stores the set
     result = cli(*distill_args(index, oracle.url, "--k", "4"))
     assert result.exit_code == 0, (result.stderr, result.exception)
     got = distilled_rows(index)
@@ -944,7 +947,11 @@ def test_distill_keeps_the_bridges_clean_answers_from_the_calibration_half(index
         line = int(origin.rsplit(" ", 1)[1])
         assert sw[line - 1].strip() == source and he[line - 1].strip().startswith(target)  # English: gold
         assert (route, model) == ("en", "stub") and "calibration half" in origin
-    assert "sw→he: 4 demonstrations" in result.stdout
+    assert "sw→he: 4 demonstrations; distilled − direct +" in result.stdout and ": stored" in result.stdout
+    checked = [p for p in oracle.prompts if p.startswith(f'Kiswahili:"{got[0][4]}"')]
+    # the check: up to 40 other calibration sentences (sw→he has 39, 4 of them the set) in the distilled mode
+    assert len(checked) == min(40, len(calibration) - 4) == 35
+    assert not {p.split("\n")[-1] for p in checked} & {f'Kiswahili:"{r[4]}"→עברית:"' for r in got}
     asked = len(oracle.prompts)
     again = cli(*distill_args(index, oracle.url, "--k", "4"))
     assert again.exit_code == 0 and len(oracle.prompts) == asked  # every answer from the cache
@@ -953,7 +960,7 @@ def test_distill_keeps_the_bridges_clean_answers_from_the_calibration_half(index
 
 def test_eval_scores_the_distilled_mode_against_direct_on_the_other_half(index, oracle, tmp_path):
     oracle.learn_sentences(["en", "sw", "he"])
-    assert cli(*distill_args(index, oracle.url, "--k", "3")).exit_code == 0
+    assert cli(*distill_args(index, oracle.url, "--k", "3", "--check", "0")).exit_code == 0
     demos = [r[4] for r in distilled_rows(index)]
     before = len(oracle.prompts)
     strategies = ("--strategies", "direct,distilled,calibrated", "--words", "evaluation")
@@ -979,9 +986,23 @@ def test_eval_scores_the_distilled_mode_against_direct_on_the_other_half(index, 
     assert chrf["calibrated"] == chrf["distilled"]
 
 
+def test_a_set_that_does_not_beat_direct_on_the_check_is_not_stored(index, oracle):
+    oracle.learn_sentences(["en", "sw", "he"])
+    oracle.demonstrated = True
+    assert cli(*distill_args(index, oracle.url, "--k", "2", "--check", "12")).exit_code == 0
+    assert len(distilled_rows(index)) == 2
+    oracle.demonstrated = False  # now the distilled mode answers as badly as direct: no gain
+    result = cli(*distill_args(index, oracle.url, "--k", "3", "--check", "12"))
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert (
+        "+0.00 chrF++" in result.stdout and "NOT stored: no gain, the pair's set is removed" in result.stdout
+    )
+    assert distilled_rows(index) == []  # the earlier set is gone too: the pair is routed as before
+
+
 def test_a_pair_without_a_clean_answer_keeps_its_set_and_exits_1(index, oracle):
     oracle.learn_sentences(["en", "sw", "he", "ja"])
-    assert cli(*distill_args(index, oracle.url, "--k", "2", pairs="he-ja")).exit_code == 0
+    assert cli(*distill_args(index, oracle.url, "--k", "2", "--check", "0", pairs="he-ja")).exit_code == 0
     kept = distilled_rows(index)
     # through German the stub copies the source: the server answers directly instead (a copy fallback)
     result = cli(
@@ -1003,6 +1024,7 @@ def test_distill_reads_a_text_dir_in_file_order(index, oracle, tmp_path):
     (texts / "sw.txt").write_text(f"\ufeff{sw[5]}\n\n{sw[5]}\n{sw[2]}\n", encoding="utf-8")  # a BOM
     result = cli(*distill_args(index, oracle.url, "--text-dir", texts, "--k", "3"))
     assert result.exit_code == 0, (result.stderr, result.exception)
+    assert "unchecked (no reference translations (words, or --text-dir)): stored" in result.stdout
     got = distilled_rows(index)
     assert [r[4] for r in got] == [sw[5], sw[2]]  # the BOM dropped, blank and repeated lines skipped
     assert got[1][8].startswith("sw.txt sha256:") and got[1][8].endswith("line 4")
@@ -1016,6 +1038,7 @@ def test_distill_reads_a_text_dir_in_file_order(index, oracle, tmp_path):
         (["--bridge", "xx"], "--bridge 'xx' is not in this index"),
         (["--k", "0"], "--k must be at least 1"),
         (["--k", "5", "--max-texts", "4"], "--max-texts (4) must be at least --k (5)"),
+        (["--check", "-1"], "--check must be 0 or more"),
     ],
 )
 def test_distill_bad_input_is_one_line_and_exit_2(index, tmp_path, extra, needle):
