@@ -156,11 +156,14 @@ def check_of(r) -> str:
 
 
 def reused(runs: list[dict], result) -> list[dict]:
-    """The passes of an earlier run whose distilled passes (`mode: distilled`) are the served route now:
-    every pair is served distilled (its set stored). Else an error: the passes must be run again."""
-    if any(task.served != DISTILLED_ARM for task in result.tasks):
-        raise SystemExit("error: --reuse-cost: not every pair is served distilled now; run the passes")
-    return [{**r, "arm": "served" if r["arm"] == "distilled" else r["arm"]} for r in runs]
+    """The passes of an earlier run: its `served` passes as they are (the same sets, the same route), or
+    an older run's distilled passes (`mode: distilled`) when every pair is served distilled now. Else an
+    error: the passes must be run again."""
+    if any(r["arm"] == "distilled" for r in runs):
+        if any(task.served != DISTILLED_ARM for task in result.tasks):
+            raise SystemExit("error: --reuse-cost: not every pair is served distilled now; run the passes")
+        return [{**r, "arm": "served" if r["arm"] == "distilled" else r["arm"]} for r in runs]
+    return runs
 
 
 def groups(result, strategy: str, baseline: str, pair: tuple[str, str] | None = None) -> list[tuple]:

@@ -223,11 +223,13 @@ def served_requests(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[WordRequ
 
 
 def served_request(cfg: EvalConfig, task: PairTask) -> WordRequest:
-    """`route: auto` for the pair's first test word: the server's own route (its answer names the bridge,
-    or the distilled mode). The stored decision and distilled set are part of the cache key: a new
-    calibration or distillation asks again."""
+    """`route: auto` for the pair's first test word, naming no mode as a client leaves it to the server
+    (a request naming one is never distilled): the server's own route (its answer names the bridge, or the
+    distilled mode). The stored decision and distilled set are part of the cache key: a new calibration
+    or distillation asks again."""
     context = f"decision={task.decision}" + (f";distilled={task.distilled}" if task.distilled else "")
-    return word_request(task.words[0].word, arm_options(cfg, task, None, "auto"), context)
+    options = {k: v for k, v in arm_options(cfg, task, None, "auto").items() if k != "mode"}
+    return word_request(task.words[0].word, options, context)
 
 
 def make_jobs(cfg: EvalConfig, tasks: Sequence[PairTask]) -> list[Job]:
