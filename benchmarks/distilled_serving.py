@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -48,6 +47,9 @@ from index_builder.evaluation import sentence_scoring  # noqa: E402
 from index_builder.evaluation.config import EvalConfig, parse_pairs  # noqa: E402
 from index_builder.evaluation.tasks import DISTILLED_ARM  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from beyond_route import prefix_counters  # noqa: E402  (vLLM's prefix-cache counters, one reader)
+
 # strategy → eval arm; `served` is eval's `calibrated` strategy, the server's own route (`route: auto`): the
 # distilled mode for a pair whose set `distill` stored, else the route policy's route
 ARMS = {"direct": None, "english": "en", "served": None}
@@ -57,23 +59,6 @@ PASS_OPTIONS = {
     "english": {"bridge": "en"},
 }
 PASS_ORDER = ("direct", "served", "served", "direct", "english")
-PREFIX_METRIC = re.compile(r"^vllm:prefix_cache_(queries|hits)(?:_total)?(?:\{[^}]*\})?\s+(\S+)$")
-
-
-def prefix_counters(url: str) -> dict[str, float] | None:
-    """vLLM's prefix-cache counters (tokens queried, tokens hit), None when its /metrics has none."""
-    import httpx
-
-    try:
-        text = httpx.get(f"{url}/metrics", timeout=10.0).text
-    except httpx.HTTPError:
-        return None
-    found: Counter = Counter()
-    for line in text.splitlines():
-        m = PREFIX_METRIC.match(line)
-        if m:
-            found[m.group(1)] += float(m.group(2))
-    return dict(found) if "queries" in found else None
 
 
 async def translate_pass(

@@ -1,13 +1,13 @@
 """The main job: build a bridge index for a real model over CLDR dictionaries, show the bridges it picks
 for low-resource pairs, write the plots, then serve it: vLLM (CPU), `bridgex-index calibrate` (the route
 policy learns from the calibration half of the shipped word and sentence sets which routes help this
-model), on Qwen `bridgex-index distill` (the English pivot's answers to calibration-half sentences become
-the sentence pairs' demonstrations: one call instead of two), the BridgeX proxy in front, and fixed
-examples from the evaluation half of the same sets through the openai client, each answered directly
-(`route: direct`) and by the proxy's own route, printed with the route, where it came from, the reference
-and whether each is right; it ends with routed-vs-direct figures on the evaluation half (`bridgex-index
-eval --strategies direct,calibrated --words evaluation`, English too for sentences) and the lines
-`routed: k/n right` and `direct: k/n right`.
+model), `bridgex-index distill` (the English pivot's answers to calibration-half sentences become the
+sentence pairs' demonstrations when they beat direct on others: one call instead of two), the BridgeX
+proxy in front, and fixed examples from the evaluation half of the same sets through the openai client,
+each answered directly (`route: direct`) and by the proxy's own route, printed with the route, where it
+came from, the reference and whether each is right; it ends with routed-vs-direct figures on the
+evaluation half (`bridgex-index eval --strategies direct,calibrated --words evaluation`, English too for
+sentences) and the lines `routed: k/n right` and `direct: k/n right`.
 Everything it starts is stopped at the end. Run through `make demo` (`--no-serve` stops after the index).
 
 Models: Qwen2.5-Coder-1.5B-Instruct (default; Apache-2.0) or Gemma 3 270M (`--model gemma`; Gemma Terms of
@@ -46,9 +46,6 @@ class DemoModel:
     title: str
     langs: str
     max_pairs: int
-    # distil the English pivot into sentence demonstrations (measured to help on Qwen only: on Gemma the
-    # pivot itself hurts sentences, docs/results/translation-quality.md)
-    distil: bool = False
 
 
 MODELS = {
@@ -59,7 +56,6 @@ MODELS = {
         title="Qwen2.5-Coder-1.5B-Instruct (Apache-2.0)",
         langs="en,fr,es,de,sw,ar,he",
         max_pairs=8,
-        distil=True,
     ),
     "gemma": DemoModel(
         module="gemma",
@@ -224,14 +220,14 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
         for extra in (("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS),
                       ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
             print(bridgex_index("calibrate", *common, *extra, *budget, capture=True), end="")
-        if demo.distil:
-            print(
-                f"== distilling the English pivot into {DISTILLED_K} sentence demonstrations a pair "
-                "(calibration half; the proxy then answers those pairs' sentences in one call)",
-                flush=True,
-            )
-            distill = ("--pairs", SENTENCE_PAIRS, "--k", str(DISTILLED_K))
-            print(bridgex_index("distill", *common, *distill, capture=True), end="")
+        print(
+            f"== distilling the English pivot into {DISTILLED_K} sentence demonstrations a pair "
+            "(calibration half, checked against direct; the proxy then answers those pairs' sentences in "
+            "one call)",
+            flush=True,
+        )
+        distill = ("--pairs", SENTENCE_PAIRS, "--k", str(DISTILLED_K))
+        print(bridgex_index("distill", *common, *distill, capture=True), end="")
         with Proxy(index, vllm.url, out / "proxy.log") as proxy:
             print(f"== proxy ready at {proxy.url}: each example directly (route: direct) and by its route")
             client = OpenAI(base_url=proxy.url + "/v1", api_key="demo", max_retries=0, timeout=600)
