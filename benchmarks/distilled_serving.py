@@ -188,6 +188,8 @@ def main() -> int:
         help="the report again from --work (every answer cached, the passes in runs.json): no model",
     )
     args = ap.parse_args()
+    if args.model_dir is None and not args.cached:
+        ap.error("--model-dir is required (unless --cached)")
 
     from bridgex_serve.launch import VllmServer
     from index_builder.evaluation.client import bridgex_server

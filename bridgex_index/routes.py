@@ -27,6 +27,12 @@ DECISION_SOURCES = ("client", "distilled", "calibrated", "evidence", "prior", "h
 DISTILLED = ("auto", "off")
 
 
+def serves_distilled(setting: str, task: str) -> bool:
+    """Whether requests of `task` ("word" or "translate") that leave the route to the server take a
+    pair's distilled set under the `distilled` setting: sentences only (words were not measured)."""
+    return setting == "auto" and task == "translate"
+
+
 @dataclass(frozen=True)
 class ServedRoute:
     """Where a pair's answer goes: `bridge` (None: direct), why (`source`), and a one-line `reason`.

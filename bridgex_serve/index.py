@@ -171,12 +171,10 @@ class BridgeIndex:
                 if (s, t) in self.policies.get(task, {}):
                     pair[key] = self.policies[task][(s, t)].summary()
             found = {
-                task: self.distilled_sets[(s, t, task)].summary(0)
+                task: self.distilled_sets[(s, t, task)].summary()
                 for task in ("word", "translate")
                 if (s, t, task) in self.distilled_sets
             }
-            for summary in found.values():
-                del summary["gold"]  # a request's figure, not the set's
             if found:
                 pair["distilled"] = found
             out.append(pair)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from bridgex_index.routes import served_route
+from bridgex_index.routes import served_route, serves_distilled
 
 from .options import (
     DEFAULT_ANSWER_TOKENS,
@@ -75,15 +75,12 @@ class DistilledSet:
     text_source: str
     created_at: str | None = None
 
-    def summary(self, gold: int) -> dict[str, Any]:
-        """What the response metadata shows: how many distilled and gold demonstrations the prompt had."""
-        return {
-            "examples": len(self.examples),
-            "gold": gold,
-            "made_by": self.route,
-            "model": self.model,
-            "created_at": self.created_at,
-        }
+    def summary(self, gold: int | None = None) -> dict[str, Any]:
+        """What the response metadata (with the `gold` word demonstrations a prompt had beside the set) and
+        `/v1/languages` (without) show of the set."""
+        out = {"examples": len(self.examples), "made_by": self.route, "model": self.model}
+        out["created_at"] = self.created_at
+        return out if gold is None else {**out, "gold": gold}
 
 
 @dataclass(frozen=True)
@@ -249,7 +246,7 @@ def plan_request(
     if options.mode == "distilled":
         return _distilled_plan(options, text, task, source, target, index, answer_tokens, "client")
 
-    serve_distilled = distilled == "auto" and options.mode is None and task == "translate"
+    serve_distilled = options.mode is None and serves_distilled(distilled, task)
     route = choose_route(
         options.bridge,
         source,

@@ -74,7 +74,7 @@ def route_answer(
 ) -> dict:
     """Everything the command prints, as one dict."""
     from bridgex_index import read
-    from bridgex_index.routes import served_route
+    from bridgex_index.routes import served_route, serves_distilled
     from bridgex_index.store import (
         distilled,
         open_index,
@@ -112,7 +112,7 @@ def route_answer(
         policy=policy,
         rank1=ranked[0].bridge if ranked else None,
         uncalibrated=uncalibrated,
-        distilled=has_distilled and task == "translate" and distilled_setting == "auto",
+        distilled=has_distilled and serves_distilled(distilled_setting, task),
     )
     out |= {
         "route": "distilled" if served.distilled else served.bridge or "direct",

@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,7 +50,16 @@ from .client import (
 from .config import EvalConfig, Pair
 from .held_out import oriented_entries, stable_order, word_half
 from .sentence_scoring import CHRF_PP, Comparison, paired_bootstrap_mean
-from .tasks import DISTILLED_ARM, IndexData, PairTask, arm_options, fingerprint, read_index
+from .tasks import (
+    DISTILLED_ARM,
+    IndexData,
+    PairTask,
+    arm_context,
+    arm_options,
+    check_pair_languages,
+    fingerprint,
+    read_index,
+)
 
 DEFAULT_K = 6  # demonstrations per pair (the measured configuration: docs/results/beyond-route.md)
 DEFAULT_MAX_TEXTS = 40  # texts asked per pair at most
@@ -179,23 +189,20 @@ def check(cfg: DistillConfig, data: IndexData) -> None:
         raise EvaluationError(f"--check must be 0 or more, got {cfg.check}")
     if cfg.text_dir is not None and not Path(cfg.text_dir).is_dir():
         raise EvaluationError(f"--text-dir {cfg.text_dir} is not a directory")
-    known = sorted(data.names)
     if cfg.bridge not in data.names:
-        raise EvaluationError(f"--bridge {cfg.bridge!r} is not in this index (languages: {', '.join(known)})")
+        known = ", ".join(sorted(data.names))
+        raise EvaluationError(f"--bridge {cfg.bridge!r} is not in this index (languages: {known})")
+    check_pair_languages(cfg.eval.pairs, data)
     for s, t in cfg.eval.pairs:
-        for code in (s, t):
-            if code not in data.names:
-                raise EvaluationError(
-                    f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
-                )
         if cfg.bridge in (s, t):
             raise EvaluationError(f"--pairs {s}-{t}: the bridge {cfg.bridge!r} is the source or the target")
 
 
 def distill(cfg: DistillConfig, say: Callable[[str], None] | None = None) -> list[PairDistillation]:
-    """Ask, choose and store every pair's demonstrations (module docstring). A pair with no clean answer
-    keeps whatever set it had. Raises EvaluationError on bad input (before any call) and EndpointError
-    when the endpoint fails (answers so far are cached; nothing is written for the pair being asked)."""
+    """Ask, choose, check and store every pair's demonstrations (module docstring). A pair with no clean
+    answer keeps whatever set it had. Raises EvaluationError on bad input (before any call) and
+    EndpointError when the endpoint fails (answers so far are cached; no set is written: the sets are
+    written together once every pair is asked and checked)."""
     from bridgex_index.detect import make_detector
 
     from .run import server_for, translate_client
@@ -209,19 +216,10 @@ def distill(cfg: DistillConfig, say: Callable[[str], None] | None = None) -> lis
     detect = make_detector({code for pair in cfg.eval.pairs for code in pair})
     results = []
     with contextlib.ExitStack() as stack:
-        url: list[str] = []
+        server = started_once(stack, lambda: server_for(cfg.eval, say))
 
         def ask(requests: Sequence[WordRequest]) -> dict[WordRequest, WordAnswer]:
-            got: dict[WordRequest, WordAnswer] = {}
-            missing = client.cached(requests, got)
-            if missing:
-                if not url:
-                    url.append(stack.enter_context(server_for(cfg.eval, say)))
-                try:
-                    asyncio.run(client.fetch(url[0], missing, got))
-                finally:
-                    client.cache.flush()
-            return got
+            return answers(client, server, requests)
 
         for pair in cfg.eval.pairs:
             result = distill_pair(cfg, pair, texts[pair], ask, detect)
@@ -238,6 +236,42 @@ def distill(cfg: DistillConfig, say: Callable[[str], None] | None = None) -> lis
             elif r.kept:  # the check found no gain: the pair is routed as before any set
                 write_distilled(con, *r.pair, cfg.eval.task, [])
     return results
+
+
+def arm_requests(
+    cfg: EvalConfig, task: PairTask, arm: str | None, texts: Sequence[SourceText]
+) -> list[WordRequest]:
+    """The `/v1/translate` request of each text by one arm, as `eval` asks it (options and cache key)."""
+    options = arm_options(cfg, task, arm)
+    return [word_request(t.text, options, arm_context(task, arm)) for t in texts]
+
+
+def started_once(stack: contextlib.ExitStack, start: Callable[[], ContextManager[str]]) -> Callable[[], str]:
+    """A function giving a server's URL, the server started (and entered into `stack`) on the first call
+    only: nothing starts while every answer comes from the cache."""
+    url: list[str] = []
+
+    def server() -> str:
+        if not url:
+            url.append(stack.enter_context(start()))
+        return url[0]
+
+    return server
+
+
+def answers(
+    client: TranslateClient, server: Callable[[], str], requests: Sequence[WordRequest]
+) -> dict[WordRequest, WordAnswer]:
+    """Every request's answer: from the cache, else asked at `server()` (called only when one is missing);
+    what came back is in the cache even when the endpoint fails."""
+    got: dict[WordRequest, WordAnswer] = {}
+    missing = client.cached(requests, got)
+    if missing:
+        try:
+            asyncio.run(client.fetch(server(), missing, got))
+        finally:
+            client.cache.flush()
+    return got
 
 
 def check_sets(
@@ -273,30 +307,29 @@ def check_sets(
             for pair, set_rows in sets.items():
                 write_distilled(con, *pair, eval_cfg.task, set_rows)
         say(f"checking {len(samples)} sets against direct on other calibration-half sentences")
-        own = bridgex_server(
-            eval_cfg.endpoint, copy, eval_cfg.api_key, eval_cfg.concurrency, say, eval_cfg.prompt_style, True
-        )
-        with own as url:
+        with contextlib.ExitStack() as stack:
+            server = started_once(
+                stack,
+                lambda: bridgex_server(
+                    eval_cfg.endpoint,
+                    copy,
+                    eval_cfg.api_key,
+                    eval_cfg.concurrency,
+                    say,
+                    eval_cfg.prompt_style,
+                    True,
+                ),
+            )
             for r in results:
                 sample = samples.get(r.pair)
                 if sample is None:
                     continue
+                # the pair's task as `eval` plans it: the same requests and cache keys
                 task = PairTask(r.pair[0], r.pair[1], [], [], [])
-                direct = [word_request(t.text, arm_options(eval_cfg, task, None)) for t in sample]
-                distilled = [
-                    word_request(
-                        t.text,
-                        arm_options(eval_cfg, task, DISTILLED_ARM),
-                        f"distilled={fingerprint(sets[r.pair])}",
-                    )
-                    for t in sample
-                ]
-                got: dict[WordRequest, WordAnswer] = {}
-                missing = client.cached([*direct, *distilled], got)
-                try:
-                    asyncio.run(client.fetch(url, missing, got))
-                finally:
-                    client.cache.flush()
+                task.distilled = fingerprint(sets[r.pair])
+                direct = arm_requests(eval_cfg, task, None, sample)
+                distilled = arm_requests(eval_cfg, task, DISTILLED_ARM, sample)
+                got = answers(client, server, [*direct, *distilled])
                 r.checked = paired_bootstrap_mean(
                     CHRF_PP,
                     [
@@ -319,12 +352,12 @@ def distill_pair(
 ) -> PairDistillation:
     """Ask the pair's texts in rounds of 2k (at most `max_texts`) until k clean answers are kept."""
     result = PairDistillation(pair)
-    options = arm_options(cfg.eval, PairTask(pair[0], pair[1], [], [], []), cfg.bridge)
+    task = PairTask(pair[0], pair[1], [], [], [])
     step = 2 * cfg.k
     pool = list(texts[: cfg.max_texts])
     for start in range(0, len(pool), step):
         chunk = pool[start : start + step]
-        requests = [word_request(t.text, options) for t in chunk]
+        requests = arm_requests(cfg.eval, task, cfg.bridge, chunk)
         answers = ask(requests)
         result.asked += len(chunk)
         for text, request in zip(chunk, requests, strict=True):

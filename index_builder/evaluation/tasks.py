@@ -129,15 +129,21 @@ def plan(cfg: EvalConfig) -> tuple[IndexData, list[PairTask]]:
     return data, plan_tasks(cfg, data)
 
 
-def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
-    """Validate the pairs against the index and build every pair's task (no network)."""
+def check_pair_languages(pairs: Sequence[Pair], data: IndexData) -> None:
+    """An EvaluationError naming the first `--pairs` language the index does not have."""
     known = sorted(data.names)
-    for s, t in cfg.pairs:
+    for s, t in pairs:
         for code in (s, t):
             if code not in data.names:
                 raise EvaluationError(
                     f"--pairs {s}-{t}: language {code!r} is not in this index (languages: {', '.join(known)})"
                 )
+
+
+def plan_tasks(cfg: EvalConfig, data: IndexData) -> list[PairTask]:
+    """Validate the pairs against the index and build every pair's task (no network)."""
+    check_pair_languages(cfg.pairs, data)
+    known = sorted(data.names)
     if cfg.top_bridges is not None and cfg.top_bridges < 1:
         raise EvaluationError(f"--top must be at least 1, got {cfg.top_bridges}")
     probe_words: dict[str, set[str]] = {}
