@@ -40,6 +40,7 @@ from index_builder.evaluation.route_policy import (
     DEFAULT_RULE,
     DENSE,
     EVIDENCE_FLOORS,
+    LEG_FEATURES,
     MARGINS,
     Evidence,
     Rule,
@@ -56,15 +57,17 @@ from index_builder.evaluation.sentence_scoring import CHRF_PP, corpus_score
 
 DIRECT = "direct"
 BOOT = 1000
-# The policy as shipped (`policy`: leg-quality features, the highest positive expected gain) and variants
-# measured beside it: the confident rule with every feature (`policy_strict`: P(gain) >= 0.95 and P(loss
-# beyond the margin) <= 0.05), the expected-gain rule with every feature, and with the language indicators
-# only (pure pooling).
+# The policy as shipped (`policy`: its feature set chosen by leave-one-pair-out likelihood inside each fit,
+# so within each judged pair's fold too; the highest positive expected gain) and fixed-feature variants
+# measured beside it: the leg qualities only (`policy_legs`, shipped before), the confident rule with every
+# feature (`policy_strict`: P(gain) >= 0.95 and P(loss beyond the margin) <= 0.05), the expected-gain rule
+# with every feature, and with the language indicators only (pure pooling).
 VARIANTS = {
     "policy": DEFAULT_RULE,
-    "policy_strict": Rule(DENSE, 0.95, 0.05),
-    "policy_mean": Rule(DENSE, 0.5, 0.5),
-    "pooling_mean": Rule((), 0.5, 0.5),
+    "policy_legs": Rule((LEG_FEATURES,), 0.5, 0.5),
+    "policy_strict": Rule((DENSE,), 0.95, 0.05),
+    "policy_mean": Rule((DENSE,), 0.5, 0.5),
+    "pooling_mean": Rule(((),), 0.5, 0.5),
 }
 
 
@@ -160,6 +163,9 @@ def rules(signals: Signals, pairs: Sequence[PairData], task: str) -> dict[str, C
     def policy(p: PairData, rule: Rule) -> str:
         rows = [e for q, r in all_rows.items() if q != p.pair for e in r]
         prior = fit_prior(rows, signals, rule)
+        if rule is DEFAULT_RULE:
+            reads = "+".join(prior.dense) or "languages only"
+            print(f"  {p.source}→{p.target} held out: the prior reads {reads} (lambda {prior.lam:g})")
         beliefs = [belief(prior, signals, p.source, p.target, r, None) for r in measured(p)]
         return choose(beliefs, MARGINS[task], rule.p_gain, rule.p_loss).route
 
@@ -175,9 +181,13 @@ def rules(signals: Signals, pairs: Sequence[PairData], task: str) -> dict[str, C
     return chosen
 
 
-def regret_table(signals: Signals, pairs: Sequence[PairData], task: str) -> dict[str, list[float]]:
-    """Per rule, the regret on each pair (oracle − chosen); `random` is the expected regret."""
+def regret_table(
+    signals: Signals, pairs: Sequence[PairData], task: str
+) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Per rule, the regret on each pair (oracle − chosen; `random`: the expected regret) and the route it
+    chose on each pair."""
     table: dict[str, list[float]] = {}
+    routes: dict[str, list[str]] = {}
     chosen_by = rules(signals, pairs, task)
     for p in pairs:
         scores = {r: p.score(r, task) for r in p.points}
@@ -188,9 +198,32 @@ def regret_table(signals: Signals, pairs: Sequence[PairData], task: str) -> dict
         for name, rule in chosen_by.items():
             route = rule(p)
             table.setdefault(name, []).append(best - scores[route])
+            routes.setdefault(name, []).append(route)
             line.append(f"{name} {route} {scores[route]:.1f}")
         print("  " + "; ".join(line), flush=True)
-    return table
+    return table, routes
+
+
+def difference_interval(
+    pairs: Sequence[PairData], a: Sequence[str], b: Sequence[str], task: str, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean over pairs of score(b's route) − score(a's route) (= regret of a − regret of b), with a 95%
+    bootstrap interval over each pair's items (resampled within pairs, the same items for both routes; the
+    routes each rule chose are held fixed: the measurement noise of the comparison, not the fit's)."""
+    differing = [(p, ra, rb) for p, ra, rb in zip(pairs, a, b, strict=True) if ra != rb]
+    point = sum(p.score(rb, task) - p.score(ra, task) for p, ra, rb in differing) / len(pairs)
+    if not differing:
+        return 0.0, 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(BOOT if task == "word" else 300):
+        total = 0.0
+        for p, ra, rb in differing:
+            idx = rng.integers(0, len(p.items), len(p.items))
+            total += p.score(rb, task, idx) - p.score(ra, task, idx)
+        draws.append(total / len(pairs))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return point, float(low), float(high)
 
 
 # ----------------------------------------------------------------------------------------- calibration
@@ -308,10 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs = [p for p in measure(cfg) if len(p.points) > 1]
     unit = "P@1" if args.task == "word" else "chrF++"
     print(f"== route regret ({unit} points), leave-one-pair-out, {len(pairs)} pairs", flush=True)
-    table = regret_table(signals, pairs, args.task)
+    table, routes = regret_table(signals, pairs, args.task)
     means = {name: float(np.mean(v)) for name, v in table.items()}
     for name, value in sorted(means.items(), key=lambda kv: kv[1]):
         print(f"  {name:12} mean regret {value:6.2f}")
+    gaps = {}
+    for baseline in ("english", "direct"):
+        gap, low, high = difference_interval(pairs, routes["policy"], routes[baseline], args.task)
+        gaps[baseline] = gap
+        differ = sum(a != b for a, b in zip(routes["policy"], routes[baseline], strict=True))
+        print(f"  policy − {baseline}: regret {gap:+.2f} [{low:+.2f}, {high:+.2f}] (95%, items resampled"
+              f" within pairs; the two differ on {differ} pairs)")  # fmt: skip
     oracle = float(np.mean([max(p.score(r, args.task) for r in p.points) for p in pairs]))
     direct = float(np.mean([p.score(DIRECT, args.task) for p in pairs]))
     print(f"  oracle {oracle:.2f}, direct {direct:.2f} (mean over pairs)")
@@ -320,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fields = " ".join(f"regret_{k}={v:.2f}" for k, v in means.items())
     print(
         f"RESULT task={args.task} pairs={len(pairs)} items={int(np.mean([len(p.items) for p in pairs]))}"
-        f" {fields} oracle={oracle:.2f} direct={direct:.2f}"
+        f" {fields} policy_minus_english={gaps['english']:.2f} policy_minus_direct={gaps['direct']:.2f}"
+        f" oracle={oracle:.2f} direct={direct:.2f}"
         f" calibrated_gain={cal['calibrated_gain']:.2f} english_gain_eval={cal['english_gain_eval']:.2f}"
         f" calibration_items={cal['calibration_items']:.1f}"
     )

@@ -156,6 +156,7 @@ def _explain(index: Path, source: str, target: str, task: str, model: str | None
         "n_pairs": prior.n_pairs,
         "tau": round(prior.tau2**0.5, 3),
         "lambda": prior.lam,
+        "feature_set": prior.dense,
         "terms": [{"term": name, "coefficient": round(c, 4)} for name, c in prior.terms()],
         "candidates": candidates,
         "features": {c["bridge"]: _dense(features(signals, source, target, c["bridge"])) for c in candidates},
@@ -194,7 +195,8 @@ def route_lines(answer: dict) -> list[str]:
             lines.append(
                 f"  prior: fitted on {explain['n_evidence']} routes of {explain['n_pairs']} pairs;"
                 f" tau {explain['tau']:.2f}, lambda {explain['lambda']:g};"
-                " coefficients per standard deviation:"
+                f" reads {', '.join(explain['feature_set']) or 'the languages only'} (the set that best"
+                " predicted a held-out pair); coefficients per standard deviation:"
             )
             lines += [
                 f"    {t['term']:28} {t['coefficient']:+.3f}" for t in explain["terms"] if t["coefficient"]

@@ -12,8 +12,10 @@ Pure (numpy and the standard library; no I/O, no clock). Three steps:
    gain = x·β + u + e with u ~ N(0, τ²) the pair-and-route effect no feature explains and e the
    measurement error of the pair's own evidence (its standard error). β has a N(0, 1/λ) prior on
    standardised features (ridge: the language indicators shrink to zero unless the evidence of several
-   pairs carries them: partial pooling); τ² by moments (at least 1 point²), λ by leave-one-pair-out
-   predictive likelihood.
+   pairs carries them: partial pooling); τ² by moments (at least 1 point²). Which dense features it reads
+   (none, the leg qualities, or all of them) and λ are chosen together by leave-one-pair-out predictive
+   likelihood on the evidence at hand: per model and task, the simplest set best at predicting a pair it
+   did not see.
    The fit is weighted least squares with weights 1/(se² + τ²); the predictive variance of a new route
    is x Σ xᵀ + τ².
 3. **Decision**: a pair's measured gains (if any) update the prior fitted *without* that pair (normal–normal
@@ -54,27 +56,31 @@ DENSE = (
     "typology_bridge_target",
 )
 LEG_FEATURES = DENSE[:3]  # the model's own leg qualities, compared with its direct leg
+# the dense feature sets the prior chooses between, simplest first (a tie keeps the simpler)
+FEATURE_SETS: tuple[tuple[str, ...], ...] = ((), LEG_FEATURES, DENSE)
 _NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
 class Rule:
-    """How the policy decides: which dense features its prior reads, and the decision thresholds. A route
-    other than direct always needs a positive expected gain besides."""
+    """How the policy decides: the dense feature sets its prior may read (one is chosen per fit, by
+    leave-one-pair-out likelihood), and the decision thresholds. A route other than direct always needs a
+    positive expected gain besides."""
 
-    dense: tuple[str, ...] = DENSE
+    feature_sets: tuple[tuple[str, ...], ...] = FEATURE_SETS
     p_gain: float = P_GAIN  # take a route when P(gain > 0) >= p_gain ...
     p_loss: float = P_LOSS  # ... and P(gain < -margin) <= p_loss
 
     def describe(self) -> str:
-        return f"p_gain>={self.p_gain:g},p_loss<={self.p_loss:g},features={'+'.join(self.dense) or 'none'}"
+        sets = " or ".join("+".join(d) or "none" for d in self.feature_sets)
+        return f"p_gain>={self.p_gain:g},p_loss<={self.p_loss:g},features={sets}"
 
 
-# The shipped rule, the best measured (docs/results/route-policy.md): the prior reads the leg qualities (and
-# the languages), and a route is taken when its expected gain is positive (P(gain > 0) > 0.5; then P(loss
-# beyond the margin) < 0.5 too). The confident rule Rule(DENSE, 0.95, 0.05) never left direct on 25-38
-# calibration items a pair, nor from the prior alone.
-DEFAULT_RULE = Rule(LEG_FEATURES, 0.5, 0.5)
+# The shipped rule (docs/results/route-policy.md): the prior reads the feature set that predicts held-out
+# pairs best (languages only, the leg qualities, or every feature), and a route is taken when its expected
+# gain is positive (P(gain > 0) > 0.5; then P(loss beyond the margin) < 0.5 too). The confident rule
+# Rule((DENSE,), 0.95, 0.05) never left direct on 25-38 calibration items a pair, nor from the prior alone.
+DEFAULT_RULE = Rule(FEATURE_SETS, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,11 @@ class Prior:
         x = self.design(feats)
         mean = float(x @ np.concatenate([[self.intercept], self.coef]))
         return mean, float(x @ self.cov @ x) + self.tau2
+
+    @property
+    def dense(self) -> list[str]:
+        """The dense features it reads (the rest are language indicators)."""
+        return [n for n in self.names if "=" not in n]
 
     def terms(self) -> list[tuple[str, float]]:
         """(name, coefficient per standard deviation) largest first; the intercept first of all."""
@@ -252,25 +263,22 @@ def _loglik(prior: Prior, rows: Sequence[Evidence], signals: Signals) -> float:
 def fit_prior(
     rows: Sequence[Evidence], signals: Signals, rule: Rule = DEFAULT_RULE, lambdas: Sequence[float] = LAMBDAS
 ) -> Prior:
-    """The prior from evidence of several pairs; λ chosen by leave-one-pair-out predictive likelihood.
+    """The prior from evidence of several pairs; its dense feature set (one of `rule.feature_sets`) and λ
+    chosen together by leave-one-pair-out predictive likelihood (a tie keeps the earlier, simpler choice).
     Evidence of fewer than MIN_PRIOR_PAIRS pairs is no ground to generalise from (two pairs fix an intercept
     and nothing else, and would route every other pair alike): `empty_prior()`, as without evidence."""
     pairs = sorted({e.pair for e in rows})
     if len(pairs) < MIN_PRIOR_PAIRS:
         return empty_prior()
-    best, best_score = lambdas[0], -math.inf
-    for lam in lambdas:
-        score = sum(
-            _loglik(
-                _fit([e for e in rows if e.pair != p], signals, lam, rule.dense),
-                [e for e in rows if e.pair == p],
-                signals,
-            )
-            for p in pairs
-        )
-        if score > best_score:
-            best, best_score = lam, score
-    return _fit(rows, signals, best, rule.dense)
+    held_out = {p: ([e for e in rows if e.pair != p], [e for e in rows if e.pair == p]) for p in pairs}
+    best, best_score = (rule.feature_sets[0], lambdas[0]), -math.inf
+    for dense in rule.feature_sets:
+        for lam in lambdas:
+            folds = held_out.values()
+            score = sum(_loglik(_fit(rest, signals, lam, dense), own, signals) for rest, own in folds)
+            if score > best_score:
+                best, best_score = (dense, lam), score
+    return _fit(rows, signals, best[1], best[0])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from test_eval_run import (
     template_index,  # noqa: F401 (fixture)
 )
 
-from index_builder.evaluation.route_policy import DEFAULT_RULE
+from index_builder.evaluation.route_policy import DEFAULT_RULE, DENSE
 
 
 def pooled(path: Path, endpoint: str, *extra, pairs: str = "sw-he,he-ja", limit: int = 40) -> list:
@@ -92,9 +92,12 @@ def test_route_prints_what_the_server_does_and_why(index, oracle):  # noqa: F811
     explain = other["explain"]
     assert explain["fitted"] and explain["n_pairs"] == 3
     assert explain["terms"][0]["term"] == "intercept"
+    assert set(explain["feature_set"]) <= set(DENSE)  # the dense set the fit chose, the terms it printed
+    assert set(explain["feature_set"]) <= {t["term"] for t in explain["terms"]}
     assert {c["bridge"] for c in explain["candidates"]} == set(LANGS) - {"ja", "sw"}
     text = cli("route", index, "--source", "sw", "--target", "ja", "--explain").stdout
     assert "source prior" in text and "coefficients per standard deviation" in text
+    assert "(the set that best predicted a held-out pair)" in text
     hsic = json.loads(cli("route", index, "--source", "sw", "--target", "ja", "--json",
                           "--uncalibrated", "hsic").stdout)  # fmt: skip
     assert hsic["decision_source"] == "hsic"

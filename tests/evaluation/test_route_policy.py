@@ -168,4 +168,32 @@ def test_decide_pair_follows_its_rule_thresholds():
     sig = _signals()
     own = [Evidence("ar", "fr", "en", 20, 4.0, 3.3)]  # P(gain > 0) about 0.88 under a vague prior
     assert decide_pair(own, sig, "ar", "fr", "translate").route == "en"
-    assert decide_pair(own, sig, "ar", "fr", "translate", rule=Rule(DENSE, 0.95, 0.05)).route == "direct"
+    assert decide_pair(own, sig, "ar", "fr", "translate", rule=Rule((DENSE,), 0.95, 0.05)).route == "direct"
+
+
+def test_the_prior_reads_the_leg_qualities_when_they_predict_the_gain():
+    sig = _signals()
+    prior = fit_prior(_planted(sig, PAIRS, noise=0.5), sig)
+    assert {"top1_source_bridge", "top1_bridge_target"} <= set(prior.dense)
+
+
+def test_the_prior_reads_the_languages_only_when_the_features_predict_nothing():
+    """Gains that belong to the bridge (English +6, every other −3) whatever the (random) leg qualities:
+    leave-one-pair-out, the dense features only add noise, so the simplest set wins."""
+    rng = np.random.default_rng(5)
+    legs = {}
+    for a, b in itertools.permutations(LANGS, 2):
+        top1 = float(rng.uniform(0.05, 0.8))
+        legs[(a, b)] = (-3.0 + 2.0 * top1, top1)
+    sig = Signals(LANGS, legs=legs)
+    rows = [
+        Evidence(s, t, b, 60, (6.0 if b == "en" else -3.0) + float(rng.normal(0, 1.0)), 1.5)
+        for s, t in PAIRS
+        for b in sig.candidates(s, t)
+    ]
+    prior = fit_prior(rows, sig)
+    assert prior.dense == []
+    held_out = decide_pair([e for e in rows if e.pair != ("sw", "fr")], sig, "sw", "fr", "word")
+    assert held_out.route == "en"
+    only_legs = fit_prior(rows, sig, Rule((DENSE[:3],), 0.5, 0.5))
+    assert only_legs.dense == list(DENSE[:3])  # a rule with one set reads that set
