@@ -119,24 +119,25 @@ def paired_gains(
     tasks: Sequence[PairTask],
     strategies: Sequence[str],
     answers: Mapping[tuple[Pair, int, str | None], WordAnswer],
+    mine: str = "bridgex",
 ) -> dict[str, tuple[float, float, float, int]]:
-    """`bridgex` minus `direct` and minus `english`, pooled over every word both answered:
+    """`mine` (default `bridgex`) minus `direct` and minus `english`, pooled over every word both answered:
     name → (mean points, 95% bootstrap low, high, words)."""
     out: dict[str, tuple[float, float, float, int]] = {}
     for other in ("direct", "english"):
-        mine: list[bool] = []
+        hits: list[bool] = []
         theirs: list[bool] = []
         for task in tasks:
             arms = dict(task.strategy_arms(strategies))
-            if "bridgex" not in arms or other not in arms:
+            if mine not in arms or other not in arms:
                 continue
             for i, w in enumerate(task.words):
-                x, y = answers.get((task.pair, i, arms["bridgex"])), answers.get((task.pair, i, arms[other]))
+                x, y = answers.get((task.pair, i, arms[mine])), answers.get((task.pair, i, arms[other]))
                 if x is not None and y is not None:
-                    mine.append(scoring.is_hit(x.answer, w.golds))
+                    hits.append(scoring.is_hit(x.answer, w.golds))
                     theirs.append(scoring.is_hit(y.answer, w.golds))
-        if mine:
-            out[other] = (*scoring.paired_bootstrap(mine, theirs), len(mine))
+        if hits:
+            out[other] = (*scoring.paired_bootstrap(hits, theirs), len(hits))
     return out
 
 

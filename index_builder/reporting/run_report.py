@@ -6,6 +6,7 @@ The commands (`cli/eval_cmds`) only echo what these functions return.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .markdown import summary_lines, table, write_report, write_sentence_report
@@ -65,8 +66,11 @@ def word_test_set_line(test_set: dict) -> str:
     return f"test set {test_set['name']} ({where}, sha256 {str(test_set['sha256'])[:16]}…)"
 
 
-def calibrated_lines(result) -> list[str]:
-    """Per pair and pooled: the calibrated strategy's accuracy next to direct's (empty when not asked)."""
+def calibrated_lines(result, strategies: Sequence[str] = ()) -> list[str]:
+    """Per pair and pooled: the calibrated strategy's accuracy next to direct's (empty when not asked), and
+    pooled, its paired gain over direct with a 95% bootstrap interval when `strategies` asked both."""
+    from ..evaluation.results import paired_gains
+
     cells = {(c.source, c.target, c.strategy): c for c in result.cells}
     lines, hits, direct_hits, n = [], 0, 0, 0
     for task in result.tasks:
@@ -82,9 +86,12 @@ def calibrated_lines(result) -> list[str]:
         hits, n = hits + cal.hits, n + cal.n
         direct_hits += direct.hits if direct else 0
     if n:
-        lines.append(
-            f"calibrated pooled: {100 * hits / n:.2f} over {n} words (direct {100 * direct_hits / n:.2f})"
+        gain = paired_gains(result.tasks, strategies, result.answers, mine="calibrated").get("direct")
+        versus = (
+            f"; {gain[0]:+.2f} [{gain[1]:+.2f}, {gain[2]:+.2f}] points, 95% paired bootstrap" if gain else ""
         )
+        pooled = f"calibrated pooled: {100 * hits / n:.2f} over {n} words"
+        lines.append(f"{pooled} (direct {100 * direct_hits / n:.2f}{versus})")
     return lines
 
 
@@ -95,7 +102,7 @@ def report_words(cfg, result) -> list[str]:
 
     gains = paired_gains(result.tasks, cfg.strategies, result.answers)
     lines = [table(result.summaries, result.overall), "", *summary_lines(result.overall, gains)]
-    lines += calibrated_lines(result)
+    lines += calibrated_lines(result, cfg.strategies)
     if "calibrated" in cfg.strategies and cfg.words != "evaluation" and any(t.decision for t in result.tasks):
         lines.append(
             "note: calibrated routes scored on words they may have been calibrated on; use --words evaluation"

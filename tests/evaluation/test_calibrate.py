@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -110,6 +111,13 @@ def test_calibrated_strategy_follows_the_decision_on_the_evaluation_half(index, 
     assert ("ja", "sw", "calibrated", None if route == "direct" else route) in acc
     assert not asked_words(oracle.prompts) & calibration_words  # judged on words not calibrated on
     assert "calibrated sw→he: 100.0 via en (stored)" in result.stdout
+    # pooled: the paired gain over direct with its interval, the difference of the two accuracies
+    num = r"([+-]?[\d.]+)"
+    pattern = rf"calibrated pooled: {num} over \d+ words \(direct {num}; {num} \[{num}, {num}\]"
+    pooled = re.search(pattern + r" points, 95% paired bootstrap\)", result.stdout)
+    assert pooled is not None, result.stdout
+    cal, direct, gain, low, high = map(float, pooled.groups())
+    assert gain == pytest.approx(cal - direct, abs=0.01) and low <= gain <= high and gain > 0
 
 
 def test_bridges_shows_the_stored_decision(index, oracle):  # noqa: F811
