@@ -37,6 +37,11 @@ SENTENCE_PAIRS = "ar-fr,he-de"
 # separate routes a few P@1 points apart), 20 sentences (their pairs are served distilled; distill checks
 # its sets on 40 other calibration sentences)
 LIMITS = {"word": 40, "translate": 20}
+# each task's test set and pairs, as `calibrate` and `eval` take them
+TASK_ARGS = (
+    ("word", ("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS)),
+    ("translate", ("--task", "translate", "--pairs", SENTENCE_PAIRS)),
+)
 EXAMPLE_WORDS = 3  # fixed examples a word pair
 EXAMPLE_SENTENCES = 2  # fixed examples a sentence pair
 DISTILLED_K = 6  # distilled sentence demonstrations a pair (the measured configuration)
@@ -219,8 +224,7 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
             "== calibrating the routes: words (shipped word set) and sentences (shipped sentence set)",
             flush=True,
         )
-        for task, extra in (("word", ("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS)),
-                            ("translate", ("--task", "translate", "--pairs", SENTENCE_PAIRS))):  # fmt: skip
+        for task, extra in TASK_ARGS:
             budget = ("--limit", str(LIMITS[task]), "--top", "1")
             print(bridgex_index("calibrate", *common, *extra, *budget, capture=True), end="")
         print(
@@ -252,9 +256,7 @@ def serve_demo(model: Path, demo: DemoModel, index: Path, out: Path, langs: list
                 print(f"    direct: {answers['direct'][0]}")
                 print(f"    routed: {answers['routed'][0]} via {_route(answers['routed'][1])}")
             print("== routed vs direct on the evaluation half (bridgex-index eval)", flush=True)
-            for extra in (("--test-dict-dir", "shipped", "--pairs", WORD_PAIRS),
-                          ("--task", "translate", "--pairs", SENTENCE_PAIRS)):  # fmt: skip
-                task = "translate" if "translate" in extra else "word"
+            for task, extra in TASK_ARGS:
                 report = out / f"{task}-{demo.name}"
                 # sentences: the English pivot beside the served (distilled) route, on the other half
                 strategies = "direct,english,calibrated" if task == "translate" else "direct,calibrated"

@@ -94,6 +94,21 @@ def served_prompt_style(endpoint: str, api_key: str | None) -> dict[str, str] | 
     return {task: str(styles.get(task, "completion")) for task in ("word", "translate")}
 
 
+def started_once(
+    stack: contextlib.ExitStack, start: Callable[[], contextlib.AbstractContextManager[str]]
+) -> Callable[[], str]:
+    """A function giving a server's URL, the server started (and entered into `stack`) on the first call
+    only: nothing starts while every answer comes from the cache."""
+    url: list[str] = []
+
+    def server() -> str:
+        if not url:
+            url.append(stack.enter_context(start()))
+        return url[0]
+
+    return server
+
+
 @contextlib.contextmanager
 def bridgex_server(
     endpoint: str,

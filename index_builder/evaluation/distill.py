@@ -29,7 +29,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +43,7 @@ from .client import (
     TranslateClient,
     WordAnswer,
     WordRequest,
-    bridgex_server,
+    started_once,
     word_request,
 )
 from .config import EvalConfig, Pair
@@ -246,19 +245,6 @@ def arm_requests(
     return [word_request(t.text, options, arm_context(task, arm)) for t in texts]
 
 
-def started_once(stack: contextlib.ExitStack, start: Callable[[], ContextManager[str]]) -> Callable[[], str]:
-    """A function giving a server's URL, the server started (and entered into `stack`) on the first call
-    only: nothing starts while every answer comes from the cache."""
-    url: list[str] = []
-
-    def server() -> str:
-        if not url:
-            url.append(stack.enter_context(start()))
-        return url[0]
-
-    return server
-
-
 def answers(
     client: TranslateClient, server: Callable[[], str], requests: Sequence[WordRequest]
 ) -> dict[WordRequest, WordAnswer]:
@@ -283,6 +269,8 @@ def check_sets(
 ) -> None:
     """The check of the module docstring: sets `checked` (or `unchecked`) on each result. The new sets go
     into a temporary copy of the index only, served by a child `bridgex-serve` of their own."""
+    from .run import server_for
+
     samples = {}
     for r in results:
         if cfg.check == 0:
@@ -308,18 +296,7 @@ def check_sets(
                 write_distilled(con, *pair, eval_cfg.task, set_rows)
         say(f"checking {len(samples)} sets against direct on other calibration-half sentences")
         with contextlib.ExitStack() as stack:
-            server = started_once(
-                stack,
-                lambda: bridgex_server(
-                    eval_cfg.endpoint,
-                    copy,
-                    eval_cfg.api_key,
-                    eval_cfg.concurrency,
-                    say,
-                    eval_cfg.prompt_style,
-                    True,
-                ),
-            )
+            server = started_once(stack, lambda: server_for(eval_cfg, say, index=copy, child=True))
             for r in results:
                 sample = samples.get(r.pair)
                 if sample is None:
@@ -417,10 +394,8 @@ def report_lines(results: Sequence[PairDistillation]) -> list[str]:
         if r.checked is not None:
             c = r.checked
             verdict = "stored" if r.stored else "NOT stored: no gain, the pair's set is removed"
-            check = (
-                f"; distilled − direct {c.delta:+.2f} chrF++ [{c.low:+.2f}, {c.high:+.2f}] on {c.n} check "
-            )
-            check += f"sentences: {verdict}"
+            gain = f"distilled − direct {c.delta:+.2f} chrF++ [{c.low:+.2f}, {c.high:+.2f}]"
+            check = f"; {gain} on {c.n} check sentences: {verdict}"
         else:
             check = f"; unchecked ({r.unchecked}): stored"
         out.append(f"{r.name}: {len(r.kept)} demonstrations{check}")

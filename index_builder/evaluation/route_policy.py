@@ -270,15 +270,15 @@ def fit_prior(
     pairs = sorted({e.pair for e in rows})
     if len(pairs) < MIN_PRIOR_PAIRS:
         return empty_prior()
-    held_out = {p: ([e for e in rows if e.pair != p], [e for e in rows if e.pair == p]) for p in pairs}
+    folds = [([e for e in rows if e.pair != p], [e for e in rows if e.pair == p]) for p in pairs]
     best, best_score = (rule.feature_sets[0], lambdas[0]), -math.inf
     for dense in rule.feature_sets:
         for lam in lambdas:
-            folds = held_out.values()
             score = sum(_loglik(_fit(rest, signals, lam, dense), own, signals) for rest, own in folds)
             if score > best_score:
                 best, best_score = (dense, lam), score
-    return _fit(rows, signals, best[1], best[0])
+    dense, lam = best
+    return _fit(rows, signals, lam, dense)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from bridgex_index.results import ResultStore
 
@@ -53,6 +54,7 @@ from .client import (
     WordRequest,
     base_url,
     bridgex_server,
+    started_once,
 )
 from .config import MAX_SHOTS, MODES, TASKS, WORD_SETS, EvalConfig
 from .results import RunResult, build_cells, summarise, write_results
@@ -196,9 +198,10 @@ def _ask(
 
     error: EndpointError | None = None
     served = served_requests(cfg, tasks)
-    with contextlib.ExitStack() as server:
+    with contextlib.ExitStack() as stack:
+        server = started_once(stack, lambda: server_for(cfg, say))
         missing = client.cached(served, got)
-        url = server.enter_context(server_for(cfg, say)) if missing else ""
+        url = server() if missing else ""
         try:
             asyncio.run(client.fetch(url, missing, got))
         except EndpointError as err:
@@ -207,7 +210,7 @@ def _ask(
         jobs = make_jobs(cfg, tasks)
         missing = client.cached([r for _key, r in jobs], got)
         if missing and error is None:
-            url = url or server.enter_context(server_for(cfg, say))
+            url = server()
             bar = tqdm(total=len(missing), desc="eval", unit="word", disable=quiet, file=sys.stderr)
             try:
                 asyncio.run(client.fetch(url, missing, got, bar.update))
@@ -233,6 +236,8 @@ def _score(cfg: EvalConfig, tasks: list[PairTask], answers: dict) -> tuple[list,
     return cells, sentences, summarise(tasks, cells)
 
 
-def server_for(cfg: EvalConfig, say: Callable[[str], None]):
-    """The BridgeX server a run asks (`client.bridgex_server`: the endpoint, or a child in front of it)."""
-    return bridgex_server(cfg.endpoint, cfg.index, cfg.api_key, cfg.concurrency, say, cfg.prompt_style)
+def server_for(cfg: EvalConfig, say: Callable[[str], None], index: Path | None = None, child: bool = False):
+    """The BridgeX server a run asks (`client.bridgex_server`: the endpoint, or a child in front of it) with
+    `cfg.index` or another `index`; `child`: always a child of its own."""
+    index = cfg.index if index is None else index
+    return bridgex_server(cfg.endpoint, index, cfg.api_key, cfg.concurrency, say, cfg.prompt_style, child)
